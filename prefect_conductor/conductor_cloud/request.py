@@ -1,0 +1,87 @@
+"""The two other flow parameters beside ConductorJob: where the scene comes from, and how to run.
+
+Both are plain pydantic models so the host's trigger (which imports no Prefect) can build them, the
+Prefect UI can render them as forms, and the server can check them against the JSON schema.
+Neither ever holds a secret: credentials are named (a Prefect Secret block), never passed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_HOST_BATCH = "jobs -batch"
+
+
+def default_host_command() -> list[str]:
+    """The host's batch command, from PREFECT_CONDUCTOR_HOST_BATCH (shell words) or the default."""
+    import shlex
+
+    return shlex.split(os.environ.get("PREFECT_CONDUCTOR_HOST_BATCH", DEFAULT_HOST_BATCH))
+
+
+class SceneSource(BaseModel):
+    """Where the scene comes from: an export the host already wrote, or a saved project file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    export_path: str | None = Field(
+        default=None,
+        description=(
+            "A scene export JSON the host already wrote (images, dependencies, render package)."
+        ),
+    )
+    project_path: str | None = Field(
+        default=None,
+        description=(
+            "A saved project file; the flow runs the host in batch mode to export it. The file"
+            " itself is never written."
+        ),
+    )
+    host_command: list[str] = Field(
+        default_factory=default_host_command,
+        description=(
+            "The host's batch command line used with Project Path (from"
+            " PREFECT_CONDUCTOR_HOST_BATCH on the worker by default)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> SceneSource:
+        if (self.export_path is None) == (self.project_path is None):
+            raise ValueError("give exactly one of export_path or project_path")
+        return self
+
+
+class RunOptions(BaseModel):
+    """How a submission runs; nothing here changes what is rendered."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preview: bool = Field(
+        default=False,
+        description=(
+            "Stop before anything is uploaded or submitted; the payload is left as an artifact."
+        ),
+    )
+    conductor_url: str | None = Field(
+        default=None,
+        description="Conductor address; empty uses CONDUCTOR_URL on the worker.",
+    )
+    credentials_block: str | None = Field(
+        default=None,
+        description=(
+            "Name of a Prefect Secret block holding the Conductor API key; empty uses"
+            " CONDUCTOR_API_KEY or CONDUCTOR_API_KEY_PATH on the worker."
+        ),
+    )
+    staging_dir: str | None = Field(
+        default=None,
+        description=(
+            "Where render packages are staged by content hash; empty uses a per-user folder."
+        ),
+    )
+    submitted_by: str = Field(
+        default="", max_length=128, description="Who pressed Submit (shown as the job owner)."
+    )
