@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from prefect_conductor.conductor_cloud.errors import FieldError
 from prefect_conductor.conductor_cloud.frames import parse_frame_spec, parse_scout_spec
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -290,14 +291,20 @@ class ConductorJob(BaseModel):
     @classmethod
     def _custom_frames_parse(cls, value: str) -> str:
         if value:
-            parse_frame_spec(value, field="custom_frames")
+            try:
+                parse_frame_spec(value, field="custom_frames")
+            except FieldError as error:
+                raise ValueError(error.reason) from None
         return value
 
     @field_validator("scout_frames")
     @classmethod
     def _scout_frames_parse(cls, value: str) -> str:
         if value:
-            parse_scout_spec(value, field="scout_frames")
+            try:
+                parse_scout_spec(value, field="scout_frames")
+            except FieldError as error:
+                raise ValueError(error.reason) from None
         return value
 
     @field_validator("images", "plugin_packages", "extra_uploads", "notify")

@@ -1,0 +1,70 @@
+"""From a ConductorJob and its scene to a FramePlan: which frames, which chunks, which scouts.
+
+Kept apart from ``frames.py`` because it knows about the job and the scene, while ``frames.py``
+only knows about numbers (and ``job.py`` imports it for its field checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prefect_conductor.conductor_cloud.errors import FieldError
+from prefect_conductor.conductor_cloud.frames import (
+    FrameList,
+    FramePlan,
+    image_range,
+    parse_frame_spec,
+    parse_scout_spec,
+    plan_frames,
+    resolve_scout,
+)
+from prefect_conductor.conductor_cloud.job import ConductorJob
+from prefect_conductor.conductor_cloud.scene import SceneExport
+
+
+def image_frame_lists(job: ConductorJob, scene: SceneExport) -> dict[str, FrameList]:
+    """Each chosen image's own frame range, for the images the scene knows (in job order)."""
+    lists: dict[str, FrameList] = {}
+    for path in job.images:
+        image = scene.image(path)
+        if image is not None:
+            lists[path] = image_range(image.first_frame, image.last_frame, image.frame_step)
+    return lists
+
+
+def main_sequence(job: ConductorJob, images: Mapping[str, FrameList]) -> FrameList:
+    """Custom frames when switched on, otherwise the union of the chosen images' ranges."""
+    if job.use_custom_frames:
+        return parse_frame_spec(job.custom_frames, field="custom_frames")
+    merged: set[int] = set()
+    for frames in images.values():
+        merged.update(frames)
+    if not merged:
+        raise FieldError("images", "no image gives any frame to render")
+    return FrameList.from_iterable(merged)
+
+
+def scout_frames(job: ConductorJob, frames: FrameList) -> FrameList | None:
+    """The concrete scout frames when scouting is on (auto:N and fml:N resolved), else None."""
+    if not job.scouting:
+        return None
+    return resolve_scout(parse_scout_spec(job.scout_frames, field="scout_frames"), frames)
+
+
+def plan_for_job(job: ConductorJob, scene: SceneExport) -> FramePlan:
+    """The whole frame plan of a job: frames, chunks, scout chunks, tiles and per-image frames.
+
+    Without custom frames each image renders only the frames of its own range (images with
+    different ranges share chunks but not frames). Custom frames are what the artist asked for, so
+    every image renders all of them, as the host's own renderer would.
+    """
+    images = image_frame_lists(job, scene)
+    frames = main_sequence(job, images)
+    per_image = {path: frames for path in images} if job.use_custom_frames else images
+    return plan_frames(
+        frames,
+        job.chunk_size,
+        scout=scout_frames(job, frames),
+        tiles=job.tiles,
+        image_frames=per_image,
+    )

@@ -1,0 +1,117 @@
+"""ConductorJob and the job/scene file loaders: defaults, descriptions, one line per problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from prefect_conductor.conductor_cloud.errors import InputFileError
+from prefect_conductor.conductor_cloud.job import ConductorJob
+from prefect_conductor.conductor_cloud.loaders import load_job, load_scene
+from tests.scenes import EXAMPLES
+
+
+def test_defaults_follow_the_reference_submitter() -> None:
+    job = ConductorJob()
+    assert (job.chunk_size, job.preemptible, job.retries, job.tiles, job.priority) == (
+        5,
+        True,
+        1,
+        1,
+        5,
+    )
+    assert job.scout_mode == "gated" and job.approval == "auto"
+    assert not job.scouting
+
+
+def test_every_field_has_hover_text() -> None:
+    missing = [name for name, f in ConductorJob.model_fields.items() if not f.description]
+    assert missing == []
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(ValidationError, match="extra"):
+        ConductorJob.model_validate({"chunksize": 2})
+
+
+def test_scouting_needs_switch_spec_and_mode() -> None:
+    assert ConductorJob(use_scout_frames=True, scout_frames="3").scouting
+    assert not ConductorJob(use_scout_frames=True, scout_frames="3", scout_mode="off").scouting
+    assert not ConductorJob(use_scout_frames=False, scout_frames="3").scouting
+
+
+def test_example_job_and_scene_load() -> None:
+    job = load_job(EXAMPLES / "job.yaml")
+    scene = load_scene(EXAMPLES / "scene_export.json")
+    assert job.custom_frames == "1-10" and job.chunk_size == 2
+    assert Path(scene.render_package).is_absolute()
+    assert Path(scene.render_package).is_file()
+    assert all(Path(image.save_as).is_absolute() for image in scene.images)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("chunk_size: 0\n", "job.yaml: chunk_size: Input should be greater than or equal to 1"),
+        ("custom_frames: 1-10y2\n", "job.yaml: custom_frames:"),
+        ("environment:\n  - {name: 9BAD, value: x}\n", "job.yaml: environment[0].name:"),
+        ("title: \"a\\nb\"\n", "job.yaml: title: Value error"),
+        ("chunksize: 2\n", "job.yaml: chunksize: unknown field"),
+        ("metadata: {\"bad key\": x}\n", "job.yaml: metadata:"),
+    ],
+)
+def test_bad_fields_are_named(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    with pytest.raises(InputFileError) as caught:
+        load_job(path)
+    problems = [p.replace(str(tmp_path) + "/", "") for p in caught.value.problems]
+    assert any(p.startswith(expected.split(": Value error")[0]) for p in problems), problems
+    assert all("\n" not in p for p in caught.value.problems)
+
+
+def test_one_line_per_problem(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text("chunk_size: 0\ntiles: -1\npriority: 99\n")
+    with pytest.raises(InputFileError) as caught:
+        load_job(path)
+    assert len(caught.value.problems) == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("job.yaml", b"title: [unclosed\n", "invalid YAML at line"),
+        ("job.json", b'{"title": ', "invalid JSON at line 1"),
+        ("job.yaml", b"title: \xff\xfe\n", "not UTF-8"),
+        ("job.yaml", b"- a\n- b\n", "must hold a mapping of fields, not a list"),
+        ("job.yaml", b"", "not empty"),
+    ],
+)
+def test_malformed_files(tmp_path: Path, name: str, content: bytes, expected: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputFileError) as caught:
+        load_job(path)
+    message = str(caught.value)
+    assert message.startswith(str(path))
+    assert expected.replace("not empty", "empty") in message
+
+
+def test_missing_file_and_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError, match="file not found"):
+        load_job(tmp_path / "nope.yaml")
+    with pytest.raises(InputFileError, match="is a folder"):
+        load_job(tmp_path)
+
+
+def test_scene_from_newer_exporter_is_refused(tmp_path: Path) -> None:
+    data = json.loads((EXAMPLES / "scene_export.json").read_text())
+    data["exporter_version"] = 99
+    path = tmp_path / "scene.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputFileError, match="exporter_version: was written by a newer exporter"):
+        load_scene(path)
