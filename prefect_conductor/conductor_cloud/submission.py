@@ -1,0 +1,186 @@
+"""A submission from start to payloads, without Prefect: what preview shows and the flow sends.
+
+``prepare`` validates and derives everything (plan, packages, environment, files); ``payloads``
+turns a prepared submission plus the files' md5s into the exact bodies of ``POST jobs/``. The
+flow's tasks call the same functions step by step, so ``preview`` prints exactly what ``submit``
+sends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect_conductor.conductor_cloud.catalog import Catalog
+from prefect_conductor.conductor_cloud.frames import FramePlan, Task
+from prefect_conductor.conductor_cloud.job import ConductorJob
+from prefect_conductor.conductor_cloud.packages import ResolvedPackages, merge_environment
+from prefect_conductor.conductor_cloud.payload import (
+    Step,
+    UploadEntry,
+    build_payload,
+    job_steps,
+)
+from prefect_conductor.conductor_cloud.scene import SceneExport
+from prefect_conductor.conductor_cloud.uploads import Md5Cache, hash_files
+from prefect_conductor.conductor_cloud.validation import ValidationReport, validate
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated submission: everything the payloads need except the files' md5s."""
+
+    job: ConductorJob
+    scene: SceneExport
+    report: ValidationReport
+    plan: FramePlan
+    packages: ResolvedPackages
+    environment: Mapping[str, str]
+    files: tuple[Path, ...]
+    steps: Mapping[Step, tuple[Task, ...]]
+
+
+def prepare(
+    job: ConductorJob, scene: SceneExport, catalog: Catalog, *, base_dir: Path | None = None
+) -> Prepared:
+    """Validate and derive; raise ValidationFailed (one line, the report attached) on errors."""
+    report, ctx = validate(job, scene, catalog, base_dir=base_dir)
+    report.raise_for_errors()
+    assert ctx.plan is not None and ctx.resolved is not None and ctx.files is not None
+    environment = merge_environment(ctx.resolved, catalog.extra_environment, job.environment)
+    return Prepared(
+        job=job,
+        scene=scene,
+        report=report,
+        plan=ctx.plan,
+        packages=ctx.resolved,
+        environment=environment,
+        files=ctx.files.files,
+        steps=job_steps(job, ctx.plan),
+    )
+
+
+def stat_fields(path: Path) -> dict[str, float | int]:
+    """The stat fields Conductor's client sends with each upload entry."""
+    st = os.stat(path)
+    return {
+        "st_mode": st.st_mode,
+        "st_ino": st.st_ino,
+        "st_dev": st.st_dev,
+        "st_nlink": st.st_nlink,
+        "st_uid": st.st_uid,
+        "st_gid": st.st_gid,
+        "st_size": st.st_size,
+        "st_atime": st.st_atime,
+        "st_mtime": st.st_mtime,
+        "st_ctime": st.st_ctime,
+    }
+
+
+def upload_entries(md5s: Mapping[Path, str]) -> list[UploadEntry]:
+    """Upload entries in path order from a path -> base64 md5 map."""
+    return [
+        UploadEntry(path=str(path), md5=md5, stat=stat_fields(path))
+        for path, md5 in sorted(md5s.items())
+    ]
+
+
+def payloads(
+    prepared: Prepared,
+    uploads: Sequence[UploadEntry],
+    *,
+    owner: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> dict[Step, dict[str, Any]]:
+    """The body of every job this submission posts, keyed by step (``scout`` first)."""
+    return {
+        step: build_payload(
+            job=prepared.job,
+            scene=prepared.scene,
+            plan=prepared.plan,
+            step=step,
+            steps=prepared.steps,
+            packages=prepared.packages,
+            environment=prepared.environment,
+            uploads=uploads,
+            owner=owner,
+            metadata=metadata,
+        )
+        for step in prepared.steps
+    }
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What ``submit`` would send, and why: payloads, upload list, plan and validation."""
+
+    prepared: Prepared
+    uploads: tuple[UploadEntry, ...]
+    bodies: Mapping[Step, Mapping[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view: payloads by step, upload list, plan and findings."""
+        plan = self.prepared.plan
+        return {
+            "info": plan.info,
+            "plan": plan_rows(plan),
+            "uploads": [{"path": u.path, "md5": u.md5, "size": u.size} for u in self.uploads],
+            "validation": self.prepared.report.as_rows(),
+            "payloads": dict(self.bodies),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2, sort_keys=False)
+
+    def to_text(self) -> str:
+        """A readable summary followed by the payloads as JSON."""
+        plan = self.prepared.plan
+        lines = [f"Frames: {plan.info}"]
+        for step, tasks in self.prepared.steps.items():
+            lines.append(f"Job '{step}': {len(tasks)} tasks")
+        total = sum(u.size for u in self.uploads)
+        lines.append(f"Uploads: {len(self.uploads)} files, {total} bytes")
+        for finding in self.prepared.report.findings:
+            lines.append(str(finding))
+        for step, body in self.bodies.items():
+            lines.append(f"--- POST jobs/ ({step}) ---")
+            lines.append(json.dumps(body, indent=2))
+        return "\n".join(lines)
+
+
+def plan_rows(plan: FramePlan) -> list[dict[str, Any]]:
+    """One row per task: number, frames, tile and whether it scouts (a table artifact's rows)."""
+    return [
+        {
+            "task": task.index,
+            "chunk": task.chunk_index,
+            "frames": task.frames.spec,
+            "tile": f"{task.tile_number}/{task.tiles}",
+            "scout": task.scout,
+        }
+        for task in plan.tasks
+    ]
+
+
+def build_preview(
+    job: ConductorJob,
+    scene: SceneExport,
+    catalog: Catalog,
+    *,
+    cache: Md5Cache | None = None,
+    base_dir: Path | None = None,
+    owner: str | None = None,
+) -> Preview:
+    """Everything ``submit`` would send, computed locally; nothing is sent anywhere.
+
+    The files are hashed (through the md5 cache, so a later submit hashes nothing again) because
+    the payload carries each file's md5.
+    """
+    prepared = prepare(job, scene, catalog, base_dir=base_dir)
+    md5s = hash_files(list(prepared.files), cache=cache)
+    uploads = tuple(upload_entries(md5s))
+    return Preview(prepared=prepared, uploads=uploads, bodies=payloads(prepared, uploads, owner=owner))
