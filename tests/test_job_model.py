@@ -58,9 +58,9 @@ def test_example_job_and_scene_load() -> None:
         ("chunk_size: 0\n", "job.yaml: chunk_size: Input should be greater than or equal to 1"),
         ("custom_frames: 1-10y2\n", "job.yaml: custom_frames:"),
         ("environment:\n  - {name: 9BAD, value: x}\n", "job.yaml: environment[0].name:"),
-        ("title: \"a\\nb\"\n", "job.yaml: title: Value error"),
+        ('title: "a\\nb"\n', "job.yaml: title: Value error"),
         ("chunksize: 2\n", "job.yaml: chunksize: unknown field"),
-        ("metadata: {\"bad key\": x}\n", "job.yaml: metadata:"),
+        ('metadata: {"bad key": x}\n', "job.yaml: metadata:"),
     ],
 )
 def test_bad_fields_are_named(tmp_path: Path, text: str, expected: str) -> None:

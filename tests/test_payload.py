@@ -57,7 +57,9 @@ def test_gated_scouting_makes_two_jobs_without_overlap(tmp_path: Path) -> None:
     assert [t["frames"] for t in scout["tasks_data"]] == ["3-4", "7-8"]
     assert [t["frames"] for t in full["tasks_data"]] == ["1-2", "5-6", "9-10"]
     assert scout["job_title"] == "shot010 lighting"
-    assert full["job_title"].startswith("shot010 lighting") and full["job_title"] != scout["job_title"]
+    assert (
+        full["job_title"].startswith("shot010 lighting") and full["job_title"] != scout["job_title"]
+    )
     assert scout["scout_frames"] == "" and full["scout_frames"] == ""
     assert result.prepared.plan.info == "2 Scout / 10 Frames -- 5 Chunks -- 1-10"
 
@@ -70,7 +72,9 @@ def test_payload_shapes(tmp_path: Path) -> None:
     assert body["metadata"] == {"shot": "010"}
     assert body["priority"] == 7 and body["chunk_size"] == 2 and body["local_upload"] is True
     assert body["output_path"] == str(tmp_path / "s" / "renders")
-    assert body["software_package_ids"] and all(isinstance(i, str) for i in body["software_package_ids"])
+    assert body["software_package_ids"] and all(
+        isinstance(i, str) for i in body["software_package_ids"]
+    )
     assert all(set(t) == {"command", "frames"} for t in body["tasks_data"])
     assert isinstance(body["environment"], dict)
 

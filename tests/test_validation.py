@@ -102,7 +102,9 @@ def test_scout_switched_on_without_frames(tmp_path: Path) -> None:
 
 
 def test_many_tasks_get_a_notice(tmp_path: Path) -> None:
-    report = run(make_job(custom_frames="1-1001", chunk_size=1, scout_frames="3"), make_scene(tmp_path))
+    report = run(
+        make_job(custom_frames="1-1001", chunk_size=1, scout_frames="3"), make_scene(tmp_path)
+    )
     assert report.ok
     assert found(report, "notice", "chunk_size", "1001 tasks")
 

@@ -108,9 +108,7 @@ class ConductorJob(BaseModel):
     # frames
     use_custom_frames: bool = Field(
         default=False,
-        description=(
-            "Render the frames in Custom Frames instead of each image's own frame range."
-        ),
+        description=("Render the frames in Custom Frames instead of each image's own frame range."),
     )
     custom_frames: str = Field(
         default="1-10",
@@ -327,5 +325,5 @@ class ConductorJob(BaseModel):
 
     @property
     def scouting(self) -> bool:
-        """Whether scout frames take effect: switched on, a spec given, and a mode other than off."""
+        """Whether scout frames take effect: switched on, a spec given, a mode other than off."""
         return self.use_scout_frames and bool(self.scout_frames) and self.scout_mode != "off"

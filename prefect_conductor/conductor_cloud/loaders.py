@@ -112,7 +112,8 @@ def with_absolute_paths(scene: SceneExport, folder: Path) -> SceneExport:
     relative so they work from any checkout.
     """
     images = [
-        image.model_copy(update={"save_as": anchor(image.save_as, folder)}) for image in scene.images
+        image.model_copy(update={"save_as": anchor(image.save_as, folder)})
+        for image in scene.images
     ]
     return scene.model_copy(
         update={

@@ -97,7 +97,10 @@ def tasks_data(
         pdir=linux_path(scene.variables.get("PDIR", "")),
     )
     return [
-        {"command": render_command(job.task_template, task, plan, context), "frames": task.frames.spec}
+        {
+            "command": render_command(job.task_template, task, plan, context),
+            "frames": task.frames.spec,
+        }
         for task in tasks
     ]
 

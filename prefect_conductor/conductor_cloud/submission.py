@@ -183,4 +183,6 @@ def build_preview(
     prepared = prepare(job, scene, catalog, base_dir=base_dir)
     md5s = hash_files(list(prepared.files), cache=cache)
     uploads = tuple(upload_entries(md5s))
-    return Preview(prepared=prepared, uploads=uploads, bodies=payloads(prepared, uploads, owner=owner))
+    return Preview(
+        prepared=prepared, uploads=uploads, bodies=payloads(prepared, uploads, owner=owner)
+    )

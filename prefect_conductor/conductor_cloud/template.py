@@ -78,7 +78,9 @@ def task_values(task: Task, plan: FramePlan, context: TemplateContext) -> dict[s
     if not task.image_frames:
         sources = list(context.sources)
     chunks = [
-        task.image_frames[path].host_spec() if path in task.image_frames else task.frames.host_spec()
+        task.image_frames[path].host_spec()
+        if path in task.image_frames
+        else task.frames.host_spec()
         for path in sources
     ]
     return {

@@ -81,7 +81,9 @@ class ValidationReport:
 
     def as_rows(self) -> list[dict[str, str]]:
         """Rows for a table artifact or a CLI table."""
-        return [{"severity": f.severity, "field": f.field, "message": f.message} for f in self.findings]
+        return [
+            {"severity": f.severity, "field": f.field, "message": f.message} for f in self.findings
+        ]
 
     def to_text(self) -> str:
         """One line per finding; 'no problems found' when empty."""
