@@ -7,10 +7,12 @@ Every user error ends as one line on stderr and a non-zero exit, never a traceba
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.conductor_cloud.errors import InputFileError, UserError
 
 app = typer.Typer(
     name="prefect-conductor",
@@ -31,10 +33,83 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 # arguments, call into the package, print). Register new commands with @app.command().
 
 
+def scene_for(job_file: Path, scene: Path | None) -> Path:
+    """The scene export to use: the one given, else ``scene_export.json`` beside the job file."""
+    if scene is not None:
+        return scene
+    beside = job_file.parent / "scene_export.json"
+    if beside.is_file():
+        return beside
+    raise UserError(f"--scene: no scene export given and none at {beside}")
+
+
+@app.command()
+def frames(
+    spec: Annotated[str, typer.Argument(help="Frames, for example 1-10, 1-100x3 or 3,8.")],
+    chunk_size: Annotated[int, typer.Option(help="Frames per task.")] = 5,
+    scout: Annotated[str, typer.Option(help="Scout frames: a spec, auto:N or fml:N.")] = "",
+    tiles: Annotated[int, typer.Option(help="Tiles per frame.")] = 1,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print frames, chunks and scouts.")
+    ] = False,
+) -> None:
+    """Print the Frames Info line for a frame spec, as the host's Frames Info shows it."""
+    import json
+
+    from prefect_conductor.conductor_cloud.frames import (
+        parse_frame_spec,
+        parse_scout_spec,
+        plan_frames,
+        resolve_scout,
+    )
+
+    all_frames = parse_frame_spec(spec, field="frames")
+    scouts = resolve_scout(parse_scout_spec(scout, field="--scout"), all_frames) if scout else None
+    plan = plan_frames(all_frames, chunk_size, scout=scouts, tiles=tiles)
+    if not as_json:
+        typer.echo(plan.info)
+        return
+    document = {
+        "frames": plan.frames.spec,
+        "chunks": [chunk.spec for chunk in plan.chunks],
+        "scout_chunks": sorted(plan.scout_chunk_indexes),
+        "info": plan.info,
+    }
+    typer.echo(json.dumps(document))
+
+
+@app.command()
+def preview(
+    job_file: Annotated[Path, typer.Argument(help="The job file (YAML or JSON).")],
+    scene: Annotated[
+        Path | None,
+        typer.Option(help="The scene export JSON; default scene_export.json beside the job."),
+    ] = None,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(help="A catalogue file; default the cache written by `refresh`."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Print exactly what `submit` would send (payloads, upload list, plan); send nothing."""
+    from prefect_conductor.conductor_cloud.catalog import load_catalog
+    from prefect_conductor.conductor_cloud.loaders import load_job, load_scene
+    from prefect_conductor.conductor_cloud.submission import build_preview
+
+    job = load_job(job_file)
+    scene_export = load_scene(scene_for(job_file, scene))
+    result = build_preview(job, scene_export, load_catalog(catalog))
+    typer.echo(result.to_json() if as_json else result.to_text())
+
+
 def main() -> None:
     """Console entry point: run the Typer app, turning user errors into one line and exit 2."""
     try:
         app()
+    except InputFileError as error:
+        for problem in error.problems or [str(error)]:
+            typer.echo(f"error: {problem}", err=True)
+        sys.exit(error.exit_code)
     except UserError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(error.exit_code)

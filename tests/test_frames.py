@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prefect_conductor.conductor_cloud.errors import FrameSpecError
+from prefect_conductor.conductor_cloud.errors import FieldError, FrameSpecError
 from prefect_conductor.conductor_cloud.frames import (
     FrameList,
     image_range,
@@ -161,7 +161,7 @@ def test_chunking_a_million_frames_is_linear() -> None:
 
 
 def test_bad_chunk_size_is_named() -> None:
-    with pytest.raises(FrameSpecError, match="chunk_size"):
+    with pytest.raises(FieldError, match=r"chunk_size: must be at least 1 \(got 0\)"):
         plan_frames(parse_frame_spec("1-10"), 0)
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
-from prefect_conductor.conductor_cloud.errors import FrameSpecError
+from prefect_conductor.conductor_cloud.errors import FieldError, FrameSpecError
 
 MAX_FRAMES = 10_000_000
 """Most frames one spec may hold; more is certainly a typo (and would exhaust memory)."""
@@ -299,9 +299,9 @@ def plan_frames(
     covers the whole sequence share the chunk itself, so the common case costs nothing).
     """
     if chunk_size < 1:
-        raise FrameSpecError("chunk_size", str(chunk_size), "the chunk size must be at least 1")
+        raise FieldError("chunk_size", f"must be at least 1 (got {chunk_size})")
     if tiles < 1:
-        raise FrameSpecError("tiles", str(tiles), "the tile count must be at least 1")
+        raise FieldError("tiles", f"must be at least 1 (got {tiles})")
     values = frames.frames
     chunks = tuple(
         _sorted_list(values[start : start + chunk_size])

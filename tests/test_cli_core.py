@@ -1,0 +1,98 @@
+"""The offline CLI commands: frames and preview, with one-line errors and no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prefect_conductor.conductor_cloud.catalog import fixture_catalog, save_catalog
+from tests.scenes import EXAMPLES
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point in a subprocess, as a person would."""
+    return subprocess.run(
+        [sys.executable, "-c", "from prefect_conductor.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_frames_info_line() -> None:
+    result = cli("frames", "1-10", "--chunk-size", "2", "--scout", "3,8")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2 Scout / 10 Frames -- 5 Chunks -- 1-10"
+
+
+def test_frames_json() -> None:
+    result = cli("frames", "1-10", "--chunk-size", "2", "--scout", "3,8", "--json")
+    document = json.loads(result.stdout)
+    assert document == {
+        "frames": "1-10",
+        "chunks": ["1-2", "3-4", "5-6", "7-8", "9-10"],
+        "scout_chunks": [1, 3],
+        "info": "2 Scout / 10 Frames -- 5 Chunks -- 1-10",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("frames", "1-10y2"), "error: frames: only the x step modifier is supported in '1-10y2'"),
+        (("frames", "1-10", "--chunk-size", "0"), "error: chunk_size: must be at least 1 (got 0)"),
+        (("frames", "1-5", "--scout", "auto:x"), "error: --scout: auto: needs a whole number"),
+    ],
+)
+def test_frames_errors_are_one_line(args: tuple[str, ...], expected: str) -> None:
+    result = cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(expected)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_preview_prints_the_payloads_offline(tmp_path: Path) -> None:
+    catalog = save_catalog(fixture_catalog(), tmp_path / "catalog.json")
+    result = cli(
+        "preview",
+        str(EXAMPLES / "job.yaml"),
+        "--catalog",
+        str(catalog),
+        "--json",
+        env={"PREFECT_CONDUCTOR_HOME": str(tmp_path / "home")},
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert list(document["payloads"]) == ["scout", "full"]
+    assert document["info"] == "2 Scout / 10 Frames -- 5 Chunks -- 1-10"
+    uploaded = {Path(u["path"]).name for u in document["uploads"]}
+    assert "shot010.lighting.cio.project" in uploaded
+    assert "sim.0010.abc" in uploaded and "sim.0011.abc" not in uploaded  # only rendered frames
+
+
+def test_preview_with_a_bad_job_file(tmp_path: Path) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text("chunk_size: 0\ncustom_frames: 1-\nbogus: 1\n")
+    result = cli("preview", str(job), "--scene", str(EXAMPLES / "scene_export.json"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3
+    assert all(line.startswith(f"error: {job}: ") for line in lines)
+    assert "Traceback" not in result.stderr
+
+
+def test_preview_without_a_catalogue_says_what_to_do(tmp_path: Path) -> None:
+    result = cli(
+        "preview",
+        str(EXAMPLES / "job.yaml"),
+        env={"PREFECT_CONDUCTOR_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 2
+    assert "refresh" in result.stderr and "Traceback" not in result.stderr
