@@ -44,6 +44,36 @@ def scene_for(job_file: Path, scene: Path | None) -> Path:
 
 
 @app.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8085,
+    data: Annotated[Path, typer.Option(help="Folder for the sandbox's state and uploads.")] = Path(
+        ".sandbox"
+    ),
+    faults: Annotated[
+        str,
+        typer.Option(
+            help="Faults to inject, e.g. 'POST /jobs/=drop_after;GET /api/v1/projects/=503x2;"
+            "PUT *=delay:3' (METHOD PATH=ACTION[:ARG][xTIMES]; actions: a status code, delay,"
+            " drop_before, drop_after)."
+        ),
+    ] = "",
+    task_seconds: Annotated[float, typer.Option(help="Seconds per task state.")] = 2.0,
+    host: Annotated[str, typer.Option(help="Loopback address to bind.")] = "127.0.0.1",
+) -> None:
+    """Serve a local Conductor-compatible API (loopback only) for trying and testing."""
+    from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer
+
+    try:
+        server = SandboxServer(data, port=port, faults=faults, task_seconds=task_seconds, host=host)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    typer.echo(f"Conductor sandbox on {server.url} (data in {data})")
+    typer.echo(f"  export CONDUCTOR_URL={server.url}")
+    typer.echo(f"  export CONDUCTOR_API_KEY_PATH={data / 'api_key.json'}")
+    server.serve_forever()
+
+
+@app.command()
 def frames(
     spec: Annotated[str, typer.Argument(help="Frames, for example 1-10, 1-100x3 or 3,8.")],
     chunk_size: Annotated[int, typer.Option(help="Frames per task.")] = 5,

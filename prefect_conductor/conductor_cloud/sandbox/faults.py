@@ -1,0 +1,182 @@
+"""Fault injection for the sandbox: make the network and the server misbehave on purpose.
+
+A rule matches a method and a path (``fnmatch``) and does one thing, ``times`` times (0: always):
+
+* ``status``: answer with that status (429 and 503 carry ``Retry-After``) and do nothing else;
+* ``delay``: wait ``seconds`` before handling the request normally (past a client's read timeout);
+* ``drop_before``: close the connection without handling the request;
+* ``drop_after``: handle the request fully (a job *is* stored), then close the connection before
+  the answer is complete, so the client cannot know whether it worked.
+
+The CLI grammar is ``METHOD PATH=ACTION[:ARG][xTIMES]`` joined by ``;``, for example
+``POST /jobs/=drop_after;GET /api/v1/projects/=503x2;PUT *=delay:3``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+Action = Literal["status", "delay", "drop_before", "drop_after"]
+ACTIONS = ("status", "delay", "drop_before", "drop_after")
+
+
+class DroppedConnection(Exception):
+    """Raised after a partial response start so the server closes the connection mid-answer."""
+
+
+@dataclass
+class FaultRule:
+    """One injected fault; ``remaining`` counts down (None: forever)."""
+
+    method: str = "*"
+    path: str = "*"
+    action: Action = "status"
+    status: int = 503
+    retry_after: float | None = None
+    seconds: float = 0.0
+    remaining: int | None = 1
+    hits: int = field(default=0)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaultRule:
+        action = data.get("action", "status")
+        if action not in ACTIONS:
+            raise ValueError(f"unknown fault action {action!r}; use one of {', '.join(ACTIONS)}")
+        times = int(data.get("times", 1))
+        status = int(data.get("status", 503))
+        retry_after = data.get("retry_after")
+        if retry_after is None and status in (429, 503) and action == "status":
+            retry_after = 1
+        return cls(
+            method=str(data.get("method", "*")).upper(),
+            path=str(data.get("path", "*")),
+            action=action,
+            status=status,
+            retry_after=None if retry_after is None else float(retry_after),
+            seconds=float(data.get("seconds", 0.0)),
+            remaining=None if times == 0 else times,
+        )
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method not in ("*", method):
+            return False
+        wanted = self.path if self.path.startswith(("/", "*")) else "/" + self.path
+        return fnmatch.fnmatchcase(path, wanted)
+
+
+SPEC_PART = re.compile(
+    r"^\s*(?P<method>[A-Za-z*]+)\s+(?P<path>\S+)\s*=\s*(?P<action>[a-z_0-9]+)"
+    r"(?::(?P<arg>[0-9.]+))?(?:x(?P<times>\d+))?\s*$"
+)
+
+
+def parse_fault_spec(spec: str) -> list[FaultRule]:
+    """Parse the CLI grammar; a bad part raises ValueError naming it."""
+    rules = []
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        match = SPEC_PART.match(part)
+        if match is None:
+            raise ValueError(f"--faults: cannot read {part!r} (METHOD PATH=ACTION[:ARG][xTIMES])")
+        action, arg = match.group("action"), match.group("arg")
+        data: dict[str, Any] = {
+            "method": match.group("method"),
+            "path": match.group("path"),
+            "times": int(match.group("times") or 1),
+        }
+        if action.isdigit():
+            data.update(action="status", status=int(action))
+            if arg:
+                data["retry_after"] = float(arg)
+        elif action == "delay":
+            data.update(action="delay", seconds=float(arg or 1))
+        elif action in ("drop_before", "drop_after"):
+            data["action"] = action
+        else:
+            raise ValueError(f"--faults: unknown action {action!r} in {part!r}")
+        rules.append(FaultRule.from_dict(data))
+    return rules
+
+
+class FaultBook:
+    """The active rules, shared between the admin API and the middleware."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.rules: list[FaultRule] = []
+
+    def add(self, rules: list[FaultRule]) -> None:
+        with self._lock:
+            self.rules.extend(rules)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.rules.clear()
+
+    def take(self, method: str, path: str) -> FaultRule | None:
+        """The first matching rule, counted as used."""
+        with self._lock:
+            for rule in self.rules:
+                if rule.remaining == 0 or not rule.matches(method, path):
+                    continue
+                rule.hits += 1
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                return rule
+        return None
+
+
+class FaultMiddleware:
+    """ASGI middleware applying the FaultBook to every request except the admin API."""
+
+    def __init__(self, app: ASGIApp, book: FaultBook) -> None:
+        self.app = app
+        self.book = book
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_sandbox/"):
+            await self.app(scope, receive, send)
+            return
+        rule = self.book.take(scope["method"], scope["path"])
+        if rule is None:
+            await self.app(scope, receive, send)
+            return
+        if rule.action == "delay":
+            await asyncio.sleep(rule.seconds)
+            await self.app(scope, receive, send)
+        elif rule.action == "status":
+            headers = [(b"content-type", b"application/json")]
+            if rule.retry_after is not None:
+                headers.append((b"retry-after", str(int(rule.retry_after)).encode()))
+            body = b'{"message": "injected fault"}'
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": rule.status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        elif rule.action == "drop_before":
+            await _drop(send)
+        else:
+            await self.app(scope, receive, _swallow)
+            await _drop(send)
+
+
+async def _swallow(message: Message) -> None:
+    """Discard the real answer of a request whose connection is about to be dropped."""
+
+
+async def _drop(send: Send) -> None:
+    """Start an answer that promises a body, then fail: the server closes the connection."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", b"1000")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"{", "more_body": True})
+    raise DroppedConnection("connection dropped by an injected fault")

@@ -1,0 +1,168 @@
+"""The sandbox's state in one SQLite file, so a restart on the same folder loses nothing.
+
+Jobs keep their whole payload; tasks keep their frames and when their clock started; uploads are
+indexed by md5; multipart uploads keep their parts; the request log lets tests count what a
+client really sent. One connection guarded by a lock is plenty for a loopback test peer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    jid INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload TEXT NOT NULL,
+    submitted_at REAL NOT NULL,
+    killed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    jid INTEGER NOT NULL,
+    tid INTEGER NOT NULL,
+    frames TEXT NOT NULL,
+    command TEXT NOT NULL,
+    started_at REAL,
+    will_fail INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (jid, tid)
+);
+CREATE TABLE IF NOT EXISTS uploads (md5 TEXT PRIMARY KEY, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS grants (
+    token TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    md5 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    upload_id TEXT,
+    part_number INTEGER,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS multipart (
+    upload_id TEXT PRIMARY KEY,
+    md5 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    part_size INTEGER NOT NULL,
+    parts INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (token TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    method TEXT, path TEXT, status INTEGER, storage_bearer INTEGER
+);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "task_seconds": 2.0,
+    "multipart_threshold": 64 * 1024 * 1024,
+    "part_size": 16 * 1024 * 1024,
+    "fail_frames": [],
+}
+
+
+class Store:
+    """Thread-safe access to the sandbox's SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, args))
+
+    def execute(self, sql: str, *args: Any) -> None:
+        with self._lock:
+            self._db.execute(sql, args)
+
+    # settings -----------------------------------------------------------------------------
+
+    def setting(self, key: str) -> Any:
+        rows = self.query("SELECT value FROM settings WHERE key = ?", key)
+        return json.loads(rows[0]["value"]) if rows else DEFAULT_SETTINGS[key]
+
+    def set_settings(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            if key not in DEFAULT_SETTINGS:
+                raise KeyError(key)
+            self.execute(
+                "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", key, json.dumps(value)
+            )
+
+    # tokens -------------------------------------------------------------------------------
+
+    def add_token(self, token: str, expires_at: float) -> None:
+        self.execute("INSERT INTO tokens (token, expires_at) VALUES (?, ?)", token, expires_at)
+
+    def token_valid(self, token: str) -> bool:
+        rows = self.query("SELECT expires_at FROM tokens WHERE token = ?", token)
+        return bool(rows) and rows[0]["expires_at"] > time.time()
+
+    # uploads ------------------------------------------------------------------------------
+
+    def has_upload(self, md5: str) -> bool:
+        return bool(self.query("SELECT 1 FROM uploads WHERE md5 = ?", md5))
+
+    def add_upload(self, md5: str, size: int) -> None:
+        self.execute("INSERT OR REPLACE INTO uploads (md5, size) VALUES (?, ?)", md5, size)
+
+    def uploads(self) -> dict[str, int]:
+        return {row["md5"]: row["size"] for row in self.query("SELECT md5, size FROM uploads")}
+
+    # request log --------------------------------------------------------------------------
+
+    def log_request(self, method: str, path: str, status: int, storage_bearer: bool) -> None:
+        self.execute(
+            "INSERT INTO requests (method, path, status, storage_bearer) VALUES (?, ?, ?, ?)",
+            method,
+            path,
+            status,
+            int(storage_bearer),
+        )
+
+    def requests(self) -> list[dict[str, Any]]:
+        rows = self.query("SELECT method, path, status FROM requests ORDER BY id")
+        return [dict(row) for row in rows]
+
+    def bearer_on_storage(self) -> int:
+        rows = self.query("SELECT COUNT(*) AS n FROM requests WHERE storage_bearer = 1")
+        return int(rows[0]["n"])
+
+    def reset(self) -> None:
+        """Forget jobs, uploads, grants, requests and settings; keep issued tokens."""
+        with self.transaction() as db:
+            for table in (
+                "jobs",
+                "tasks",
+                "uploads",
+                "grants",
+                "multipart",
+                "requests",
+                "settings",
+            ):
+                db.execute(f"DELETE FROM {table}")
+            db.execute("DELETE FROM sqlite_sequence WHERE name = 'jobs'")
