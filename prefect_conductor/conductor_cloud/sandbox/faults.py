@@ -72,7 +72,7 @@ class FaultRule:
 
 
 SPEC_PART = re.compile(
-    r"^\s*(?P<method>[A-Za-z*]+)\s+(?P<path>\S+)\s*=\s*(?P<action>[a-z_0-9]+)"
+    r"^\s*(?P<method>[A-Za-z*]+)\s+(?P<path>\S+)\s*=\s*(?P<action>\d{3}|[a-z_]+)"
     r"(?::(?P<arg>[0-9.]+))?(?:x(?P<times>\d+))?\s*$"
 )
 
