@@ -221,9 +221,9 @@ def test_wrong_key_is_an_auth_error_without_the_secret(
     sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
     key = ApiKey(client_id=json.loads(sandbox.api_key)["client_id"], private_key="s3cr3t-value")
-    with ConductorClient(sandbox.url, key, token_cache_dir=tmp_path, policy=FAST) as client:
-        with pytest.raises(AuthError) as caught:
-            client.projects()
+    client = ConductorClient(sandbox.url, key, token_cache_dir=tmp_path, policy=FAST)
+    with client, pytest.raises(AuthError) as caught:
+        client.projects()
     assert "s3cr3t-value" not in str(caught.value) and "s3cr3t-value" not in repr(key)
 
 
@@ -235,9 +235,8 @@ def test_server_down_is_one_line(tmp_path: Path) -> None:
     policy = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.05, deadline=2)
     with ConductorClient(
         f"http://127.0.0.1:{port}", key, token_cache_dir=tmp_path, policy=policy
-    ) as client:
-        with pytest.raises(AuthError) as caught:
-            client.projects()
+    ) as client, pytest.raises(AuthError) as caught:
+        client.projects()
     message = str(caught.value)
     assert message.startswith(f"cannot reach Conductor at http://127.0.0.1:{port}")
     assert "\n" not in message and "secret-xyz" not in message
