@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -41,6 +41,74 @@ def scene_for(job_file: Path, scene: Path | None) -> Path:
     if beside.is_file():
         return beside
     raise UserError(f"--scene: no scene export given and none at {beside}")
+
+
+@app.command()
+def submit(
+    job_file: Annotated[Path, typer.Argument(help="The job file (YAML or JSON).")],
+    scene: Annotated[
+        Path | None,
+        typer.Option(help="The scene export JSON; default scene_export.json beside the job."),
+    ] = None,
+    preview_only: Annotated[
+        bool, typer.Option("--preview", help="Stop before uploading or submitting.")
+    ] = False,
+    credentials_block: Annotated[
+        str | None, typer.Option(help="A Prefect Secret block holding the Conductor API key.")
+    ] = None,
+    submission_key: Annotated[
+        str | None, typer.Option(help="Reuse to finish an interrupted submission, never twice.")
+    ] = None,
+) -> None:
+    """Run the render-submit flow (Prefect's local backend unless PREFECT_API_URL is set)."""
+    from prefect_conductor.conductor_cloud.loaders import load_job
+    from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
+
+    job = load_job(job_file)
+    scene_path = scene_for(job_file, scene).resolve()
+    from prefect_conductor.flows.render_submit import render_submit
+
+    result: dict[str, Any] = render_submit(  # type: ignore[assignment]
+        job=job,
+        scene=SceneSource(export_path=str(scene_path)),
+        options=RunOptions(
+            preview=preview_only,
+            credentials_block=credentials_block,
+            submission_key=submission_key,
+        ),
+    )
+    typer.echo(f"Frames Info: {result['info']}")
+    if result.get("preview"):
+        typer.echo("Preview only: nothing was uploaded or submitted.")
+        return
+    for step, info in result["jobs"].items():
+        typer.echo(f"{step} job {info['jid']}: {info['url']}")
+
+
+@app.command()
+def refresh(
+    catalog: Annotated[
+        Path | None, typer.Option(help="Where to write the catalogue; default the user cache.")
+    ] = None,
+) -> None:
+    """Fetch projects, instance types and packages from Conductor into the catalogue cache."""
+    from prefect_conductor.conductor_cloud.client import ConductorClient
+    from prefect_conductor.conductor_cloud.refresh import refresh_catalog
+
+    with ConductorClient() as client:
+        fetched, path = refresh_catalog(client, catalog)
+    typer.echo(
+        f"{len(fetched.projects)} projects, {len(fetched.instance_types)} instance types,"
+        f" {len(fetched.packages)} packages from {fetched.source_url} -> {path}"
+    )
+
+
+@app.command()
+def demo() -> None:
+    """Start a local sandbox and run the whole chain on the sample scene, scouting on."""
+    from prefect_conductor.demo import run_demo
+
+    run_demo(typer.echo)
 
 
 @app.command()

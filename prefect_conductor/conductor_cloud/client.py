@@ -206,7 +206,7 @@ class ConductorClient:
             return response
         raise self._error(method, url, response)
 
-    def _error(self, method: str, url: str, response: httpx.Response) -> ConductorError:
+    def _error(self, method: str, url: str, response: httpx.Response) -> UserError:
         status = response.status_code
         where = f"{method} {_without_query(url)}"
         detail = _message_of(response)

@@ -82,6 +82,26 @@ class RunOptions(BaseModel):
             "Where render packages are staged by content hash; empty uses a per-user folder."
         ),
     )
+    submission_key: str | None = Field(
+        default=None,
+        max_length=200,
+        description=(
+            "Names this submission for the duplicate-job guard: runs with the same key never post"
+            " a second job. Empty uses the flow run's id. The host's Submit sets it."
+        ),
+    )
+    poll_seconds: float = Field(
+        default=10.0,
+        ge=0.05,
+        le=600,
+        description="How often to ask Conductor how the scout tasks are doing (backs off to 60 s).",
+    )
+    scout_timeout_minutes: int = Field(
+        default=1440,
+        ge=1,
+        le=10_080,
+        description="Stop waiting for scout tasks after this long; nothing more is submitted.",
+    )
     submitted_by: str = Field(
         default="", max_length=128, description="Who pressed Submit (shown as the job owner)."
     )

@@ -132,4 +132,5 @@ def send_with_retries(
 def _last_outcome(state: RetryCallState) -> httpx.Response:
     """When attempts run out: return the last response, or re-raise the last transport error."""
     assert state.outcome is not None
-    return state.outcome.result()  # type: ignore[no-any-return]
+    response: httpx.Response = state.outcome.result()
+    return response

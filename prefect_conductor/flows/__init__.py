@@ -1,2 +1,3 @@
-"""Prefect flows: ``render_submit`` (the chain) and ``refresh_catalog``. Imported only by deployments
-and the CLI."""
+"""Prefect flows: ``render_submit`` (the chain) and ``refresh_catalog``.
+
+Imported only by deployments and the CLI."""

@@ -1,0 +1,139 @@
+"""render_submit: a ConductorJob in, one scout job and one full job on Conductor out.
+
+export_scene -> fetch_catalog -> validate -> resolve_packages -> chunk_frames -> upload_assets
+-> scout_submit -> wait for the scouts -> approve -> full_submit. Each step is a task in the
+Prefect UI with its own retries (none for validation); the ConductorJob is a typed parameter, so
+the UI's Run form shows every field with its description.
+
+No ``from __future__ import annotations`` here: Prefect resolves the parameter models from the
+annotations when it builds the form and when a worker loads the flow (research/prefect-notes.md).
+"""
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from prefect import flow, get_run_logger, tags
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+from prefect.states import Cancelled, State
+
+from prefect_conductor.conductor_cloud.job import ConductorJob
+from prefect_conductor.conductor_cloud.payload import UploadEntry
+from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.submission import Prepared, payloads, upload_entries
+from prefect_conductor.conductor_cloud.uploads import hash_files
+from prefect_conductor.tasks.approve import ask_for_approval
+from prefect_conductor.tasks.chunk_frames import chunk_frames
+from prefect_conductor.tasks.export_scene import export_scene
+from prefect_conductor.tasks.fetch_catalog import fetch_catalog
+from prefect_conductor.tasks.resolve_packages import resolve_packages
+from prefect_conductor.tasks.submit import submit_job, wait_for_tasks
+from prefect_conductor.tasks.upload_assets import upload_assets
+from prefect_conductor.tasks.validate import validate
+
+MAX_PREVIEW_TASKS = 20
+
+
+def run_name() -> str:
+    """``<title> <frames>`` for the flow-run list, e.g. ``shot010 lighting 1-10``."""
+    parameters = flow_run.parameters
+    job = parameters.get("job")
+    data = job.model_dump() if isinstance(job, ConductorJob) else dict(job or {})
+    frames = data.get("custom_frames") if data.get("use_custom_frames") else "image ranges"
+    return f"{data.get('title', 'render')} {frames}"
+
+
+def preview_markdown(bodies: Mapping[Any, dict[str, Any]]) -> str:
+    """The payloads as readable JSON (long task lists cut, with the count said)."""
+    sections = []
+    for step, body in bodies.items():
+        shown = dict(body)
+        tasks = body["tasks_data"]
+        if len(tasks) > MAX_PREVIEW_TASKS:
+            shown["tasks_data"] = [*tasks[:MAX_PREVIEW_TASKS], f"... {len(tasks)} tasks in all"]
+        sections.append(f"### POST jobs/ ({step})\n\n```json\n{json.dumps(shown, indent=2)}\n```")
+    return "\n\n".join(sections)
+
+
+def submission_key(options: RunOptions) -> str:
+    """The duplicate-job guard's key: the caller's, else this flow run's id."""
+    return options.submission_key or str(flow_run.id)
+
+
+@flow(name="render-submit", flow_run_name=run_name, log_prints=False, persist_result=False)
+def render_submit(
+    job: ConductorJob,
+    scene: SceneSource,
+    options: RunOptions = RunOptions(),  # noqa: B008 - a frozen model, safe as a default
+) -> Any:
+    """Submit a Jobs scene to Conductor: scout frames first, then the rest.
+
+    Args:
+        job: The ConductorJob item's settings (hover a field for what it does).
+        scene: Where the scene comes from: an export the host wrote, or a saved project.
+        options: How to run: preview only, Conductor address, credentials block, polling.
+    """
+    logger = get_run_logger()
+    with tags(f"project:{job.project or 'unset'}", "host:jobs", f"scout:{job.scout_mode}"):
+        exported = export_scene(scene, options.staging_dir)
+        catalog = fetch_catalog(options)
+        prepared: Prepared = validate(job, exported, catalog)
+        resolve_packages(prepared)
+        info = chunk_frames(prepared)
+        owner = options.submitted_by or None
+        metadata = {"prefect_flow_run": str(flow_run.id)}
+        if options.preview:
+            uploads = upload_entries(hash_files(list(prepared.files)))
+            bodies = payloads(prepared, uploads, owner=owner, metadata=metadata)
+            create_markdown_artifact(
+                preview_markdown(bodies), key="payload-preview", description="What would be sent"
+            )
+            logger.info("Preview only: nothing was uploaded or submitted")
+            return {"preview": True, "info": info, "payloads": bodies}
+        entries: list[UploadEntry] = upload_assets(prepared.files, job.project, options)
+        bodies = payloads(prepared, entries, owner=owner, metadata=metadata)
+        create_markdown_artifact(
+            preview_markdown(bodies), key="payload-preview", description="What was sent"
+        )
+        key = submission_key(options)
+        submitted: dict[str, Any] = {}
+        if "scout" in bodies:
+            scout = submit_job.with_options(name="scout-submit")(
+                bodies["scout"], f"{key}:scout", "scout", options
+            )
+            submitted["scout"] = scout
+            counts = wait_for_tasks(scout.jid, options)
+            summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            if job.approval == "manual" and "full" in bodies:
+                answer = ask_for_approval(job, summary, options.poll_seconds)
+                if answer is None:
+                    return _stopped(
+                        f"no approval within {job.approval_timeout_minutes} minutes; the remaining"
+                        " frames were not submitted",
+                        submitted,
+                    )
+                if not answer.approve:
+                    return _stopped(
+                        f"rejected: {answer.reason or 'no reason given'}; the remaining frames"
+                        " were not submitted",
+                        submitted,
+                    )
+        if "full" in bodies:
+            submitted["full"] = submit_job.with_options(name="full-submit")(
+                bodies["full"], f"{key}:full", "full", options
+            )
+        result = {
+            "preview": False,
+            "info": info,
+            "jobs": {step: {"jid": j.jid, "url": j.dashboard_url} for step, j in submitted.items()},
+        }
+        logger.info("Submitted: %s", result["jobs"])
+        return result
+
+
+def _stopped(message: str, submitted: dict[str, Any]) -> State:
+    """End the run as Cancelled with the reason; what was already submitted stays listed."""
+    get_run_logger().warning(message)
+    jobs = {step: {"jid": j.jid, "url": j.dashboard_url} for step, j in submitted.items()}
+    return Cancelled(message=message, data={"preview": False, "jobs": jobs, "stopped": message})

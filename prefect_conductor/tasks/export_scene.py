@@ -1,0 +1,21 @@
+"""export_scene: load or export the scene and stage its render package by content hash."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from prefect_conductor.conductor_cloud import staging
+from prefect_conductor.conductor_cloud.request import SceneSource
+from prefect_conductor.conductor_cloud.scene import SceneExport
+from prefect_conductor.tasks.common import never_retry_user_errors
+
+
+@task(
+    name="export-scene",
+    retries=1,
+    retry_delay_seconds=5,
+    retry_condition_fn=never_retry_user_errors,
+)
+def export_scene(source: SceneSource, staging_dir: str | None = None) -> SceneExport:
+    """The scene as submitted: later edits to the artist's files change nothing."""
+    return staging.export_scene(source, staging_dir)
