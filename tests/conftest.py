@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
-from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer
+# Before anything imports Prefect: a private Prefect home on its local (ephemeral) backend, and a
+# private prefect-conductor home, so tests never touch the user's caches or a real server.
+_TEST_HOME = Path(tempfile.mkdtemp(prefix="prefect-conductor-tests-"))
+os.environ["PREFECT_HOME"] = str(_TEST_HOME / "prefect")
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.pop("PREFECT_API_KEY", None)
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "true"
+os.environ["PREFECT_CONDUCTOR_HOME"] = str(_TEST_HOME / "conductor")
+for _name in ("CONDUCTOR_URL", "CONDUCTOR_API_KEY", "CONDUCTOR_API_KEY_PATH"):
+    os.environ.pop(_name, None)
+
+from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle  # noqa: E402
+from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +42,30 @@ def sandbox(sandbox_server: SandboxServer) -> Iterator[SandboxHandle]:
     yield handle
     handle.clear_faults()
     handle.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_backend() -> Iterator[None]:
+    """Prefect's local backend, started once per session (it costs ~10 s to start)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.api_healthcheck()
+    yield
+    # Stop the temporary server while pytest's output streams are still open (at exit they are
+    # closed, and its goodbye log line would end in a logging error).
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            handler.flush()
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()
+
+
+@pytest.fixture
+def conductor_env(sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> SandboxHandle:
+    """Point this process's Conductor settings at the sandbox, as a worker's environment would."""
+    monkeypatch.setenv("CONDUCTOR_URL", sandbox.url)
+    monkeypatch.setenv("CONDUCTOR_API_KEY", sandbox.api_key)
+    return sandbox
