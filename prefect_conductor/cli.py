@@ -191,12 +191,16 @@ def preview(
 ) -> None:
     """Print exactly what `submit` would send (payloads, upload list, plan); send nothing."""
     from prefect_conductor.conductor_cloud.catalog import load_catalog
-    from prefect_conductor.conductor_cloud.loaders import load_job, load_scene
+    from prefect_conductor.conductor_cloud.loaders import load_job
+    from prefect_conductor.conductor_cloud.request import SceneSource
+    from prefect_conductor.conductor_cloud.staging import export_scene
     from prefect_conductor.conductor_cloud.submission import build_preview
 
     job = load_job(job_file)
-    scene_export = load_scene(scene_for(job_file, scene))
-    result = build_preview(job, scene_export, load_catalog(catalog))
+    catalogue = load_catalog(catalog)
+    # Staged exactly as submit stages it, so the render package path and md5 are the same.
+    scene_export = export_scene(SceneSource(export_path=str(scene_for(job_file, scene).resolve())))
+    result = build_preview(job, scene_export, catalogue)
     typer.echo(result.to_json() if as_json else result.to_text())
 
 
