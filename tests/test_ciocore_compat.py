@@ -1,0 +1,70 @@
+"""Conductor's own client library (ciocore) speaks to the sandbox: the sandbox speaks the protocol.
+
+ciocore runs in a subprocess (it keeps process-wide state) with CONDUCTOR_URL and
+CONDUCTOR_API_KEY pointing at the sandbox and a private HOME for its token cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
+
+SCRIPT = """
+import json, sys
+from ciocore import api_client, conductor_submit
+path, out = sys.argv[1], sys.argv[2]
+result = {
+    "projects": api_client.request_projects(),
+    "instance_types": len(api_client.request_instance_types()),
+    "packages": len(api_client.request_software_packages()),
+}
+submit = conductor_submit.Submit({
+    "instance_type": "n1-standard-8", "project": "default", "job_title": "from ciocore",
+    "tasks_data": [{"command": "echo hi", "frames": "1"}], "output_path": "/renders",
+    "upload_paths": [path], "local_upload": True,
+})
+result["submit"] = list(submit.main())
+open(out, "w").write(json.dumps(result))
+"""
+
+
+def test_ciocore_lists_the_catalogue_and_submits_with_an_upload(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    asset = tmp_path / "asset.txt"
+    asset.write_bytes(b"texture " * 1000)
+    out = tmp_path / "result.json"
+    env = {
+        **os.environ,
+        "CONDUCTOR_URL": sandbox.url,
+        "CONDUCTOR_API_KEY": sandbox.api_key,
+        "HOME": str(tmp_path / "home"),
+        "CIO_DISABLE_VERSION_CHECK": "1",
+    }
+    finished = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(asset), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["projects"] == ["default", "shot010", "Feature FX"]
+    assert result["instance_types"] == 8 and result["packages"] > 10
+    body, status = result["submit"]
+    assert status == 201 and body["jobid"] == "00001"
+    digest = base64.b64encode(hashlib.md5(asset.read_bytes()).digest()).decode()
+    assert sandbox.uploads() == {digest: asset.stat().st_size}
+    job = sandbox.jobs()[0]
+    assert job["job_title"] == "from ciocore"
+    assert job["upload_files"][0]["md5"] == digest
+    # ciocore sends its Conductor token to the storage host (weakness 12); ours never does.
+    assert sandbox.state()["bearer_on_storage"] == 1
