@@ -233,9 +233,12 @@ def test_server_down_is_one_line(tmp_path: Path) -> None:
         port = probe.getsockname()[1]
     key = ApiKey(client_id="c", private_key="secret-xyz")
     policy = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.05, deadline=2)
-    with ConductorClient(
-        f"http://127.0.0.1:{port}", key, token_cache_dir=tmp_path, policy=policy
-    ) as client, pytest.raises(AuthError) as caught:
+    with (
+        ConductorClient(
+            f"http://127.0.0.1:{port}", key, token_cache_dir=tmp_path, policy=policy
+        ) as client,
+        pytest.raises(AuthError) as caught,
+    ):
         client.projects()
     message = str(caught.value)
     assert message.startswith(f"cannot reach Conductor at http://127.0.0.1:{port}")
