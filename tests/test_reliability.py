@@ -187,3 +187,66 @@ def test_no_secret_in_parameters_logs_artifacts_or_output(
         assert secret not in text, where
         for token in tokens:
             assert token not in text, where
+
+
+def test_sandbox_restarted_in_the_middle_of_an_upload(tmp_path: Path) -> None:
+    import threading
+
+    from prefect_conductor.conductor_cloud.auth import ApiKey
+    from prefect_conductor.conductor_cloud.client import ConductorClient
+    from prefect_conductor.conductor_cloud.md5cache import Md5Cache
+    from prefect_conductor.conductor_cloud.retry import RetryPolicy
+    from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer, free_port
+    from prefect_conductor.conductor_cloud.uploads import upload_files
+
+    port = free_port()
+    data = tmp_path / "sandbox"
+    first = SandboxServer(data, port=port).start()
+    handle = SandboxHandle(first.url, first.api_key, first.data_dir)
+    handle.faults(
+        {"method": "PUT", "path": "/_storage/*", "action": "delay", "seconds": 0.2, "times": 0}
+    )
+    files = []
+    for n in range(24):
+        path = tmp_path / "assets" / f"a{n:03d}.bin"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(os.urandom(5000 + n))
+        files.append(path)
+    policy = RetryPolicy(attempts=40, base_delay=0.05, max_delay=0.5, deadline=60)
+    client = ConductorClient(
+        first.url, ApiKey.from_text(first.api_key), token_cache_dir=tmp_path / "t", policy=policy
+    )
+    outcome: dict[str, Any] = {}
+
+    def upload() -> None:
+        try:
+            outcome["result"] = upload_files(
+                client,
+                files,
+                project="default",
+                cache=Md5Cache(tmp_path / "c.sqlite"),
+                workers=2,
+                storage_policy=policy,
+            )
+        except Exception as error:  # reported by the assertion below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=upload)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not handle.uploads():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    first.stop()
+    time.sleep(0.3)
+    second = SandboxServer(data, port=port).start()
+    try:
+        thread.join(timeout=90)
+        assert "error" not in outcome, outcome.get("error")
+        stored = SandboxHandle(second.url, second.api_key, second.data_dir).uploads()
+        expected = {base64.b64encode(hashlib.md5(p.read_bytes()).digest()).decode() for p in files}
+        assert expected <= set(stored)
+    finally:
+        client.close()
+        handle.close()
+        second.stop()
