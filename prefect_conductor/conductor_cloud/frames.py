@@ -99,30 +99,27 @@ class FrameList:
             i = j + 1
         return runs
 
+    def format(self, to: str, step: str, between: str) -> str:
+        """The runs written with the given separators; numbers are formatted, never edited as
+        text, so negative frames survive any dialect (cioseq's ``to()`` corrupts them)."""
+        parts = []
+        for start, end, every in self.progressions():
+            if start == end:
+                parts.append(str(start))
+            elif every == 1:
+                parts.append(f"{start}{to}{end}")
+            else:
+                parts.append(f"{start}{to}{end}{step}{every}")
+        return between.join(parts)
+
     @cached_property
     def spec(self) -> str:
         """Canonical Conductor text: ``1-9x2,22-25``; negatives as ``-5--1x2``."""
-        parts = []
-        for start, end, step in self.progressions():
-            if start == end:
-                parts.append(str(start))
-            elif step == 1:
-                parts.append(f"{start}-{end}")
-            else:
-                parts.append(f"{start}-{end}x{step}")
-        return ",".join(parts)
+        return self.format("-", "x", ",")
 
     def host_spec(self) -> str:
-        """The host renderer's per-image dialect: ``1:9%2;22:25`` (correct for negatives)."""
-        parts = []
-        for start, end, step in self.progressions():
-            if start == end:
-                parts.append(str(start))
-            elif step == 1:
-                parts.append(f"{start}:{end}")
-            else:
-                parts.append(f"{start}:{end}%{step}")
-        return ";".join(parts)
+        """The host renderer's per-image dialect: ``1:9%2;22:25``."""
+        return self.format(":", "%", ";")
 
 
 def _sorted_list(frames: tuple[int, ...]) -> FrameList:

@@ -25,22 +25,11 @@ from prefect_conductor.conductor_cloud.job import ConductorJob
 from prefect_conductor.conductor_cloud.packages import ResolvedPackages
 from prefect_conductor.conductor_cloud.scene import SceneExport
 from prefect_conductor.conductor_cloud.template import TemplateContext, render_command
+from prefect_conductor.conductor_cloud.uploads import STAT_FIELDS
 from prefect_conductor.conductor_cloud.validation import output_folder
 
 Step = Literal["scout", "full"]
 FULL_TITLE_SUFFIX = " [remaining frames]"
-STAT_KEYS = (
-    "st_mode",
-    "st_ino",
-    "st_dev",
-    "st_nlink",
-    "st_uid",
-    "st_gid",
-    "st_size",
-    "st_atime",
-    "st_mtime",
-    "st_ctime",
-)
 
 
 @dataclass(frozen=True)
@@ -57,7 +46,7 @@ class UploadEntry:
 
     def as_payload(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"md5": self.md5, "destination": linux_path(self.path)}
-        entry.update({key: self.stat[key] for key in STAT_KEYS if key in self.stat})
+        entry.update({key: self.stat[key] for key in STAT_FIELDS if key in self.stat})
         return entry
 
 

@@ -26,7 +26,7 @@ from prefect_conductor.conductor_cloud.payload import (
     job_steps,
 )
 from prefect_conductor.conductor_cloud.scene import SceneExport
-from prefect_conductor.conductor_cloud.uploads import Md5Cache, hash_files
+from prefect_conductor.conductor_cloud.uploads import STAT_FIELDS, Md5Cache, hash_files
 from prefect_conductor.conductor_cloud.validation import ValidationReport, validate
 
 
@@ -66,19 +66,8 @@ def prepare(
 
 def stat_fields(path: Path) -> dict[str, float | int]:
     """The stat fields Conductor's client sends with each upload entry."""
-    st = os.stat(path)
-    return {
-        "st_mode": st.st_mode,
-        "st_ino": st.st_ino,
-        "st_dev": st.st_dev,
-        "st_nlink": st.st_nlink,
-        "st_uid": st.st_uid,
-        "st_gid": st.st_gid,
-        "st_size": st.st_size,
-        "st_atime": st.st_atime,
-        "st_mtime": st.st_mtime,
-        "st_ctime": st.st_ctime,
-    }
+    info = os.stat(path)
+    return {name: getattr(info, name) for name in STAT_FIELDS}
 
 
 def upload_entries(md5s: Mapping[Path, str]) -> list[UploadEntry]:
