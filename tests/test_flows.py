@@ -38,7 +38,12 @@ def frames_of(job: dict[str, Any]) -> list[str]:
 
 
 def test_scouts_pass_then_the_full_job_goes(conductor_env: SandboxHandle) -> None:
-    result = render_submit(job=example_job(), scene=SCENE, options=FAST)
+    state = render_submit(job=example_job(), scene=SCENE, options=FAST, return_state=True)
+    result = state.result()
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert {"project:default", "host:jobs", "scout:gated"} <= set(run.tags)
+    assert run.name == "shot010 lighting v012 1-10"
     jobs = conductor_env.jobs()
     assert [frames_of(j) for j in jobs] == [["3-4", "7-8"], ["1-2", "5-6", "9-10"]]
     assert jobs[0]["submitted_at"] < jobs[1]["submitted_at"]

@@ -56,6 +56,20 @@ def preview_markdown(bodies: Mapping[Any, dict[str, Any]]) -> str:
     return "\n\n".join(sections)
 
 
+def run_tags(job: ConductorJob) -> list[str]:
+    """Searchable tags for the run and its tasks: project, host and scout mode."""
+    return [f"project:{job.project or 'unset'}", "host:jobs", f"scout:{job.scout_mode}"]
+
+
+def tag_this_run(extra: list[str]) -> None:
+    """Add tags to the flow run itself (tags given at creation, by the host, are kept)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run.id)
+        client.update_flow_run(run.id, tags=sorted({*run.tags, *extra}))
+
+
 def submission_key(options: RunOptions) -> str:
     """The duplicate-job guard's key: the caller's, else this flow run's id."""
     return options.submission_key or str(flow_run.id)
@@ -75,7 +89,8 @@ def render_submit(
         options: How to run: preview only, Conductor address, credentials block, polling.
     """
     logger = get_run_logger()
-    with tags(f"project:{job.project or 'unset'}", "host:jobs", f"scout:{job.scout_mode}"):
+    tag_this_run(run_tags(job))
+    with tags(*run_tags(job)):
         exported = export_scene(scene, options.staging_dir)
         catalog = fetch_catalog(options)
         prepared: Prepared = validate(job, exported, catalog)
