@@ -299,3 +299,17 @@ def test_api_key_sources(tmp_path: Path) -> None:
     with pytest.raises(AuthError, match="CONDUCTOR_API_KEY: not an API key") as caught:
         api_key_from_env({"CONDUCTOR_API_KEY": "not-a-key-secret"})
     assert "not-a-key-secret" not in str(caught.value)
+
+
+def test_listing_status_and_kill(sandbox: SandboxHandle, tmp_path: Path) -> None:
+    with make_client(sandbox, tmp_path) as client:
+        first = client.submit_job(payload(), "run-9:scout")
+        second = client.submit_job(payload(), "run-9:full")
+        assert [j["jid"] for j in client.list_jobs(2, 2)] == [second.jid]
+        assert [j["jid"] for j in client.list_jobs()] == [first.jid, second.jid]
+        assert [t["frames"] for t in client.get_tasks(first.jid)] == ["1-2", "3-4"]
+        client.kill_jobs([first.jid])
+        assert client.get_job(first.jid)["status"] == "killed"
+        assert {t["status"] for t in client.get_tasks(first.jid)} == {"killed"}
+        assert client.find_job("run-9:full")["jid"] == second.jid  # type: ignore[index]
+        assert client.find_job("run-9:other") is None
