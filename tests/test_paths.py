@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from prefect_conductor.conductor_cloud.errors import FieldError
+from prefect_conductor.conductor_cloud.frames import FrameList
 from prefect_conductor.conductor_cloud.paths import (
     MAX_MISSING_FRAME_WARNINGS,
     ExpandedFiles,
@@ -104,7 +105,8 @@ def test_frame_token_in_folder_and_file_must_name_the_same_frame(tmp_path: Path)
 def test_frame_aware_takes_only_the_rendered_frames_and_warns_per_missing_file(
     seq: Path,
 ) -> None:
-    result = expand_dependencies(["seq/img.####.exr"], base_dir=seq, frames=[1, 3, 5, 1000])
+    frames = FrameList.from_iterable([1000, 5, 3, 1, 3])
+    result = expand_dependencies(["seq/img.####.exr"], base_dir=seq, frames=frames)
     assert names(result, seq) == ["seq/img.0001.exr", "seq/img.0003.exr", "seq/img.1000.exr"]
     assert result.warnings == (f"dependencies: frame 5 has no file {seq}/seq/img.0005.exr",)
 

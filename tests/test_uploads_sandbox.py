@@ -140,24 +140,6 @@ def test_a_part_failing_halfway_is_retried(sandbox: SandboxHandle, tmp_path: Pat
     assert sandbox.uploads() == {b64md5(big[0].read_bytes()): 100_000}
 
 
-def test_a_file_changed_after_hashing_is_named(sandbox: SandboxHandle, tmp_path: Path) -> None:
-    files = make_files(tmp_path / "f", 1)
-    cache = Md5Cache(tmp_path / "c.sqlite")
-    seen = {"changed": False}
-
-    def change_once(progress: UploadProgress) -> None:
-        if progress.files_hashed == 1 and not seen["changed"]:
-            seen["changed"] = True
-            files[0].write_bytes(os.urandom(4000))
-
-    with client_for(sandbox, tmp_path) as client, pytest.raises(UserError) as caught:
-        upload_files(
-            client, files, project="default", cache=cache, storage_policy=FAST, progress=change_once
-        )
-    assert str(files[0]) in str(caught.value)
-    assert sandbox.uploads() == {}
-
-
 def test_a_vanished_file_is_named(sandbox: SandboxHandle, tmp_path: Path) -> None:
     missing = tmp_path / "gone.bin"
     with client_for(sandbox, tmp_path) as client, pytest.raises(UserError, match="gone.bin"):
