@@ -1,14 +1,20 @@
 """Software packages: the catalogue, host-version matching, plugins, environment merging.
 
 Conductor lists packages as flat records; a host (DCC) package has an empty
-``plugin_host_product`` and lists its plugins' ids in ``plugins``. The reference client matches
-names as exact strings and sorts versions as text, so ``3.0.10`` sorts before ``3.0.9`` and a
-missing exact version simply finds nothing. Here versions compare part by part as numbers, a host
-version without an exact package falls back to the nearest one of the same major version, and
-every failure is a one-line :class:`PackageError` that names the field and suggests close names.
+``plugin_host_product`` and lists its plugins' ids in ``plugins`` (the server does the linking).
+The reference client gets several things wrong that this module fixes:
 
-Environment merging follows Conductor's policies (append, prepend, exclusive) but refuses every
-mix of list and scalar for one variable, in either order, and names both sources.
+* names (``product version platform``) are not unique, yet it looks them up first-match; here a
+  plugin name is looked up among the chosen host's own plugins, and duplicate host names are
+  settled by which of them carries the plugins asked for;
+* versions sort as text (``5.0.10`` before ``5.0.9``); here numbers compare as numbers;
+* host versions match only as exact strings; here a missing version falls back to the nearest
+  one of the same major release (rule in :meth:`PackageCatalog.match_host`);
+* a record with an unknown platform raises ``KeyError``; here it is skipped and noted;
+* mixing list and scalar merge policies for one variable is refused except when the scalar is an
+  empty string; here every mix is refused, in either order, naming both sources.
+
+Every failure is a one-line :class:`PackageError` naming the job field to fix.
 """
 
 from __future__ import annotations
@@ -17,32 +23,44 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from prefect_conductor.conductor_cloud.errors import PackageError
 
 Platform = Literal["linux", "windows"]
-PLATFORMS: frozenset[str] = frozenset({"linux", "windows"})
+PLATFORMS: tuple[str, ...] = ("linux", "windows")
 SEPARATORS: Mapping[str, str] = {"linux": ":", "windows": ";"}
+MERGE_POLICIES: tuple[str, ...] = ("append", "prepend", "exclusive")
 VERSION_PART = re.compile(r"(\d+)|([A-Za-z]+)")
+
+VersionKey = tuple[tuple[int, int | str], ...]
 
 
 class EnvEntry(BaseModel):
-    """One environment variable of a package or of the account: name, value, merge policy."""
+    """One environment variable of a package or of the account: name, value, merge policy.
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    The policy stays a plain string so an unknown one from the server survives loading and is
+    reported by :class:`EnvironmentMerge` with the variable and its source, not as a parse error.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
 
     name: str
-    value: str
+    value: str = ""
     merge_policy: str = "exclusive"
+
+    @field_validator("value", "merge_policy", mode="before")
+    @classmethod
+    def _none_is_default(cls, value: Any) -> Any:
+        return "" if value is None else value
 
 
 class Package(BaseModel):
     """A software package record as ``api/v1/ee/packages`` returns it (unknown keys ignored)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
 
     package_id: str
     product: str
@@ -50,53 +68,117 @@ class Package(BaseModel):
     minor_version: str = ""
     release_version: str = ""
     build_version: str = ""
-    platform: Platform = "linux"
+    platform: Platform
     plugin_host_product: str = ""
     plugin_host_version: str = ""
     plugins: list[str] = Field(default_factory=list)
     environment: list[EnvEntry] = Field(default_factory=list)
     vendor: str = ""
+    package: str = ""
     description: str = ""
+
+    @field_validator(
+        "product",
+        "major_version",
+        "minor_version",
+        "release_version",
+        "build_version",
+        "plugin_host_product",
+        "plugin_host_version",
+        "vendor",
+        "package",
+        "description",
+        mode="before",
+    )
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        """The server sends empty version parts as "" and sometimes as null or numbers."""
+        if value is None:
+            return ""
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("plugins", "environment", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
 
     @property
     def version(self) -> str:
-        """The non-empty version parts joined by dots: ``5.0.10``, ``2022.SP3``."""
+        """The non-empty version parts joined by dots: ``5.0.10``, ``4.0.SP12``."""
         parts = (self.major_version, self.minor_version, self.release_version, self.build_version)
-        return ".".join(str(part) for part in parts if str(part))
+        return ".".join(part for part in parts if part)
 
     @property
     def name(self) -> str:
-        """``<product> <version> <platform>``, the name people pick in menus."""
-        return f"{self.product} {self.version} {self.platform}"
+        """``<product> <version> <platform>``, the name people pick in menus (not unique)."""
+        return " ".join(part for part in (self.product, self.version, self.platform) if part)
 
     @property
-    def version_key(self) -> tuple[tuple[int, int | str], ...]:
+    def version_key(self) -> VersionKey:
         return version_key(self.version)
 
     @property
     def is_host(self) -> bool:
+        """Hosts (DCCs) have no host product of their own; plugins name theirs."""
         return not self.plugin_host_product
 
 
-def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """A sort key comparing numbers as numbers: ``5.0.10`` > ``5.0.9``, ``SP12`` > ``SP3``."""
-    key: list[tuple[int, int | str]] = []
-    for number, word in VERSION_PART.findall(version):
-        key.append((1, int(number)) if number else (0, word.lower()))
-    return tuple(key)
+def version_key(version: str) -> VersionKey:
+    """A sort key comparing numbers as numbers: ``5.0.10`` > ``5.0.9``, ``SP12`` > ``SP3``.
+
+    The version is split into runs of digits and runs of letters; separators do not matter, so
+    ``5.0 SP12`` and ``5.0.SP12`` are equal. At the same position a word sorts before a number
+    (``5.0.SP2`` < ``5.0.9``), and words compare case-insensitively. Each part is tagged so an
+    int is never compared with a str.
+    """
+    return tuple(
+        (1, int(number)) if number else (0, word.lower())
+        for number, word in VERSION_PART.findall(version)
+    )
 
 
-def _major(version: str) -> str:
-    match = re.match(r"\d+", version)
-    return match.group(0) if match else version
+def _canonical(key: VersionKey) -> VersionKey:
+    """The key without trailing zero parts, so ``5.0.10.0`` matches ``5.0.10``."""
+    parts = list(key)
+    while parts and parts[-1] == (1, 0):
+        parts.pop()
+    return tuple(parts)
+
+
+def _major(key: VersionKey) -> int | None:
+    """The leading number of a version (its major release), or None when it does not start so."""
+    if key and isinstance(key[0][1], int):
+        return key[0][1]
+    return None
+
+
+def _clean(name: str) -> str:
+    return " ".join(name.split())
+
+
+def _with_platform(name: str, platform: str) -> str:
+    """A name with the platform suffix added when it has none (``redshift-jobs 3.0.62``)."""
+    cleaned = _clean(name)
+    words = cleaned.split(" ")
+    return cleaned if words[-1] in PLATFORMS else f"{cleaned} {platform}"
+
+
+def _quoted(names: Iterable[str]) -> str:
+    return ", ".join(repr(name) for name in names)
 
 
 @dataclass(frozen=True)
 class ResolvedPackages:
-    """The host package and its plugins chosen for a job."""
+    """The host package and its plugins chosen for a job.
+
+    ``notes`` says, one ``field: text`` line each, where the choice is not literally what was
+    asked for (a host version without an exact package, a host package of another version than
+    the host version), so validation can show it as a warning.
+    """
 
     host: Package
     plugins: tuple[Package, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def ids(self) -> list[str]:
@@ -105,66 +187,162 @@ class ResolvedPackages:
 
     @property
     def all(self) -> tuple[Package, ...]:
+        """Host then plugins, the order their environments are merged in."""
         return (self.host, *self.plugins)
 
 
 class PackageCatalog:
-    """Packages of the platforms render nodes run, searchable by name, host and version."""
+    """Packages of the platforms render nodes run, searchable by name, host and version.
+
+    Records that cannot be used (unknown platform, missing fields, repeated id) are skipped and
+    described in ``skipped``, one line each, instead of failing the whole catalogue.
+    """
 
     def __init__(
         self,
         packages: Iterable[Package | Mapping[str, Any]],
         platforms: Iterable[str] = ("linux",),
     ) -> None:
-        wanted = set(platforms)
+        self.platforms = frozenset(platforms)
         self.packages: list[Package] = []
-        for record in packages:
-            package = record if isinstance(record, Package) else _package_or_none(record)
-            if package is not None and package.platform in wanted:
-                self.packages.append(package)
-        self._by_id = {package.package_id: package for package in self.packages}
-        self._by_name: dict[str, Package] = {}
-        for package in self.packages:
-            self._by_name.setdefault(package.name, package)
+        self.skipped: list[str] = []
+        self._by_id: dict[str, Package] = {}
+        self._by_name: dict[str, list[Package]] = {}
+        for index, record in enumerate(packages):
+            package = self._parse(index, record)
+            if package is None or package.platform not in self.platforms:
+                continue
+            if package.package_id in self._by_id:
+                self.skipped.append(
+                    f"packages[{index}]: id {package.package_id} repeats; kept the first"
+                )
+                continue
+            self.packages.append(package)
+            self._by_id[package.package_id] = package
+            self._by_name.setdefault(package.name, []).append(package)
 
-    def hosts(self, product: str = "jobs") -> list[Package]:
-        """Host packages of ``product``, newest first."""
-        found = [p for p in self.packages if p.is_host and p.product == product]
+    def _parse(self, index: int, record: Package | Mapping[str, Any]) -> Package | None:
+        if isinstance(record, Package):
+            return record
+        where = f"packages[{index}]"
+        if not isinstance(record, Mapping):
+            self.skipped.append(f"{where}: not a record")
+            return None
+        platform = record.get("platform")
+        if platform not in PLATFORMS:
+            self.skipped.append(f"{where} ({record.get('product')}): unknown platform {platform!r}")
+            return None
+        try:
+            return Package.model_validate(dict(record))
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(str(part) for part in first["loc"])
+            message = first["msg"].removeprefix("Value error, ")
+            self.skipped.append(f"{where} ({record.get('product')}): {field}: {message}")
+            return None
+
+    def by_id(self, package_id: str) -> Package | None:
+        return self._by_id.get(package_id)
+
+    def find_all(self, name: str) -> list[Package]:
+        """Every package with this exact name (names repeat), in catalogue order."""
+        return list(self._by_name.get(_clean(name), []))
+
+    def hosts(self, product: str = "jobs", platform: str | None = None) -> list[Package]:
+        """Host packages of ``product`` (optionally of one platform), newest first."""
+        found = [
+            p
+            for p in self.packages
+            if p.is_host and p.product == product and platform in (None, p.platform)
+        ]
         return sorted(found, key=lambda p: p.version_key, reverse=True)
 
-    def find(self, name: str, field: str = "host_package") -> Package:
-        """The package with this exact name, or an error suggesting close names."""
-        package = self._by_name.get(name.strip())
-        if package is not None:
-            return package
-        close = difflib.get_close_matches(name, list(self._by_name), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise PackageError(field, f"unknown package {name!r}{hint}")
+    def find(self, name: str, field: str = "host_package", platform: str | None = None) -> Package:
+        """The package with this exact name, or a PackageError for ``field`` with close names.
+
+        With ``platform`` a name without a platform suffix gets it added. When a name repeats,
+        hosts come before plugins, then catalogue order.
+        """
+        found = self.find_all(name)
+        if not found and platform:
+            found = self.find_all(_with_platform(name, platform))
+        if found:
+            return sorted(found, key=lambda p: not p.is_host)[0]
+        raise PackageError(field, f"unknown package {_clean(name)!r}{self._hint(name)}")
+
+    def _hint(self, name: str, choices: Iterable[str] | None = None) -> str:
+        """``; did you mean ...?`` or ``; known <product> packages: ...`` for an unknown name.
+
+        Within a known product, plain text similarity mostly measures the shared product and
+        platform words, so only a near-identical name (a typo) is suggested; otherwise the
+        product's packages are listed, the asked platform's first, newest first. An unknown
+        product gets close names.
+        """
+        wanted = _clean(name)
+        pool = list(dict.fromkeys(choices if choices is not None else self._by_name))
+        product = wanted.split(" ")[0]
+        platform = wanted.split(" ")[-1]
+        same = sorted(
+            (n for n in pool if n.split(" ")[0] == product),
+            key=lambda n: (n.split(" ")[-1] == platform, version_key(n)),
+            reverse=True,
+        )
+        close = difflib.get_close_matches(wanted, same or pool, n=3, cutoff=0.9 if same else 0.6)
+        if close:
+            return f"; did you mean {_quoted(close)}?"
+        if same:
+            more = ", ..." if len(same) > 6 else ""
+            return f"; known {product} packages: {_quoted(same[:6])}{more}"
+        return ""
 
     def plugins_for(self, host: Package) -> list[Package]:
-        """The plugins Conductor links to ``host`` (its ``plugins`` ids), by product and version."""
-        found = [self._by_id[i] for i in host.plugins if i in self._by_id]
-        return sorted(found, key=lambda p: (p.product, p.version_key))
+        """The plugins Conductor links to ``host`` (its ``plugins`` ids), by product, newest first.
+
+        The server's links are authoritative: a plugin whose ``plugin_host_version`` looks right
+        but which the server did not link is not offered.
+        """
+        found = [self._by_id[i] for i in dict.fromkeys(host.plugins) if i in self._by_id]
+        newest = sorted(found, key=lambda p: p.version_key, reverse=True)
+        return sorted(newest, key=lambda p: p.product)
 
     def match_host(self, version: str, product: str = "jobs", platform: str = "linux") -> Package:
-        """The host package for a host version.
+        """The host package for a host version, by this rule:
 
-        The exact version if Conductor has it; otherwise the newest package of the same major
-        version that is not newer than the one asked for (a scene saved in 5.0.12 renders in
-        5.0.10 rather than in an unknown 5.1); otherwise the oldest newer one of that major.
+        1. the package of exactly that version (``5.0.10.0`` equals ``5.0.10``);
+        2. else, within the same major release, the oldest package newer than the version: a newer
+           build reads scenes saved by an older one, while an older build may not understand what
+           a newer one wrote;
+        3. else the newest package of that major release that is older than the version;
+        4. else a PackageError for ``host_version`` listing the versions that exist.
+
+        A different major release is never chosen: it may render differently.
         """
-        hosts = [p for p in self.hosts(product) if p.platform == platform]
-        for package in hosts:
-            if package.version == version:
-                return package
-        wanted = version_key(version)
-        same_major = [p for p in hosts if _major(p.version) == _major(version)]
-        older = [p for p in same_major if p.version_key <= wanted]
+        return self._match_host_candidates(version, product, platform)[0]
+
+    def _match_host_candidates(
+        self, version: str, product: str, platform: str
+    ) -> tuple[Package, ...]:
+        """Every host package of the matched version (duplicates possible), first is preferred."""
+        hosts = self.hosts(product, platform)
+        wanted = _canonical(version_key(version))
+        if not wanted:
+            raise PackageError(
+                "host_version", f"{version!r} is not a version; press Refresh to detect it"
+            )
+        exact = tuple(p for p in hosts if _canonical(p.version_key) == wanted)
+        if exact:
+            return exact
+        major = _major(wanted)
+        same_major = [p for p in hosts if major is not None and _major(p.version_key) == major]
+        newer = [p for p in same_major if p.version_key > wanted]
+        older = [p for p in same_major if p.version_key < wanted]
+        if newer:
+            nearest = newer[-1].version_key
+            return tuple(p for p in newer if p.version_key == nearest)
         if older:
-            return older[0]
-        if same_major:
-            return same_major[-1]
-        available = ", ".join(p.version for p in hosts) or "none"
+            nearest = older[0].version_key
+            return tuple(p for p in older if p.version_key == nearest)
+        available = ", ".join(dict.fromkeys(p.version for p in hosts)) or "none"
         raise PackageError(
             "host_version",
             f"no {product} package for version {version!r} on {platform}; available: {available}",
@@ -176,100 +354,245 @@ class PackageCatalog:
         host_version: str | None,
         plugin_packages: Sequence[str],
         product: str = "jobs",
+        platform: str = "linux",
     ) -> ResolvedPackages:
-        """The host (named, or matched from the version) and the named plugins under it."""
+        """The host (named, or matched from the version) and the named plugins under it.
+
+        ``host_package`` wins over ``host_version``. Plugin names are looked up among the host's
+        own plugins, so a name that several packages share picks the one linked to this host.
+        When the host name itself repeats, the first duplicate that carries every plugin asked
+        for is chosen.
+        """
+        notes: list[str] = []
+        candidates: Sequence[Package]
         if host_package:
-            host = self.find(host_package, field="host_package")
-            if not host.is_host:
-                raise PackageError("host_package", f"{host_package!r} is a plugin, not a host")
+            candidates = self._named_hosts(host_package, product, platform)
+            if host_version:
+                chosen = candidates[0].version_key
+                if _canonical(chosen) != _canonical(version_key(host_version)):
+                    notes.append(
+                        f"host_package: {candidates[0].name!r} differs from host version"
+                        f" {host_version}"
+                    )
         elif host_version:
-            host = self.match_host(host_version, product=product)
+            candidates = self._match_host_candidates(host_version, product, platform)
+            if _canonical(candidates[0].version_key) != _canonical(version_key(host_version)):
+                notes.append(
+                    f"host_version: no {product} {host_version} package on {platform};"
+                    f" using {candidates[0].name!r}"
+                )
         else:
             raise PackageError(
                 "host_package", "no host package or host version: press Refresh to detect it"
             )
-        plugins = []
-        linked = {p.name: p for p in reversed(self.plugins_for(host))}
-        for index, name in enumerate(plugin_packages):
+        first_error: PackageError | None = None
+        for host in candidates:
+            try:
+                plugins = self._plugins_under(host, plugin_packages)
+            except PackageError as error:
+                first_error = first_error or error
+                continue
+            return ResolvedPackages(host=host, plugins=plugins, notes=tuple(notes))
+        assert first_error is not None
+        raise first_error
+
+    def _named_hosts(self, name: str, product: str, platform: str) -> list[Package]:
+        found = self.find_all(name) or self.find_all(_with_platform(name, platform))
+        hosts = [p for p in found if p.is_host]
+        if not found:
+            host_names = [p.name for p in self.packages if p.is_host]
+            raise PackageError(
+                "host_package", f"unknown package {_clean(name)!r}{self._hint(name, host_names)}"
+            )
+        if not hosts:
+            raise PackageError(
+                "host_package",
+                f"{found[0].name!r} is a plugin of {found[0].plugin_host_product}, not a host;"
+                " list it in plugin_packages",
+            )
+        ours = [p for p in hosts if p.product == product]
+        if not ours:
+            raise PackageError(
+                "host_package", f"{hosts[0].name!r} is a {hosts[0].product} package, not {product}"
+            )
+        return ours
+
+    def _plugins_under(self, host: Package, names: Sequence[str]) -> tuple[Package, ...]:
+        linked = self.plugins_for(host)
+        chosen: list[Package] = []
+        for index, name in enumerate(names):
             where = f"plugin_packages[{index}]"
-            plugin = linked.get(name.strip())
+            full = _with_platform(name, host.platform)
+            plugin = next((p for p in linked if p.name == full), None)
             if plugin is None:
-                self.find(name, field=where)  # unknown anywhere: suggest close names
-                raise PackageError(where, f"{name!r} is not a plugin of {host.name!r}")
-            plugins.append(plugin)
-        return ResolvedPackages(host=host, plugins=tuple(plugins))
+                raise PackageError(where, self._not_linked(name, full, host, linked))
+            for earlier_index, earlier in enumerate(chosen):
+                if earlier.product == plugin.product:
+                    raise PackageError(
+                        where,
+                        f"{plugin.name!r} is a second {plugin.product} package"
+                        f" (plugin_packages[{earlier_index}] is {earlier.name!r}); keep one",
+                    )
+            chosen.append(plugin)
+        return tuple(chosen)
+
+    def _not_linked(self, name: str, full: str, host: Package, linked: list[Package]) -> str:
+        """Why a plugin name is not among the host's plugins, naming both."""
+        elsewhere = self.find_all(full) or self.find_all(name)
+        if not elsewhere:
+            choices = [p.name for p in linked] or None
+            return f"unknown package {_clean(name)!r}{self._hint(full, choices)}"
+        if all(p.is_host for p in elsewhere):
+            return f"{elsewhere[0].name!r} is a host package, not a plugin"
+        ids = {p.package_id for p in elsewhere}
+        owners = [p.name for p in self.packages if p.is_host and ids & set(p.plugins)]
+        reason = f"{elsewhere[0].name!r} is not a plugin of {host.name!r}"
+        if owners:
+            return f"{reason}; it runs under {_quoted(dict.fromkeys(owners))}"
+        return reason
 
 
-def _package_or_none(record: Mapping[str, Any]) -> Package | None:
-    """A record as a Package; records with an unknown platform are skipped, not fatal."""
-    if record.get("platform") not in PLATFORMS:
-        return None
-    try:
-        return Package.model_validate(dict(record))
-    except ValidationError:
-        return None
+class EnvLike(Protocol):
+    """Anything with a name, a value and a merge policy (EnvEntry, job EnvironmentVariable)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> str: ...
+    @property
+    def merge_policy(self) -> str: ...
+
+
+EnvInput = EnvEntry | EnvLike | Mapping[str, Any] | str
+
+
+@dataclass
+class _Variable:
+    """What is known about one variable so far: list or scalar, and who set it last."""
+
+    policy: str
+    source: str
+    values: list[str]
 
 
 class EnvironmentMerge:
-    """Merge environment entries from several sources under Conductor's merge policies."""
+    """Merge environment entries from several sources under Conductor's merge policies.
+
+    ``append`` and ``prepend`` build a path list (prepend goes ahead of everything earlier),
+    ``exclusive`` sets a single value (a later exclusive value replaces an earlier one). A
+    variable is either a list or a single value: mixing the two is an error in either order, for
+    any value, including an empty one.
+    """
 
     def __init__(self, platform: str = "linux") -> None:
-        self.platform = platform
-        self._lists: dict[str, list[str]] = {}
-        self._scalars: dict[str, str] = {}
-        self._sources: dict[str, tuple[str, str]] = {}
-
-    def extend(self, entries: Iterable[Any], source: str) -> None:
-        """Add entries (EnvEntry, mappings, or objects with name/value/merge_policy)."""
-        for entry in entries:
-            if isinstance(entry, Mapping):
-                name, value = str(entry["name"]), str(entry["value"])
-                policy = str(entry.get("merge_policy", "exclusive"))
-            else:
-                name, value = entry.name, entry.value
-                policy = getattr(entry, "merge_policy", "exclusive")
-            self._add(name, value, policy, source)
-
-    def _add(self, name: str, value: str, policy: str, source: str) -> None:
-        if policy not in ("append", "prepend", "exclusive"):
+        if platform not in SEPARATORS:
             raise PackageError(
-                source, f"{name} has merge policy {policy!r}; use append, prepend or exclusive"
+                "platform", f"unknown platform {platform!r}; use {' or '.join(PLATFORMS)}"
             )
-        earlier = self._sources.get(name)
-        if earlier is not None:
-            earlier_policy, earlier_source = earlier
-            if (earlier_policy == "exclusive") != (policy == "exclusive"):
-                raise PackageError(
-                    source,
-                    f"{name} is {policy} in {source!r} but {earlier_policy} in"
-                    f" {earlier_source!r}; make them agree",
-                )
-        self._sources[name] = (policy, source)
+        self.platform = platform
+        self._variables: dict[str, _Variable] = {}
+
+    def extend(
+        self,
+        entries: Iterable[EnvInput],
+        source: str,
+        *,
+        field: str | None = None,
+        platform: str | None = None,
+    ) -> None:
+        """Add entries from one source.
+
+        ``source`` says where they came from (a package name, ``account extra environment``,
+        ``environment[2]``) for messages; ``field`` is the job field errors are reported against
+        (default: ``source``). ``platform``, when given, must be this merge's platform: a Windows
+        package's paths cannot join a Linux environment.
+        """
+        where = field or source
+        if platform is not None and platform != self.platform:
+            raise PackageError(
+                where,
+                f"{source!r} is for {platform} but the environment is for {self.platform}",
+            )
+        for entry in entries:
+            name, value, policy = _unpack(entry, source, where)
+            self._add(name, value, policy, source, where)
+
+    def _add(self, name: str, value: str, policy: str, source: str, where: str) -> None:
+        if policy not in MERGE_POLICIES:
+            raise PackageError(
+                where,
+                f"{name} has merge policy {policy!r} in {source!r}; use append, prepend or"
+                " exclusive",
+            )
+        known = self._variables.get(name)
+        if known is None:
+            self._variables[name] = _Variable(policy, source, [value])
+            return
+        if (known.policy == "exclusive") != (policy == "exclusive"):
+            raise PackageError(
+                where,
+                f"{name} is {policy} in {source!r} but {known.policy} in {known.source!r};"
+                " make them agree",
+            )
         if policy == "exclusive":
-            self._scalars[name] = value
+            known.values = [value]
         elif policy == "append":
-            self._lists.setdefault(name, []).append(value)
+            known.values.append(value)
         else:
-            self._lists.setdefault(name, []).insert(0, value)
+            known.values.insert(0, value)
+        known.policy, known.source = policy, source
 
     def as_dict(self) -> dict[str, str]:
-        """The flat map Conductor wants; lists joined with ``:`` (linux) or ``;`` (windows)."""
-        separator = SEPARATORS.get(self.platform, ":")
-        merged = {name: separator.join(values) for name, values in self._lists.items()}
-        merged.update(self._scalars)
-        return dict(sorted(merged.items()))
+        """The flat map Conductor wants, by name; lists joined with ``:`` or ``;`` (windows)."""
+        separator = SEPARATORS[self.platform]
+        return {
+            name: separator.join(variable.values)
+            for name, variable in sorted(self._variables.items())
+        }
+
+
+def _unpack(entry: EnvInput, source: str, where: str) -> tuple[str, str, str]:
+    """(name, value, policy) from any accepted entry shape; ``"K=V"`` strings are exclusive."""
+    if isinstance(entry, str):
+        text_name, equals, text_value = entry.partition("=")
+        if not equals or not text_name.strip():
+            raise PackageError(where, f"{entry!r} in {source!r} is not NAME=value")
+        return text_name.strip(), text_value, "exclusive"
+    name: Any
+    value: Any
+    policy: Any
+    if isinstance(entry, Mapping):
+        name, value = entry.get("name"), entry.get("value")
+        policy = entry.get("merge_policy") or "exclusive"
+    else:
+        name, value, policy = entry.name, entry.value, entry.merge_policy
+    if not name or not isinstance(name, str):
+        raise PackageError(where, f"a variable in {source!r} has no name")
+    return name, "" if value is None else str(value), str(policy)
 
 
 def merge_environment(
     resolved: ResolvedPackages,
-    account_env: Sequence[Any],
-    job_env: Sequence[Any],
+    account_env: Sequence[EnvInput],
+    job_env: Sequence[EnvInput],
 ) -> dict[str, str]:
-    """Packages (host, then plugins), then the account's extra environment, then the job's."""
-    merge = EnvironmentMerge(resolved.host.platform)
-    for package in resolved.all:
-        merge.extend(package.environment, source=package.name)
-    merge.extend(account_env, source="account extra environment")
+    """The render nodes' environment: host, plugins, account extra environment, then the job's.
+
+    Later sources extend or replace earlier ones by policy. Errors name the job field to fix:
+    ``host_package``, ``plugin_packages[i]``, ``extra_environment`` (the account's, set in
+    Conductor) or ``environment[i]``.
+    """
+    host = resolved.host
+    merge = EnvironmentMerge(host.platform)
+    merge.extend(host.environment, source=host.name, field="host_package", platform=host.platform)
+    for index, plugin in enumerate(resolved.plugins):
+        merge.extend(
+            plugin.environment,
+            source=plugin.name,
+            field=f"plugin_packages[{index}]",
+            platform=plugin.platform,
+        )
+    merge.extend(account_env, source="account extra environment", field="extra_environment")
     for index, entry in enumerate(job_env):
         merge.extend([entry], source=f"environment[{index}]")
     return merge.as_dict()
