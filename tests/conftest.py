@@ -25,6 +25,9 @@ for _name in ("CONDUCTOR_URL", "CONDUCTOR_API_KEY", "CONDUCTOR_API_KEY_PATH"):
 from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle  # noqa: E402
 from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer  # noqa: E402
 
+# The stand-in host (``host``) fixture for the host plugin's tests.
+pytest_plugins = ["tests.host_standin.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServer]:

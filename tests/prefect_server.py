@@ -1,0 +1,144 @@
+"""Helpers around a real Prefect server for the host plugin's end-to-end tests and benches.
+
+The tests use the session's ``prefect_server`` fixture (tests/conftest.py). ``register_deployment``
+creates a deployment of the ``render-submit`` flow directly over the REST API with the flow's real
+parameter schema and no work pool, so flow runs can be created and inspected without a worker
+(and no worker of another test ever picks them up). ``running_prefect_server`` starts a server
+outside pytest, for ``bench/submit_latency.py``: ``prefect server start`` as a subprocess with its
+own PREFECT_HOME, analytics off and PREFECT_SERVER_API_HOST/PORT set so the UI's links point at
+the right port (research/prefect-notes.md section 5); it is stopped with SIGINT, then killed if it
+does not exit, and only the process group it started is signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(STOP_TIMEOUT)
+    except ProcessLookupError:
+        process.wait(STOP_TIMEOUT)
+
+
+@contextmanager
+def running_prefect_server(root: Path, timeout: float = START_TIMEOUT) -> Iterator[str]:
+    """Start ``prefect server start`` under ``root``; yield its API URL; stop it."""
+    port = free_port()
+    home = root / "prefect-home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    # The test session's own settings (an ephemeral local backend) must not leak into the server:
+    # with PREFECT_SERVER_EPHEMERAL_ENABLED set, ``prefect server start`` serves no UI.
+    for name in (
+        "PREFECT_API_URL",
+        "PREFECT_API_KEY",
+        "PREFECT_API_AUTH_STRING",
+        "PREFECT_SERVER_EPHEMERAL_ENABLED",
+    ):
+        env.pop(name, None)
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_API_HOST="127.0.0.1",
+        PREFECT_SERVER_API_PORT=str(port),
+    )
+    prefect = Path(sys.executable).with_name("prefect")
+    command = [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    log_path = root / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    api_url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"prefect server exited with {process.returncode}:\n{_tail(log_path)}"
+                )
+            try:
+                if httpx.get(f"{api_url}/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"prefect server not healthy in {timeout} s:\n{_tail(log_path)}")
+            time.sleep(0.2)
+        yield api_url
+    finally:
+        _stop(process)
+
+
+def flow_parameter_schema() -> dict[str, Any]:
+    """The render-submit flow's parameter schema, as ``prefect deploy`` would store it."""
+    from prefect.utilities.callables import parameter_schema
+
+    from prefect_conductor.flows.render_submit import render_submit
+
+    schema: dict[str, Any] = parameter_schema(render_submit).model_dump()
+    return schema
+
+
+HOST_TESTS_DEPLOYMENT = "host-tests"
+"""The deployment name the host tests use (PREFECT_CONDUCTOR_DEPLOYMENT), apart from the real
+``conductor`` deployment that other end-to-end tests run a worker for."""
+
+
+def register_deployment(
+    api_url: str, flow: str = "render-submit", name: str = HOST_TESTS_DEPLOYMENT
+) -> str:
+    """Create (or update) the deployment ``flow/name`` with the flow's schema; return its id."""
+    with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
+        flow_id = http.post("flows/", json={"name": flow}).raise_for_status().json()["id"]
+        body = {
+            "name": name,
+            "flow_id": flow_id,
+            "parameter_openapi_schema": flow_parameter_schema(),
+            "enforce_parameter_schema": True,
+        }
+        created = http.post("deployments/", json=body).raise_for_status().json()
+    return str(created["id"])
+
+
+def flow_runs(api_url: str, deployment_id: str) -> list[dict[str, Any]]:
+    """Every flow run of a deployment, oldest first."""
+    body = {"deployments": {"id": {"any_": [deployment_id]}}, "sort": "EXPECTED_START_TIME_ASC"}
+    with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
+        runs: list[dict[str, Any]] = http.post("flow_runs/filter", json=body).json()
+    return runs
