@@ -59,6 +59,9 @@ def submit(
     submission_key: Annotated[
         str | None, typer.Option(help="Reuse to finish an interrupted submission, never twice.")
     ] = None,
+    poll_seconds: Annotated[
+        float, typer.Option(help="First interval between scout status checks (backs off).")
+    ] = 10.0,
 ) -> None:
     """Run the render-submit flow (Prefect's local backend unless PREFECT_API_URL is set)."""
     from prefect_conductor.conductor_cloud.loaders import load_job
@@ -75,6 +78,7 @@ def submit(
             preview=preview_only,
             credentials_block=credentials_block,
             submission_key=submission_key,
+            poll_seconds=poll_seconds,
         ),
     )
     typer.echo(f"Frames Info: {result['info']}")
@@ -120,15 +124,23 @@ def sandbox(
     faults: Annotated[
         str,
         typer.Option(
-            help="Faults to inject, e.g. 'POST /jobs/=drop_after;GET /api/v1/projects/=503x2;"
-            "PUT *=delay:3' (METHOD PATH=ACTION[:ARG][xTIMES]; actions: a status code, delay,"
-            " drop_before, drop_after)."
+            help="Faults to inject: rules 'METHOD PATH=ACTION[:ARG][xTIMES]' joined by ';'."
+            " PATH is a glob; ACTION is a status code (ARG: Retry-After seconds), delay (ARG:"
+            " seconds), drop_before or drop_after (store, then close without answering); TIMES"
+            " defaults to 1, x0 is forever. Example: 'POST /jobs/=drop_after;"
+            "GET /api/v1/projects/=503x2;PUT *=delay:3'."
         ),
     ] = "",
-    task_seconds: Annotated[float, typer.Option(help="Seconds per task state.")] = 2.0,
+    task_seconds: Annotated[
+        float, typer.Option(help="Seconds a task stays pending, then running.")
+    ] = 2.0,
     host: Annotated[str, typer.Option(help="Loopback address to bind.")] = "127.0.0.1",
 ) -> None:
-    """Serve a local Conductor-compatible API (loopback only) for trying and testing."""
+    """Serve a local Conductor-compatible API (loopback only) for trying and testing.
+
+    State (jobs, uploads, tokens) lives in the data folder and survives a restart. Tests steer
+    it through /_sandbox/ (faults, config, state, reset, release/<jid>).
+    """
     from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer
 
     try:
@@ -137,7 +149,7 @@ def sandbox(
         raise UserError(str(error)) from None
     typer.echo(f"Conductor sandbox on {server.url} (data in {data})")
     typer.echo(f"  export CONDUCTOR_URL={server.url}")
-    typer.echo(f"  export CONDUCTOR_API_KEY_PATH={data / 'api_key.json'}")
+    typer.echo(f"  export CONDUCTOR_API_KEY_PATH={server.api_key_path}")
     server.serve_forever()
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from prefect_conductor.conductor_cloud.catalog import fixture_records
 from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
 
 SCRIPT = """
@@ -24,6 +25,7 @@ result = {
     "projects": api_client.request_projects(),
     "instance_types": len(api_client.request_instance_types()),
     "packages": len(api_client.request_software_packages()),
+    "extra_env": api_client.request_extra_environment(),
 }
 submit = conductor_submit.Submit({
     "instance_type": "n1-standard-8", "project": "default", "job_title": "from ciocore",
@@ -31,11 +33,15 @@ submit = conductor_submit.Submit({
     "upload_paths": [path], "local_upload": True,
 })
 result["submit"] = list(submit.main())
+result["jobs"] = [job["jid"] for job in api_client.get_jobs(1)]
+result["log"] = json.loads(api_client.get_log(1, 0))["task_status"]
+result["kill"] = api_client.kill_jobs("00001")["body"]
+result["killed"] = [job["status"] for job in api_client.get_jobs(1)]
 open(out, "w").write(json.dumps(result))
 """
 
 
-def test_ciocore_lists_the_catalogue_and_submits_with_an_upload(
+def test_ciocore_reads_the_catalogue_submits_with_an_upload_and_kills(
     sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
     asset = tmp_path / "asset.txt"
@@ -57,14 +63,27 @@ def test_ciocore_lists_the_catalogue_and_submits_with_an_upload(
     )
     assert finished.returncode == 0, finished.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert result["projects"] == ["default", "shot010", "Feature FX"]
-    assert result["instance_types"] == 8 and result["packages"] > 10
+    records = fixture_records()
+    assert result["projects"] == [p["name"] for p in records["projects"] if p["status"] == "active"]
+    assert result["instance_types"] == len(records["instance_types"])
+    unix_3dsmax = [
+        p for p in records["packages"] if "3dsmax" in p["product"] and p.get("platform") == "linux"
+    ]
+    assert result["packages"] == len(records["packages"]) - len(unix_3dsmax) > 10
+    # ciocore picks the extra environment by the token's ``account`` claim.
+    (mine,) = [e for e in records["extra_environment"] if e["account_id"] == "sandbox-account"]
+    assert result["extra_env"] == mine["env"]
     body, status = result["submit"]
-    assert status == 201 and body["jobid"] == "00001"
+    assert status == 201 and body["jobid"] == "00001" and body["uri"] == "/jobs/00001"
     digest = base64.b64encode(hashlib.md5(asset.read_bytes()).digest()).decode()
     assert sandbox.uploads() == {digest: asset.stat().st_size}
     job = sandbox.jobs()[0]
     assert job["job_title"] == "from ciocore"
     assert job["upload_files"][0]["md5"] == digest
+    assert result["jobs"] == ["00001"] and result["log"] in ("pending", "running", "success")
+    assert result["kill"] == "success" and result["killed"] == ["killed"]
+    state = sandbox.state()
+    # One token exchange for the whole run: ciocore's cached token passed its domain check.
+    assert [r["method"] for r in state["requests"] if r["path"] == "/api/oauth_jwt"] == ["GET"]
     # ciocore sends its Conductor token to the storage host (weakness 12); ours never does.
-    assert sandbox.state()["bearer_on_storage"] == 1
+    assert state["bearer_on_storage"] == 1

@@ -1,12 +1,20 @@
-"""The sandbox itself, over plain HTTP: auth, storage checks, the task clock, faults, restarts."""
+"""The sandbox itself, over plain HTTP: auth, storage checks, jobs, the task clock, faults,
+reset and restarts, loopback-only binding, and the ``sandbox`` command."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import os
+import signal
+import stat
+import subprocess
+import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,25 +22,39 @@ import pytest
 from prefect_conductor.conductor_cloud.sandbox.faults import parse_fault_spec
 from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
 from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer, require_loopback
+from prefect_conductor.conductor_cloud.sandbox.tokens import Tokens
 
 
 def b64md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-def signed_in(sandbox: SandboxHandle) -> httpx.Client:
-    key = json.loads(sandbox.api_key)
-    token = httpx.post(
-        f"{sandbox.url}/api/oauth_jwt",
+def token_for(url: str, api_key: str) -> str:
+    key = json.loads(api_key)
+    response = httpx.post(
+        f"{url}/api/oauth_jwt",
         data={
             "grant_type": "client_credentials",
             "client_id": key["client_id"],
             "client_secret": key["private_key"],
         },
-    ).json()["access_token"]
-    return httpx.Client(
-        base_url=sandbox.url, headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+def signed_in(url: str, api_key: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=url,
+        headers={"Authorization": f"Bearer {token_for(url, api_key)}"},
+        timeout=10,
+    )
+
+
+@pytest.fixture
+def http(sandbox: SandboxHandle) -> Iterator[httpx.Client]:
+    with signed_in(sandbox.url, sandbox.api_key) as client:
+        yield client
 
 
 def job_body(**changes: object) -> dict[str, object]:
@@ -46,218 +68,568 @@ def job_body(**changes: object) -> dict[str, object]:
     return body
 
 
-def wait_for(condition, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+def upload_urls(http: httpx.Client, data: bytes, path: str = "/scene/a.tx") -> httpx.Response:
+    return http.post(
+        "/api/v2/files/get_upload_urls",
+        json={
+            "upload_files": [{"path": path, "hash": b64md5(data), "size": len(data)}],
+            "project": "default",
+        },
+    )
+
+
+def task_statuses(http: httpx.Client, jid: str) -> list[str]:
+    return [t["status"] for t in http.get(f"/api/v1/jobs/{jid}/tasks").json()["data"]]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition never became true"
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
-def test_api_requires_a_token_it_issued(sandbox: SandboxHandle) -> None:
-    assert httpx.get(f"{sandbox.url}/api/v1/projects/").status_code == 401
+def statuses_of(sandbox: SandboxHandle, path: str) -> list[int]:
+    return [r["status"] for r in sandbox.state()["requests"] if r["path"] == path]
+
+
+# auth --------------------------------------------------------------------------------------------
+
+
+def test_api_requires_an_unexpired_token_it_issued(sandbox: SandboxHandle, tmp_path: Path) -> None:
+    for path in ("/api/v1/projects/", "/api/v1/jobs", "/api/v2/files/get_upload_urls"):
+        assert httpx.get(f"{sandbox.url}{path}").status_code == 401
     forged = httpx.get(f"{sandbox.url}/api/v1/projects/", headers={"Authorization": "Bearer x.y.z"})
     assert forged.status_code == 401
-    with signed_in(sandbox) as http:
+    with signed_in(sandbox.url, sandbox.api_key) as http:
         assert http.get("/api/v1/projects/").status_code == 200
-
-
-def test_legacy_get_token_exchange_and_jwt_claims(sandbox: SandboxHandle) -> None:
-    key = json.loads(sandbox.api_key)
-    response = httpx.get(
-        f"{sandbox.url}/api/oauth_jwt",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": key["client_id"],
-            "client_secret": key["private_key"],
-        },
+        assert http.post("/jobs/", json=job_body()).status_code == 201
+    unauthenticated = httpx.post(f"{sandbox.url}/jobs/", json=job_body())
+    assert unauthenticated.status_code == 401 and len(sandbox.jobs()) == 1
+    with SandboxServer(tmp_path / "other") as other:
+        expired = Tokens(other.context).issue(other.url, seconds=-1)
+        answer = httpx.get(
+            f"{other.url}/api/v1/projects/", headers={"Authorization": f"Bearer {expired}"}
+        )
+        assert answer.status_code == 401
+        # A token from another sandbox (another secret, another store) is refused too.
+        stranger = token_for(other.url, other.api_key)
+    refused = httpx.get(
+        f"{sandbox.url}/api/v1/projects/", headers={"Authorization": f"Bearer {stranger}"}
     )
-    token = response.json()["access_token"]
-    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert refused.status_code == 401
+
+
+@pytest.mark.parametrize("style", ["ciocore GET query", "POST form", "POST JSON"])
+def test_token_exchange_and_the_claims_ciocore_reads(sandbox: SandboxHandle, style: str) -> None:
+    key = json.loads(sandbox.api_key)
+    fields = {
+        "grant_type": "client_credentials",
+        "scope": "owner admin user",
+        "client_id": key["client_id"],
+        "client_secret": key["private_key"],
+    }
+    url = f"{sandbox.url}/api/oauth_jwt"
+    if style == "ciocore GET query":
+        response = httpx.get(url, params=fields)
+    elif style == "POST form":
+        response = httpx.post(url, data=fields)
+    else:
+        response = httpx.post(url, json=fields)
+    answer = response.json()
+    assert (response.status_code, answer["expires_in"], answer["token_type"]) == (
+        200,
+        3600,
+        "Bearer",
+    )
+    header, body, _ = answer["access_token"].split(".")
+    assert json.loads(base64.urlsafe_b64decode(header + "==")) == {"alg": "HS256", "typ": "JWT"}
+    claims = json.loads(base64.urlsafe_b64decode(body + "=="))
+    # ciocore's creds_same_domain compares what follows the last "/" of aud and of its URL.
     assert claims["aud"].rsplit("/", 1)[-1] == sandbox.url.rsplit("/", 1)[-1]
     assert claims["account"] == "sandbox-account"
-    wrong = httpx.post(
-        f"{sandbox.url}/api/oauth_jwt", data={"client_id": key["client_id"], "client_secret": "no"}
-    )
-    assert wrong.status_code == 401
+    assert 3590 < claims["exp"] - time.time() <= 3600
+    wrong = dict(fields, client_secret="not-the-key")
+    assert httpx.get(url, params=wrong).status_code == 401
+    assert httpx.post(url, data=wrong).status_code == 401
+    assert httpx.post(url, json={"client_id": key["client_id"]}).status_code == 401
 
 
-def test_uploads_are_checked_and_stored_by_md5(sandbox: SandboxHandle) -> None:
+def test_catalogue_endpoints(http: httpx.Client) -> None:
+    from prefect_conductor.conductor_cloud.catalog import fixture_records
+
+    records = fixture_records()
+    assert http.get("/api/v1/projects/").json() == {"data": records["projects"]}
+    types = http.get("/api/v1/instance-types", params={"filter": "cpu=gte:8:int"}).json()
+    assert types == {"data": records["instance_types"]}
+    assert http.get("/api/v1/ee/packages?all=true,").json() == {"data": records["packages"]}
+    extra = http.get("/api/v1/integrations/env-vars-configs").json()
+    assert extra == {"data": records["extra_environment"]}
+    assert http.get("/api/v1/accounts/sandbox-account").json()["data"]["id"] == "sandbox-account"
+
+
+# storage -----------------------------------------------------------------------------------------
+
+
+def test_single_part_upload_is_checked_then_stored_by_md5(
+    sandbox: SandboxHandle, http: httpx.Client
+) -> None:
     data = b"texture bytes"
-    with signed_in(sandbox) as http:
-        answer = http.post(
-            "/api/v2/files/get_upload_urls",
-            json={
-                "upload_files": [
-                    {"path": "/../../etc/evil", "hash": b64md5(data), "size": len(data)}
-                ],
-                "project": None,
-            },
-        ).json()
-        url = answer["singlePartURLs"][0]["preSignedURL"]
-        bad = httpx.put(url, content=b"other bytes!!", headers={"Content-MD5": b64md5(data)})
-        assert bad.status_code == 400
-        tampered = httpx.put(url.replace("signature=", "signature=0"), content=data)
-        assert tampered.status_code == 403
-        assert (
-            httpx.put(url, content=data, headers={"Content-MD5": b64md5(data)}).status_code == 200
-        )
-        again = http.post(
-            "/api/v2/files/get_upload_urls",
-            json={
-                "upload_files": [{"path": "/x", "hash": b64md5(data), "size": len(data)}],
-                "project": None,
-            },
-        )
-        assert again.status_code == 204  # server-side dedupe
-    stored = sorted(p.name for p in (sandbox.data_dir / "files").iterdir())
-    assert stored == [hashlib.md5(data).hexdigest()]
-    assert not (sandbox.data_dir.parent / "etc").exists()
+    answer = upload_urls(http, data).json()
+    assert answer["multiPartURLs"] == []
+    (grant,) = answer["singlePartURLs"]
+    assert (grant["filePath"], grant["fileSize"]) == ("/scene/a.tx", len(data))
+    url = grant["preSignedURL"]
+    assert url.startswith(f"{sandbox.url}/_storage/") and "signature=" in url
+    mismatch = httpx.put(url, content=b"other bytes!!", headers={"Content-MD5": b64md5(data)})
+    assert mismatch.status_code == 400 and "Content-MD5" in mismatch.json()["message"]
+    wrong_body = httpx.put(url, content=b"other bytes!!")  # no Content-MD5: the grant's md5
+    assert wrong_body.status_code == 400
+    assert httpx.put(url.replace("signature=", "signature=0"), content=data).status_code == 403
+    later = url.replace("expires=", "expires=9")  # a longer life breaks the signature
+    assert httpx.put(later, content=data).status_code == 403
+    assert sandbox.uploads() == {}
+    stored = httpx.put(url, content=data, headers={"Content-MD5": b64md5(data)})
+    assert stored.status_code == 200
+    assert stored.headers["etag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    assert upload_urls(http, data, "/elsewhere/b.tx").status_code == 204  # dedupe by md5
+    assert sandbox.uploads() == {b64md5(data): len(data)}
+    blob = sandbox.data_dir / "files" / hashlib.md5(data).hexdigest()
+    assert blob.read_bytes() == data
+    assert sandbox.state()["bearer_on_storage"] == 0
+
+
+def test_a_bearer_token_sent_to_storage_is_accepted_and_counted(
+    sandbox: SandboxHandle, http: httpx.Client
+) -> None:
+    data = b"counted"
+    url = upload_urls(http, data).json()["singlePartURLs"][0]["preSignedURL"]
+    assert http.put(url, content=data).status_code == 200  # http carries the bearer
+    assert sandbox.state()["bearer_on_storage"] == 1
     assert sandbox.uploads() == {b64md5(data): len(data)}
 
 
-def test_multipart_upload(sandbox: SandboxHandle) -> None:
+def test_no_request_can_write_outside_the_data_folder(
+    sandbox: SandboxHandle, http: httpx.Client
+) -> None:
+    data = b"payload"
+    url = upload_urls(http, data, "/../../../../tmp/evil").json()["singlePartURLs"][0][
+        "preSignedURL"
+    ]
+    for bad in ("/_storage/..%2F..%2Fevil", "/_storage/%2E%2E", "/_storage/../../evil"):
+        answer = httpx.put(f"{sandbox.url}{bad}?expires=9999999999", content=data)
+        assert answer.status_code in (401, 403, 404)
+    complete = http.post(
+        "/api/v2/files/multipart/complete",
+        json={"uploadID": "../../../evil", "hash": b64md5(data), "completedParts": []},
+    )
+    assert complete.status_code == 404
+    assert (
+        http.post(
+            "/api/v2/files/get_upload_urls",
+            json={"upload_files": [{"path": "/a", "hash": "../../etc/passwd", "size": 1}]},
+        )
+        .json()["message"]
+        .endswith("is not a base64 md5")
+    )
+    assert httpx.put(url, content=data).status_code == 200
+    written = sorted(
+        str(p.relative_to(sandbox.data_dir)) for p in sandbox.data_dir.rglob("*") if p.is_file()
+    )
+    blob = f"files/{hashlib.md5(data).hexdigest()}"
+    assert blob in written
+    assert all(
+        name in ("api_key.json", "server_secret", blob) or name.startswith("sandbox.sqlite")
+        for name in written
+    )
+    assert not Path("/tmp/evil").exists()
+
+
+def test_multipart_upload(sandbox: SandboxHandle, http: httpx.Client) -> None:
     sandbox.config(multipart_threshold=10, part_size=8)
     data = bytes(range(20))
-    with signed_in(sandbox) as http:
-        answer = http.post(
-            "/api/v2/files/get_upload_urls",
-            json={
-                "upload_files": [{"path": "/big", "hash": b64md5(data), "size": 20}],
-                "project": "default",
-            },
-        ).json()
-        upload = answer["multiPartURLs"][0]
-        assert [p["partNumber"] for p in upload["parts"]] == [1, 2, 3]
-        etags = []
-        for part in upload["parts"]:
-            start = (part["partNumber"] - 1) * 8
-            response = httpx.put(part["url"], content=data[start : start + 8])
-            etags.append(
-                {"partNumber": part["partNumber"], "etag": response.headers["etag"].strip('"')}
-            )
-        missing = http.post(
+    answer = upload_urls(http, data, "/big.bin").json()
+    assert answer["singlePartURLs"] == []
+    (upload,) = answer["multiPartURLs"]
+    assert (upload["partSize"], upload["fileSize"], upload["md5"]) == (8, 20, b64md5(data))
+    assert [p["partNumber"] for p in upload["parts"]] == [1, 2, 3]
+    etags = []
+    for part in upload["parts"]:
+        start = (part["partNumber"] - 1) * 8
+        response = httpx.put(part["url"], content=data[start : start + 8])
+        assert response.status_code == 200
+        etags.append(
+            {"partNumber": part["partNumber"], "etag": response.headers["etag"].strip('"')}
+        )
+
+    def complete(parts: list[dict[str, Any]], md5: str = b64md5(data)) -> httpx.Response:
+        return http.post(
             "/api/v2/files/multipart/complete",
-            json={
-                "uploadID": upload["uploadID"],
-                "hash": b64md5(data),
-                "completedParts": etags[:2],
-            },
+            json={"uploadID": upload["uploadID"], "hash": md5, "completedParts": parts},
         )
-        assert missing.status_code == 400
-        done = http.post(
-            "/api/v2/files/multipart/complete",
-            json={"uploadID": upload["uploadID"], "hash": b64md5(data), "completedParts": etags},
-        )
-        assert done.status_code == 200
-    assert sandbox.uploads()[b64md5(data)] == 20
+
+    assert complete(etags[:2]).status_code == 400  # a part missing
+    assert complete(etags, md5=b64md5(b"something else")).status_code == 400
+    lying = [*etags[:2], {"partNumber": 3, "etag": "0" * 32}]
+    assert "ETag of part 3" in complete(lying).json()["message"]
+    assert sandbox.uploads() == {}
+    assert complete(etags).status_code == 200
+    assert complete(etags).status_code == 200  # a retried completion is fine
+    assert sandbox.uploads() == {b64md5(data): 20}
+    assert (sandbox.data_dir / "files" / hashlib.md5(data).hexdigest()).read_bytes() == data
 
 
-def test_job_needs_its_files_uploaded(sandbox: SandboxHandle) -> None:
-    with signed_in(sandbox) as http:
-        response = http.post(
-            "/jobs/", json=job_body(upload_files=[{"md5": b64md5(b"x"), "destination": "/a.tx"}])
-        )
-    assert response.status_code == 400 and "/a.tx" in response.json()["message"]
-    with signed_in(sandbox) as http:
-        missing = http.post("/jobs/", json={"project": "default"})
-    assert "instance_type" in missing.json()["message"]
-
-
-def test_task_clock_and_failing_frames(sandbox: SandboxHandle) -> None:
-    sandbox.config(task_seconds=0.1, fail_frames=[4])
-    with signed_in(sandbox) as http:
-        jid = http.post("/jobs/", json=job_body()).json()["jobid"]
-        first = [t["status"] for t in http.get(f"/api/v1/jobs/{jid}/tasks").json()["data"]]
-        assert first == ["pending", "pending"]
-        wait_for(lambda: http.get(f"/api/v1/jobs/{jid}").json()["data"]["status"] == "failed")
-        final = [t["status"] for t in http.get(f"/api/v1/jobs/{jid}/tasks").json()["data"]]
-    assert final == ["success", "failed"]
-
-
-def test_native_scout_holds_until_released(sandbox: SandboxHandle) -> None:
-    sandbox.config(task_seconds=0.05)
-    with signed_in(sandbox) as http:
-        jid = http.post("/jobs/", json=job_body(scout_frames="3")).json()["jobid"]
-
-        def statuses() -> list[str]:
-            return [t["status"] for t in http.get(f"/api/v1/jobs/{jid}/tasks").json()["data"]]
-
-        wait_for(lambda: statuses() == ["holding", "success"])
-        assert http.get(f"/api/v1/jobs/{jid}").json()["data"]["status"] == "holding"
-        sandbox.release(jid)
-        wait_for(lambda: statuses() == ["success", "success"])
-
-
-def test_listing_filters(sandbox: SandboxHandle) -> None:
-    with signed_in(sandbox) as http:
-        for n in range(3):
-            http.post("/jobs/", json=job_body(metadata={"k": f"v{n}"}))
-        by_range = http.get("/api/v1/jobs", params={"filter": "jid_gt_00001,jid_lt_00003"}).json()[
-            "data"
-        ]
-        by_meta = http.get("/api/v1/jobs", params={"filter": "metadata.k=eq:v2"}).json()["data"]
-    assert [j["jid"] for j in by_range] == ["00002"]
-    assert [j["jid"] for j in by_meta] == ["00003"]
-
-
-def test_drop_after_stores_then_breaks_the_connection(sandbox: SandboxHandle) -> None:
-    sandbox.faults({"method": "POST", "path": "/jobs/", "action": "drop_after"})
-    with signed_in(sandbox) as http, pytest.raises(httpx.RemoteProtocolError):
-        http.post("/jobs/", json=job_body())
-    assert len(sandbox.jobs()) == 1
-
-
-def test_injected_status_and_delay(sandbox: SandboxHandle) -> None:
-    sandbox.faults(
-        {
-            "method": "GET",
-            "path": "/api/v1/projects*",
-            "action": "status",
-            "status": 429,
-            "retry_after": 7,
-        },
-        {"method": "GET", "path": "/api/v1/ee/packages", "action": "delay", "seconds": 0.5},
+def test_multipart_parts_that_do_not_add_up_are_refused(
+    sandbox: SandboxHandle, http: httpx.Client
+) -> None:
+    sandbox.config(multipart_threshold=4, part_size=4)
+    data = b"12345678"
+    upload = upload_urls(http, data).json()["multiPartURLs"][0]
+    parts = []
+    for part in upload["parts"]:
+        response = httpx.put(part["url"], content=b"XXXX")  # the wrong bytes, honestly tagged
+        parts.append({"partNumber": part["partNumber"], "etag": response.headers["etag"]})
+    answer = http.post(
+        "/api/v2/files/multipart/complete",
+        json={"uploadID": upload["uploadID"], "hash": b64md5(data), "completedParts": parts},
     )
-    with signed_in(sandbox) as http:
-        limited = http.get("/api/v1/projects/")
-        assert (limited.status_code, limited.headers["retry-after"]) == (429, "7")
-        assert http.get("/api/v1/projects/").status_code == 200
-        with pytest.raises(httpx.ReadTimeout):
-            http.get("/api/v1/ee/packages", timeout=0.2)
+    assert answer.status_code == 400 and "does not match its md5" in answer.json()["message"]
+    assert sandbox.uploads() == {}
+
+
+# jobs --------------------------------------------------------------------------------------------
+
+
+def test_submit_answers_like_conductor_and_keeps_the_payload(
+    sandbox: SandboxHandle, http: httpx.Client
+) -> None:
+    first = http.post("/jobs/", json=job_body(job_title="one", metadata={"shot": "010"}))
+    second = http.post("/jobs", json=job_body())
+    assert first.status_code == 201
+    assert first.json() == {
+        "body": "job submitted.",
+        "jobid": "00001",
+        "status": "success",
+        "uri": "/jobs/00001",
+    }
+    assert second.json()["jobid"] == "00002"
+    stored = sandbox.jobs()[0]
+    assert stored["job_title"] == "one" and stored["metadata"] == {"shot": "010"}
+    assert stored["jid"] == "00001" and stored["submitted_at"] > 0
+    assert stored["tasks_data"] == job_body()["tasks_data"]
+    tasks = http.get("/api/v1/jobs/00001/tasks").json()["data"]
+    assert [(t["tid"], t["frames"], t["command"]) for t in tasks] == [
+        ("000", "1-2", "a"),
+        ("001", "3-4", "b"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"instance_type": None}, "missing required keys: instance_type"),
+        ({"project": "nope"}, "unknown or inactive project 'nope'"),
+        ({"project": "old-show"}, "unknown or inactive project 'old-show'"),
+        ({"tasks_data": [{"command": "a", "frames": "1-x"}]}, "tasks_data[0].frames"),
+        ({"tasks_data": [{"frames": "1"}]}, "tasks_data[0] must be"),
+        ({"scout_frames": "a-b"}, "scout_frames"),
+        (
+            {"upload_files": [{"md5": b64md5(b"never sent"), "destination": "/scene/a.tx"}]},
+            "upload_files: /scene/a.tx was never uploaded",
+        ),
+    ],
+)
+def test_submit_refuses_what_conductor_would(
+    sandbox: SandboxHandle, http: httpx.Client, changes: dict[str, Any], message: str
+) -> None:
+    body = job_body(**changes)
+    body = {k: v for k, v in body.items() if v is not None}
+    response = http.post("/jobs/", json=body)
+    assert response.status_code == 400
+    assert message in response.json()["message"]
+    assert sandbox.jobs() == []
+
+
+def test_upload_files_are_not_checked_when_a_daemon_uploads_later(
+    sandbox: SandboxHandle, http: httpx.Client
+) -> None:
+    files = [{"md5": None, "destination": "/scene/a.tx"}]
+    answer = http.post("/jobs/", json=job_body(local_upload=False, upload_files=files))
+    assert answer.status_code == 201
+
+
+def test_task_clock_failing_frames_and_the_task_log(
+    sandbox: SandboxHandle, http: httpx.Client
+) -> None:
+    sandbox.config(task_seconds=0.3, fail_frames=[4])
+    jid = http.post("/jobs/", json=job_body()).json()["jobid"]
+    assert task_statuses(http, jid) == ["pending", "pending"]
+    assert http.get(f"/api/v1/jobs/{jid}").json()["data"]["status"] == "pending"
+    wait_for(lambda: task_statuses(http, jid) == ["running", "running"])
+    assert http.get(f"/api/v1/jobs/{jid}").json()["data"]["status"] == "running"
+    wait_for(lambda: http.get(f"/api/v1/jobs/{jid}").json()["data"]["status"] == "failed")
+    assert task_statuses(http, jid) == ["success", "failed"]
+    log = http.get("/get_log_file", params={"job": jid, "task": "001", "num_lines[]": 0}).json()
+    assert log["task_status"] == "failed" and log["logs"] == []
+    assert http.get("/get_log_file", params={"job": jid, "task": "007"}).status_code == 404
+
+
+def test_native_scout_holds_until_released_by_the_admin_api(
+    sandbox: SandboxHandle, http: httpx.Client
+) -> None:
+    sandbox.config(task_seconds=0.05)
+    jid = http.post("/jobs/", json=job_body(scout_frames="3")).json()["jobid"]
+    wait_for(lambda: task_statuses(http, jid) == ["holding", "success"])
+    time.sleep(0.2)
+    assert task_statuses(http, jid) == ["holding", "success"]
+    job = http.get(f"/api/v1/jobs/{jid}").json()["data"]
+    assert (job["status"], job["scout_frames"]) == ("holding", "3")
+    sandbox.release(jid)
+    wait_for(lambda: task_statuses(http, jid) == ["success", "success"])
+    with pytest.raises(httpx.HTTPStatusError):
+        sandbox.release("00099")
+
+
+def test_jobs_multi_releases_and_kills(sandbox: SandboxHandle, http: httpx.Client) -> None:
+    sandbox.config(task_seconds=0.05)
+    held = http.post("/jobs/", json=job_body(scout_frames="1, 2")).json()["jobid"]
+    wait_for(lambda: task_statuses(http, held) == ["success", "holding"])
+    released = http.put("/jobs_multi", json={"action": "release", "jobids": [held]})
+    assert released.status_code == 200
+    wait_for(lambda: task_statuses(http, held) == ["success", "success"])
+    sandbox.config(task_seconds=60)
+    doomed = http.post("/jobs/", json=job_body()).json()["jobid"]
+    killed = http.put("/jobs_multi", json={"action": "kill", "jobids": [doomed]})
+    assert killed.json()["body"] == "success"
+    assert task_statuses(http, doomed) == ["killed", "killed"]
+    assert http.get(f"/api/v1/jobs/{doomed}").json()["data"]["status"] == "killed"
+    assert http.put("/jobs_multi", json={"action": "pause", "jobids": [doomed]}).status_code == 400
+
+
+def test_listing_filters(sandbox: SandboxHandle, http: httpx.Client) -> None:
+    for n in range(3):
+        http.post("/jobs/", json=job_body(metadata={"k": f"v{n}"}, job_title=f"t{n}"))
+    http.post("/jobs/", json=job_body())
+
+    def jids(text: str) -> list[str]:
+        return [j["jid"] for j in http.get("/api/v1/jobs", params={"filter": text}).json()["data"]]
+
+    assert jids("") == ["00001", "00002", "00003", "00004"]
+    assert jids("jid_gt_00001,jid_lt_00003") == ["00002"]
+    assert jids("metadata.k=eq:v2") == ["00003"]
+    assert jids("metadata.k=eq:None") == []
+    assert jids("jid_gt_00001,metadata.k=eq:v0") == []
+    job = http.get("/api/v1/jobs/00002").json()["data"]
+    assert set(job) == {
+        "jid",
+        "job_title",
+        "project",
+        "status",
+        "metadata",
+        "created_at",
+        "task_count",
+        "scout_frames",
+    }
+    assert (job["job_title"], job["task_count"], job["metadata"]) == ("t1", 2, {"k": "v1"})
+    assert http.get("/api/v1/jobs/00042").status_code == 404
+
+
+# faults ------------------------------------------------------------------------------------------
+
+
+def test_drop_after_stores_the_job_then_closes_without_an_answer(
+    sandbox: SandboxHandle, http: httpx.Client
+) -> None:
+    sandbox.faults({"method": "POST", "path": "/jobs/", "action": "drop_after"})
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending"):
+        http.post("/jobs/", json=job_body())
+    assert [j["jid"] for j in sandbox.jobs()] == ["00001"]
+    assert http.post("/jobs/", json=job_body()).status_code == 201  # the rule was used once
+    assert statuses_of(sandbox, "/jobs/") == [0, 201]
+
+
+def test_drop_before_closes_without_storing(sandbox: SandboxHandle, http: httpx.Client) -> None:
+    sandbox.faults({"method": "POST", "path": "/jobs/", "action": "drop_before"})
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending"):
+        http.post("/jobs/", json=job_body())
+    assert sandbox.jobs() == []
+
+
+def test_drop_on_storage_puts(sandbox: SandboxHandle, http: httpx.Client) -> None:
+    data = b"dropped once"
+    url = upload_urls(http, data).json()["singlePartURLs"][0]["preSignedURL"]
+    sandbox.faults({"method": "PUT", "path": "/_storage/*", "action": "drop_after"})
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.put(url, content=data)
+    assert sandbox.uploads() == {b64md5(data): len(data)}  # stored, though nobody was told
+
+
+def test_injected_status_retry_after_and_times(sandbox: SandboxHandle, http: httpx.Client) -> None:
+    sandbox.faults(
+        {"method": "GET", "path": "/api/v1/projects*", "status": 429, "retry_after": 7},
+        {"method": "GET", "path": "/api/v1/ee/*", "action": "status", "status": 503, "times": 2},
+    )
+    limited = http.get("/api/v1/projects/")
+    assert (limited.status_code, limited.headers["retry-after"]) == (429, "7")
+    assert http.get("/api/v1/projects/").status_code == 200
+    answers = [http.get("/api/v1/ee/packages") for _ in range(3)]
+    assert [a.status_code for a in answers] == [503, 503, 200]
+    assert answers[0].headers["retry-after"] == "1"
+    assert statuses_of(sandbox, "/api/v1/ee/packages") == [503, 503, 200]
+
+
+def test_forever_rules_until_cleared_and_the_admin_api_is_never_faulted(
+    sandbox: SandboxHandle, http: httpx.Client
+) -> None:
+    sandbox.faults({"method": "*", "path": "*", "action": "status", "status": 500, "times": 0})
+    assert [http.get("/api/v1/projects/").status_code for _ in range(3)] == [500, 500, 500]
+    assert sandbox.state()["jobs"] == []  # /_sandbox/ still answers
+    listed = httpx.get(f"{sandbox.url}/_sandbox/faults").json()["faults"]
+    assert listed[0]["hits"] == 3 and listed[0]["remaining"] is None
+    sandbox.clear_faults()
+    assert http.get("/api/v1/projects/").status_code == 200
+
+
+def test_delay(sandbox: SandboxHandle, http: httpx.Client) -> None:
+    sandbox.faults({"method": "POST", "path": "/jobs/", "action": "delay", "seconds": 0.6})
+    with pytest.raises(httpx.ReadTimeout):
+        http.post("/jobs/", json=job_body(), timeout=0.2)
+    wait_for(lambda: len(sandbox.jobs()) == 1)  # the slow request still did its work
+
+
+def test_bad_admin_input_is_refused(sandbox: SandboxHandle) -> None:
+    for rule in ({"action": "explode"}, {"times": -1}, {"status": 99}, {"colour": "red"}):
+        answer = httpx.post(f"{sandbox.url}/_sandbox/faults", json=[rule])
+        assert answer.status_code == 400, rule
+    for setting in ({"task_seconds": "soon"}, {"part_size": 0}, {"fail_frames": [1.5]}, {"x": 1}):
+        answer = httpx.post(f"{sandbox.url}/_sandbox/config", json=setting)
+        assert answer.status_code == 400, setting
 
 
 def test_fault_spec_grammar() -> None:
     rules = parse_fault_spec(
-        "POST /jobs/=drop_after;GET /api/v1/projects/=503x2;PUT *=delay:3;GET /a=429:5"
+        "POST /jobs/=drop_after;GET /api/v1/projects/=503x2;PUT *=delay:3;GET /a=429:5x0;"
+        " post /b=drop_beforex3 "
     )
-    assert [(r.method, r.action, r.remaining) for r in rules] == [
-        ("POST", "drop_after", 1),
-        ("GET", "status", 2),
-        ("PUT", "delay", 1),
-        ("GET", "status", 1),
+    assert [(r.method, r.path, r.action, r.remaining) for r in rules] == [
+        ("POST", "/jobs/", "drop_after", 1),
+        ("GET", "/api/v1/projects/", "status", 2),
+        ("PUT", "*", "delay", 1),
+        ("GET", "/a", "status", None),
+        ("POST", "/b", "drop_before", 3),
     ]
+    assert rules[1].status == 503 and rules[1].retry_after == 1
     assert rules[2].seconds == 3 and rules[3].retry_after == 5
-    with pytest.raises(ValueError, match="--faults: cannot read"):
-        parse_fault_spec("nonsense")
+    for bad in ("nonsense", "GET /a=explode", "GET /a=delayx"):
+        with pytest.raises(ValueError, match="--faults"):
+            parse_fault_spec(bad)
+
+
+# reset, restart, binding, the command ------------------------------------------------------------
+
+
+def test_reset_forgets_everything_but_the_key_and_tokens(
+    sandbox: SandboxHandle, http: httpx.Client
+) -> None:
+    data = b"forgotten"
+    httpx.put(upload_urls(http, data).json()["singlePartURLs"][0]["preSignedURL"], content=data)
+    http.post("/jobs/", json=job_body())
+    sandbox.config(task_seconds=9, fail_frames=[1])
+    sandbox.faults({"path": "/nowhere", "times": 0})
+    key = sandbox.api_key
+    httpx.post(f"{sandbox.url}/_sandbox/reset").raise_for_status()
+    state = sandbox.state()
+    assert (state["jobs"], state["uploads"], state["requests"]) == ([], {}, [])
+    assert httpx.get(f"{sandbox.url}/_sandbox/faults").json()["faults"] == []
+    assert list((sandbox.data_dir / "files").iterdir()) == []
+    assert http.post("/jobs/", json=job_body()).json()["jobid"] == "00001"  # same token works
+    sandbox.config(task_seconds=0.01)
+    wait_for(lambda: task_statuses(http, "00001") == ["success", "success"])  # fail_frames gone
+    assert sandbox.api_key == key
+
+
+def test_restart_keeps_jobs_uploads_tokens_and_key(tmp_path: Path) -> None:
+    data = b"kept"
+    with SandboxServer(tmp_path / "data", task_seconds=0.01) as server:
+        key_file = server.api_key_path
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE((server.data_dir / "server_secret").stat().st_mode) == 0o600
+        token = token_for(server.url, server.api_key)
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=server.url, headers=headers) as http:
+            url = upload_urls(http, data).json()["singlePartURLs"][0]["preSignedURL"]
+            assert httpx.put(url, content=data).status_code == 200
+            jid = http.post("/jobs/", json=job_body(upload_files=[{"md5": b64md5(data)}]))
+            assert jid.json()["jobid"] == "00001"
+        key, port = server.api_key, server.port
+    with SandboxServer(tmp_path / "data", port=port) as again:
+        assert again.api_key == key and json.loads(key_file.read_text()) == json.loads(key)
+        handle = SandboxHandle(again.url, again.api_key, again.data_dir)
+        assert [j["jid"] for j in handle.jobs()] == ["00001"]
+        assert handle.uploads() == {b64md5(data): len(data)}
+        handle.close()
+        with httpx.Client(base_url=again.url, headers=headers) as http:
+            assert upload_urls(http, data).status_code == 204
+            assert http.get("/api/v1/jobs/00001").json()["data"]["status"] == "success"
+            assert http.post("/jobs/", json=job_body()).json()["jobid"] == "00002"
 
 
 def test_binds_to_loopback_only(tmp_path: Path) -> None:
     assert require_loopback("localhost") == "127.0.0.1"
     assert require_loopback("127.0.0.2") == "127.0.0.2"
-    for host in ("0.0.0.0", "10.0.0.1", "::", "example.com"):
-        with pytest.raises(ValueError):
+    assert require_loopback("::1") == "::1"
+    for host in ("0.0.0.0", "10.0.0.1", "::", "192.168.1.20", "example.com", ""):
+        with pytest.raises(ValueError, match="--host"):
             SandboxServer(tmp_path, host=host)
+    with SandboxServer(tmp_path / "lo") as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        assert httpx.get(f"{server.url}/_sandbox/state").status_code == 200
 
 
-def test_restart_keeps_jobs_uploads_and_key(tmp_path: Path) -> None:
-    with SandboxServer(tmp_path / "data") as server:
-        handle = SandboxHandle(server.url, server.api_key, server.data_dir)
-        with signed_in(handle) as http:
-            jid = http.post("/jobs/", json=job_body()).json()["jobid"]
-        key = server.api_key
-        handle.close()
-    with SandboxServer(tmp_path / "data") as again:
-        assert again.api_key == key
-        handle = SandboxHandle(again.url, again.api_key, again.data_dir)
-        assert [j["jid"] for j in handle.jobs()] == [jid]
-        handle.close()
+def cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "from prefect_conductor.cli import main; main()", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_the_sandbox_command_serves_with_faults(tmp_path: Path) -> None:
+    data = tmp_path / "cli-data"
+    process = cli(
+        "sandbox",
+        "--port",
+        "0",
+        "--data",
+        str(data),
+        "--task-seconds",
+        "0.01",
+        "--faults",
+        "GET /api/v1/projects/=503:4x2",
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        url = first.split(" on ", 1)[1].split()[0]
+        assert process.stdout.readline().strip() == f"export CONDUCTOR_URL={url}"
+        key_line = process.stdout.readline().strip()
+        assert key_line == f"export CONDUCTOR_API_KEY_PATH={data / 'api_key.json'}"
+        api_key = (data / "api_key.json").read_text()
+        assert stat.S_IMODE(os.stat(data / "api_key.json").st_mode) == 0o600
+        with signed_in(url, api_key) as http:
+            answers = [http.get("/api/v1/projects/") for _ in range(3)]
+            assert [a.status_code for a in answers] == [503, 503, 200]
+            assert answers[0].headers["retry-after"] == "4"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
+    assert (data / "sandbox.sqlite").exists()
+
+
+def test_the_sandbox_command_refuses_other_hosts_and_bad_faults(tmp_path: Path) -> None:
+    for args in (["--host", "0.0.0.0"], ["--faults", "GET /a=explode"]):
+        process = cli("sandbox", "--port", "0", "--data", str(tmp_path / "d"), *args)
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 2, err
+        assert err.startswith("error: --") and err.count("\n") == 1 and out == ""

@@ -4,12 +4,17 @@ A rule matches a method and a path (``fnmatch``) and does one thing, ``times`` t
 
 * ``status``: answer with that status (429 and 503 carry ``Retry-After``) and do nothing else;
 * ``delay``: wait ``seconds`` before handling the request normally (past a client's read timeout);
-* ``drop_before``: close the connection without handling the request;
-* ``drop_after``: handle the request fully (a job *is* stored), then close the connection before
-  the answer is complete, so the client cannot know whether it worked.
+* ``drop_before``: read the request, then close the connection without handling it;
+* ``drop_after``: handle the request fully (a job *is* stored), then close the connection without
+  sending a byte of the answer, so the client sees a transport error (httpx:
+  ``RemoteProtocolError``) and cannot know whether it worked.
 
-The CLI grammar is ``METHOD PATH=ACTION[:ARG][xTIMES]`` joined by ``;``, for example
-``POST /jobs/=drop_after;GET /api/v1/projects/=503x2;PUT *=delay:3``.
+Rules are tried in the order they were added; the admin API (``/_sandbox/``) is never faulted.
+
+The CLI grammar is ``METHOD PATH=ACTION[:ARG][xTIMES]`` joined by ``;``: ACTION is a status code
+(ARG: Retry-After seconds), ``delay`` (ARG: seconds), ``drop_before`` or ``drop_after``; TIMES
+defaults to 1 and ``x0`` means forever. For example
+``POST /jobs/=drop_after;GET /api/v1/projects/=503x2;PUT *=delay:3;GET *=429:5x0``.
 """
 
 from __future__ import annotations
@@ -25,10 +30,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 Action = Literal["status", "delay", "drop_before", "drop_after"]
 ACTIONS = ("status", "delay", "drop_before", "drop_after")
+RULE_FIELDS = {"method", "path", "action", "status", "retry_after", "seconds", "times"}
+
+
+RAW_SEND = "prefect_conductor.sandbox.raw_send"
+"""Scope key under which the outermost middleware keeps the server's own ``send``."""
 
 
 class DroppedConnection(Exception):
-    """Raised after a partial response start so the server closes the connection mid-answer."""
+    """Raised after a partial answer when the connection cannot be closed directly."""
 
 
 @dataclass
@@ -46,11 +56,26 @@ class FaultRule:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FaultRule:
+        if not isinstance(data, dict):
+            raise ValueError("a fault rule must be a JSON object")
+        unknown = set(data) - {
+            "method",
+            "path",
+            "action",
+            "status",
+            "retry_after",
+            "seconds",
+            "times",
+        }
+        if unknown:
+            raise ValueError(f"unknown fault rule fields: {', '.join(sorted(unknown))}")
         action = data.get("action", "status")
         if action not in ACTIONS:
             raise ValueError(f"unknown fault action {action!r}; use one of {', '.join(ACTIONS)}")
         times = int(data.get("times", 1))
         status = int(data.get("status", 503))
+        if times < 0 or not 100 <= status <= 599 or float(data.get("seconds", 0.0)) < 0:
+            raise ValueError("a fault rule needs times >= 0, seconds >= 0 and a status 100-599")
         retry_after = data.get("retry_after")
         if retry_after is None and status in (429, 503) and action == "status":
             retry_after = 1
@@ -119,6 +144,22 @@ class FaultBook:
         with self._lock:
             self.rules.clear()
 
+    def describe(self) -> list[dict[str, Any]]:
+        """The rules with how often each fired and how many uses remain (None: forever)."""
+        with self._lock:
+            return [
+                {
+                    "method": r.method,
+                    "path": r.path,
+                    "action": r.action,
+                    "status": r.status,
+                    "seconds": r.seconds,
+                    "remaining": r.remaining,
+                    "hits": r.hits,
+                }
+                for r in self.rules
+            ]
+
     def take(self, method: str, path: str) -> FaultRule | None:
         """The first matching rule, counted as used."""
         with self._lock:
@@ -148,8 +189,11 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         if rule.action == "delay":
+            # Take the whole request first, as a slow server would: a client that gives up
+            # during the delay does not stop the work (a timed-out POST may still make a job).
+            replay = await _read_request(receive)
             await asyncio.sleep(rule.seconds)
-            await self.app(scope, receive, send)
+            await self.app(scope, _replaying(replay, receive), send)
         elif rule.action == "status":
             headers = [(b"content-type", b"application/json")]
             if rule.retry_after is not None:
@@ -159,18 +203,62 @@ class FaultMiddleware:
             await send({"type": "http.response.start", "status": rule.status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
         elif rule.action == "drop_before":
-            await _drop(send)
+            # Read the body first: closing a socket with unread bytes sends a reset, and both
+            # drops should look the same to a client (a clean close, no answer).
+            await _drain(receive)
+            await _drop(scope, send)
         else:
             await self.app(scope, receive, _swallow)
-            await _drop(send)
+            await _drop(scope, send)
+
+
+async def _read_request(receive: Receive) -> list[Message]:
+    """Every message of the request body, up to the last one."""
+    messages = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and discard the request body."""
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that hands out ``messages`` first, then defers to the real one."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
 
 
 async def _swallow(message: Message) -> None:
     """Discard the real answer of a request whose connection is about to be dropped."""
 
 
-async def _drop(send: Send) -> None:
-    """Start an answer that promises a body, then fail: the server closes the connection."""
+async def _drop(scope: Scope, send: Send) -> None:
+    """Close the connection without answering.
+
+    uvicorn's h11 protocol gives no ASGI way to do that (an exception before the answer starts
+    becomes a 500), so the server's own ``send`` (kept in the scope by the outermost middleware)
+    leads to its transport. Marking the request cycle disconnected first stops uvicorn from
+    answering or logging. Elsewhere, fall back to a truncated answer, which a client also sees as
+    a broken connection.
+    """
+    cycle = getattr(scope.get(RAW_SEND), "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is not None and hasattr(cycle, "disconnected"):
+        cycle.disconnected = True  # type: ignore[union-attr]
+        transport.close()
+        return
     await send(
         {
             "type": "http.response.start",

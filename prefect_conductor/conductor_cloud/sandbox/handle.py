@@ -1,4 +1,8 @@
-"""SandboxHandle: drive a running sandbox's admin API (tests, benches, the demo)."""
+"""SandboxHandle: drive a running sandbox through its admin API (tests, benches, the demo).
+
+Plain httpx to ``/_sandbox/`` (see ``admin.py`` for the endpoints); it holds no server state, so
+a bench script can point one at a sandbox started by the ``sandbox`` command.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,11 @@ import httpx
 
 
 class SandboxHandle:
-    """Faults, configuration, state and release for a sandbox at ``url``."""
+    """Faults, configuration, state, reset and release for the sandbox at ``url``.
+
+    ``api_key`` is the JSON text the sandbox accepts (for ``CONDUCTOR_API_KEY``); ``data_dir``
+    is its data folder (blobs are at ``data_dir / "files" / <md5 hex>``).
+    """
 
     def __init__(self, url: str, api_key: str, data_dir: Path) -> None:
         self.url = url
@@ -20,36 +28,47 @@ class SandboxHandle:
     def close(self) -> None:
         self._http.close()
 
-    def _post(self, path: str, json: Any = None) -> Any:
-        response = self._http.post(path, json=json)
+    def __enter__(self) -> SandboxHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, method: str, path: str, json: Any = None) -> Any:
+        response = self._http.request(method, path, json=json)
         response.raise_for_status()
         return response.json()
 
     def faults(self, *rules: dict[str, Any]) -> None:
-        """Add fault rules (see sandbox/faults.py for their fields)."""
-        self._post("/_sandbox/faults", list(rules))
+        """Append fault rules: ``{"method", "path" (glob), "action": "status" | "delay" |
+        "drop_before" | "drop_after", "status", "retry_after", "seconds", "times" (0: forever)}``.
+        """
+        self._send("POST", "/_sandbox/faults", list(rules))
 
     def clear_faults(self) -> None:
-        self._http.delete("/_sandbox/faults").raise_for_status()
+        self._send("DELETE", "/_sandbox/faults")
 
     def config(self, **settings: Any) -> None:
-        """task_seconds, multipart_threshold, part_size, fail_frames."""
-        self._post("/_sandbox/config", settings)
+        """Any of ``task_seconds``, ``multipart_threshold``, ``part_size``, ``fail_frames``."""
+        self._send("POST", "/_sandbox/config", settings)
 
     def reset(self) -> None:
-        self._post("/_sandbox/reset")
+        """Forget jobs, uploads, requests, faults and settings; keep the key and tokens."""
+        self._send("POST", "/_sandbox/reset")
 
     def state(self) -> dict[str, Any]:
-        response = self._http.get("/_sandbox/state")
-        response.raise_for_status()
-        state: dict[str, Any] = response.json()
+        """``{"jobs": [...], "uploads": {md5: size}, "requests": [...], "bearer_on_storage"}``."""
+        state: dict[str, Any] = self._send("GET", "/_sandbox/state")
         return state
 
     def jobs(self) -> list[dict[str, Any]]:
+        """Every stored job: its payload plus ``jid``, ``status``, ``submitted_at``."""
         return list(self.state()["jobs"])
 
     def uploads(self) -> dict[str, int]:
+        """Stored files: base64 md5 -> size."""
         return dict(self.state()["uploads"])
 
     def release(self, jid: str) -> None:
-        self._post(f"/_sandbox/release/{jid}")
+        """Release the tasks a native-scout job holds (raises for an unknown job)."""
+        self._send("POST", f"/_sandbox/release/{jid}")

@@ -1,28 +1,30 @@
-"""Run the sandbox: in a background thread (tests, the demo) or in the foreground (the CLI).
+"""Run the sandbox: in a background thread (tests, benches, the demo) or in the foreground (CLI).
 
-It binds to loopback only: it is a test peer holding whatever a client uploads, and must never be
-reachable from another machine.
+It binds to loopback only: it is a test peer that accepts whatever a client uploads and hands
+out tokens for a key kept in plain text, and must never be reachable from another machine. The
+listening socket is bound here, before uvicorn starts, so ``port=0`` picks a free port with no
+race and ``url`` is known at once.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
-from prefect_conductor.conductor_cloud.sandbox.app import Sandbox, create_app
+from prefect_conductor.conductor_cloud.sandbox.app import create_app
 from prefect_conductor.conductor_cloud.sandbox.faults import parse_fault_spec
-
-LOOPBACK_NAMES = {"localhost"}
 
 
 def require_loopback(host: str) -> str:
-    """Refuse any address that is not loopback (127.0.0.0/8, ::1 or localhost)."""
-    if host in LOOPBACK_NAMES:
+    """The address to bind for ``host``; ValueError unless it is loopback (or ``localhost``)."""
+    if host == "localhost":
         return "127.0.0.1"
     try:
         address = ipaddress.ip_address(host)
@@ -34,13 +36,33 @@ def require_loopback(host: str) -> str:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (for tests that restart a sandbox on the same port)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as problem:
+        sock.close()
+        raise ValueError(f"--port: cannot listen on {host}:{port} ({problem.strerror})") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
 class SandboxServer:
-    """A sandbox on 127.0.0.1, served by uvicorn in a daemon thread."""
+    """A sandbox on loopback, served by uvicorn; ``start()`` runs it in a daemon thread.
+
+    ``faults`` uses the CLI grammar (``faults.py``); ``task_seconds`` sets the task clock (None
+    keeps what the data folder already has, 2 s on a new one). Both are also what
+    ``POST /_sandbox/reset`` returns to.
+    """
 
     def __init__(
         self,
@@ -51,16 +73,22 @@ class SandboxServer:
         host: str = "127.0.0.1",
     ) -> None:
         self.host = require_loopback(host)
-        self.port = port or free_port(self.host)
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.app, self.sandbox = create_app(self.data_dir, parse_fault_spec(faults))
-        if task_seconds is not None:
-            self.sandbox.store.set_settings({"task_seconds": task_seconds})
+        settings: dict[str, Any] = {} if task_seconds is None else {"task_seconds": task_seconds}
+        rules = parse_fault_spec(faults)
+        self._socket = _listen(self.host, port)
+        self.port = int(self._socket.getsockname()[1])
+        try:
+            self.app, self.context = create_app(self.data_dir, rules, settings)
+        except BaseException:
+            self._socket.close()
+            raise
         config = uvicorn.Config(
             self.app,
             host=self.host,
             port=self.port,
+            http="h11",  # faults.py closes connections through h11's request cycle
             log_level="critical",
             access_log=False,
             lifespan="off",
@@ -70,38 +98,48 @@ class SandboxServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def api_key(self) -> str:
         """The API key (JSON text) this sandbox accepts; a test credential, not a secret."""
-        import json
-
-        return json.dumps(self.sandbox.api_key)
+        return json.dumps(self.context.api_key)
 
     @property
-    def state(self) -> Sandbox:
-        return self.sandbox
+    def api_key_path(self) -> Path:
+        """The file holding ``api_key`` (for ``CONDUCTOR_API_KEY_PATH``)."""
+        return self.data_dir / "api_key.json"
 
     def start(self, timeout: float = 20.0) -> SandboxServer:
-        self._thread = threading.Thread(target=self._server.run, name="sandbox", daemon=True)
+        """Serve in a daemon thread; return once the server accepts connections."""
+        self._thread = threading.Thread(target=self._run, name="conductor-sandbox", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"the sandbox did not start on {self.url}")
-            time.sleep(0.02)
+            time.sleep(0.01)
         return self
 
+    def _run(self) -> None:
+        self._server.run(sockets=[self._socket])
+
     def stop(self) -> None:
+        """Stop serving (open requests get a moment to finish) and close the store."""
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.sandbox.store.close()
+        self._socket.close()
+        self.context.store.close()
 
     def serve_forever(self) -> None:
-        """Run in the foreground until interrupted (the CLI)."""
-        self._server.run()
+        """Serve in the foreground until interrupted (the CLI)."""
+        try:
+            self._run()
+        finally:
+            self._socket.close()
+            self.context.store.close()
 
     def __enter__(self) -> SandboxServer:
         return self.start()

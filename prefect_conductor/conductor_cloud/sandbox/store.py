@@ -1,13 +1,16 @@
 """The sandbox's state in one SQLite file, so a restart on the same folder loses nothing.
 
-Jobs keep their whole payload; tasks keep their frames and when their clock started; uploads are
-indexed by md5; multipart uploads keep their parts; the request log lets tests count what a
-client really sent. One connection guarded by a lock is plenty for a loopback test peer.
+Jobs keep their whole payload and when they were killed (0: never); tasks keep their frames and
+when their clock started (NULL: held by the native scout); uploads are indexed by base64 md5;
+tokens are kept as their SHA-256 only; the request log lets tests count what a client really sent.
+One connection guarded by a lock is plenty for a loopback test peer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -21,7 +24,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     jid INTEGER PRIMARY KEY AUTOINCREMENT,
     payload TEXT NOT NULL,
     submitted_at REAL NOT NULL,
-    killed INTEGER NOT NULL DEFAULT 0
+    killed REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS tasks (
     jid INTEGER NOT NULL,
@@ -65,6 +68,38 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
+def validate_settings(values: object) -> dict[str, Any]:
+    """Check and normalise ``POST /_sandbox/config`` values; ValueError names the bad one."""
+    if not isinstance(values, dict):
+        raise ValueError("config must be a JSON object")
+    clean: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in DEFAULT_SETTINGS:
+            raise ValueError(f"unknown setting {key!r}; use one of {', '.join(DEFAULT_SETTINGS)}")
+        if key == "fail_frames":
+            if not isinstance(value, list) or not all(
+                isinstance(f, int) and not isinstance(f, bool) for f in value
+            ):
+                raise ValueError("fail_frames must be a list of frame numbers")
+            clean[key] = sorted(set(value))
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{key} must be a number")
+        if key == "task_seconds":
+            if not math.isfinite(value) or value < 0:
+                raise ValueError("task_seconds must be a finite number >= 0")
+            clean[key] = float(value)
+        else:
+            if value != int(value) or value < (1 if key == "part_size" else 0):
+                raise ValueError(f"{key} must be a whole number of bytes (part_size >= 1)")
+            clean[key] = int(value)
+    return clean
+
+
+def _token_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 class Store:
     """Thread-safe access to the sandbox's SQLite file."""
 
@@ -105,10 +140,9 @@ class Store:
         rows = self.query("SELECT value FROM settings WHERE key = ?", key)
         return json.loads(rows[0]["value"]) if rows else DEFAULT_SETTINGS[key]
 
-    def set_settings(self, values: dict[str, Any]) -> None:
-        for key, value in values.items():
-            if key not in DEFAULT_SETTINGS:
-                raise KeyError(key)
+    def set_settings(self, values: object) -> None:
+        """Store settings after ``validate_settings`` (ValueError names a bad one)."""
+        for key, value in validate_settings(values).items():
             self.execute(
                 "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", key, json.dumps(value)
             )
@@ -116,10 +150,12 @@ class Store:
     # tokens -------------------------------------------------------------------------------
 
     def add_token(self, token: str, expires_at: float) -> None:
-        self.execute("INSERT INTO tokens (token, expires_at) VALUES (?, ?)", token, expires_at)
+        self.execute(
+            "INSERT INTO tokens (token, expires_at) VALUES (?, ?)", _token_key(token), expires_at
+        )
 
     def token_valid(self, token: str) -> bool:
-        rows = self.query("SELECT expires_at FROM tokens WHERE token = ?", token)
+        rows = self.query("SELECT expires_at FROM tokens WHERE token = ?", _token_key(token))
         return bool(rows) and rows[0]["expires_at"] > time.time()
 
     # uploads ------------------------------------------------------------------------------

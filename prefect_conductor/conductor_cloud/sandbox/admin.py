@@ -1,0 +1,84 @@
+"""The admin API under ``/_sandbox/``: what tests and benches use to steer and inspect a sandbox.
+
+No token is needed; the sandbox only listens on loopback and the gate refuses any other peer.
+
+* ``POST /_sandbox/faults`` ``[rule, ...]`` appends fault rules (``faults.py``);
+  ``GET`` lists them with their hit counts; ``DELETE`` removes them all.
+* ``POST /_sandbox/config`` ``{"task_seconds", "multipart_threshold", "part_size",
+  "fail_frames"}`` (any subset; 400 names a bad value).
+* ``GET /_sandbox/state`` -> ``{"jobs": [stored payload + job view + submitted_at], "uploads":
+  {base64 md5: size}, "requests": [{"method", "path", "status"}], "bearer_on_storage": n}``;
+  ``status`` is 0 for a dropped connection; paths carry no query (no secret is ever logged).
+* ``POST /_sandbox/reset`` forgets jobs, uploads, requests, faults and settings (back to what the
+  server was started with); keeps the API key and issued tokens, and restarts job ids at 00001.
+* ``POST /_sandbox/release/<jid>`` releases a native-scout job's held tasks.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from prefect_conductor.conductor_cloud.sandbox.context import SandboxContext
+from prefect_conductor.conductor_cloud.sandbox.faults import FaultRule
+from prefect_conductor.conductor_cloud.sandbox.jobs import Jobs
+from prefect_conductor.conductor_cloud.sandbox.tokens import error
+
+
+class Admin:
+    """The ``/_sandbox/`` endpoints of one sandbox."""
+
+    def __init__(self, context: SandboxContext, jobs: Jobs) -> None:
+        self.context = context
+        self.jobs = jobs
+
+    async def faults(self, request: Request) -> Response:
+        book = self.context.faults
+        if request.method == "DELETE":
+            book.clear()
+        elif request.method == "POST":
+            try:
+                items = json.loads(await request.body())
+                if not isinstance(items, list):
+                    raise ValueError("expected a JSON list of fault rules")
+                rules = [FaultRule.from_dict(item) for item in items]
+            except (ValueError, TypeError) as problem:
+                return error(400, f"faults: {problem}")
+            book.add(rules)
+        return JSONResponse({"faults": book.describe()})
+
+    async def config(self, request: Request) -> Response:
+        try:
+            self.context.store.set_settings(json.loads(await request.body()))
+        except ValueError as problem:
+            return error(400, f"config: {problem}")
+        return JSONResponse({"ok": True})
+
+    async def state(self, request: Request) -> Response:
+        store = self.context.store
+        jobs = []
+        for row in store.query("SELECT * FROM jobs ORDER BY jid"):
+            payload = json.loads(row["payload"])
+            payload.update(self.jobs.job_view(row, payload))
+            payload["submitted_at"] = row["submitted_at"]
+            jobs.append(payload)
+        return JSONResponse(
+            {
+                "jobs": jobs,
+                "uploads": store.uploads(),
+                "requests": store.requests(),
+                "bearer_on_storage": store.bearer_on_storage(),
+            }
+        )
+
+    async def reset(self, request: Request) -> Response:
+        self.context.reset()
+        return JSONResponse({"ok": True})
+
+    async def release(self, request: Request) -> Response:
+        jid = request.path_params["jid"]
+        if not (jid.isdigit() and self.jobs.release(int(jid))):
+            return error(404, f"no job {jid}")
+        return JSONResponse({"ok": True})

@@ -1,0 +1,92 @@
+"""What every sandbox handler shares: the data folder, its SQLite store, the secrets and faults.
+
+The data folder holds everything, so a restart on the same folder loses nothing:
+
+* ``sandbox.sqlite``: jobs, tasks, tokens, uploads, signed-URL grants, multipart state, settings
+  and the request log (``store.py``);
+* ``files/<md5 hex>``: uploaded blobs, named by the digest the server computed, never by a path a
+  client sent; ``parts/<upload id>/<n>`` holds multipart parts until completion; ``incoming/``
+  holds bodies still being received (same file system, so the final rename is atomic);
+* ``api_key.json`` (the API key the sandbox accepts) and ``server_secret`` (signs tokens and
+  storage URLs), both created once, readable by the owner only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+from prefect_conductor.conductor_cloud.catalog import fixture_records
+from prefect_conductor.conductor_cloud.sandbox.faults import FaultBook, FaultRule
+from prefect_conductor.conductor_cloud.sandbox.store import Store
+
+ACCOUNT_ID = "sandbox-account"
+"""The ``account`` claim of every token; the catalogue's extra environment is keyed by it."""
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create ``path`` readable by its owner only, from the first byte (no chmod window)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _load_or_create(path: Path, make: str) -> str:
+    if not path.exists():
+        write_private(path, make)
+    return path.read_text(encoding="utf-8").strip()
+
+
+class SandboxContext:
+    """State shared by the token, storage, job and admin handlers of one sandbox."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        settings: dict[str, Any] | None = None,
+        faults: list[FaultRule] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.files_dir = data_dir / "files"
+        self.parts_dir = data_dir / "parts"
+        self.incoming_dir = data_dir / "incoming"
+        for folder in (self.files_dir, self.parts_dir, self.incoming_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.store = Store(data_dir / "sandbox.sqlite")
+        self.secret = _load_or_create(data_dir / "server_secret", secrets.token_hex(32)).encode()
+        key = {
+            "client_id": f"sandbox-{secrets.token_hex(6)}",
+            "private_key": secrets.token_hex(32),
+        }
+        self.api_key: dict[str, str] = json.loads(
+            _load_or_create(data_dir / "api_key.json", json.dumps(key))
+        )
+        self.catalog = fixture_records()
+        self.faults = FaultBook()
+        self.faults.add(faults or [])
+        # What a reset returns to: the defaults plus what the server was started with.
+        self.base_settings = dict(settings or {})
+        self.store.set_settings(self.base_settings)
+
+    def sign(self, text: str) -> str:
+        """HMAC-SHA256 of ``text`` with the server secret, as hex."""
+        return hmac.new(self.secret, text.encode(), hashlib.sha256).hexdigest()
+
+    def blob_path(self, md5_digest: bytes) -> Path:
+        """Where the blob with this (16-byte) md5 lives: a hex name no client can steer."""
+        return self.files_dir / md5_digest.hex()
+
+    def reset(self) -> None:
+        """Forget jobs, uploads, requests, faults and settings; keep the key and issued tokens."""
+        self.faults.clear()
+        self.store.reset()
+        self.store.set_settings(self.base_settings)
+        for folder in (self.files_dir, self.parts_dir, self.incoming_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True, exist_ok=True)
