@@ -169,12 +169,19 @@ def test_no_secret_in_parameters_logs_artifacts_or_output(
     tokens_dir = Path(os.environ["PREFECT_CONDUCTOR_HOME"]) / "tokens"
     tokens = [json.loads(p.read_text())["access_token"] for p in tokens_dir.glob("*.json")]
     assert tokens, "the run signed in, so a token exists to look for"
+    deadline = time.monotonic() + 30  # logs reach the API in batches, a little after the run
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(run_id)
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
-        )
+        while True:
+            run = client.read_flow_run(run_id)
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
+            )
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            )
+            if (logs and artifacts) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     assert logs and artifacts
     haystacks = {
         "parameters": json.dumps(run.parameters, default=str),
