@@ -127,6 +127,7 @@ def test_a_run_killed_midway_is_finished_by_the_next_without_duplicates(
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: killing it takes its Prefect server too
     )
     try:
         deadline = time.monotonic() + 120
@@ -135,7 +136,7 @@ def test_a_run_killed_midway_is_finished_by_the_next_without_duplicates(
             assert time.monotonic() < deadline, "the scout job never appeared"
             time.sleep(0.2)
     finally:
-        process.send_signal(signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)  # the worker machine dies, server and all
         process.wait()
     puts_before = [
         r for r in conductor_env.state()["requests"] if r["path"].startswith("/_storage/")
