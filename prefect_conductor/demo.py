@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,6 +29,21 @@ def examples_dir() -> Path:
     raise FileNotFoundError("the sample scene examples/shot010 is not installed")
 
 
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the in-process flow run, and put the old values back."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def run_demo(echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo and return the flow's result; ``echo`` receives progress lines."""
     from prefect_conductor.conductor_cloud.loaders import load_job
@@ -36,11 +52,16 @@ def run_demo(echo: Callable[[str], None] = print) -> dict[str, Any]:
     shot = examples_dir() / "shot010"
     work = Path(tempfile.mkdtemp(prefix="prefect-conductor-demo-"))
     started = time.monotonic()
-    with SandboxServer(work / "sandbox", task_seconds=0.5) as server:
-        os.environ["CONDUCTOR_URL"] = server.url
-        os.environ["CONDUCTOR_API_KEY"] = server.api_key
-        os.environ["PREFECT_CONDUCTOR_HOME"] = str(work / "home")
-        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    settings = {
+        "PREFECT_CONDUCTOR_HOME": str(work / "home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": os.environ.get(
+            "PREFECT_SERVER_ANALYTICS_ENABLED", "false"
+        ),
+    }
+    with (
+        SandboxServer(work / "sandbox", task_seconds=0.5) as server,
+        environment(CONDUCTOR_URL=server.url, CONDUCTOR_API_KEY=server.api_key, **settings),
+    ):
         echo(f"Conductor sandbox on {server.url} (data in {work / 'sandbox'})")
         job = load_job(shot / "job.yaml")
         echo(f"Job '{job.title}' from {shot / 'job.yaml'}; starting Prefect's local backend...")

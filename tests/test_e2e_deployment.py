@@ -1,27 +1,31 @@
 """End to end: a real Prefect server and process worker on loopback, the deployment from
-deployments/prefect.yaml, a flow run created over REST as the host's Submit does, and the jobs
-arriving in the sandbox."""
+deployments/prefect.yaml, a flow run created over REST by the host's own Submit button (twice, as
+a double-click), the worker exporting the saved project with the host's batch command, and the
+jobs arriving in the sandbox."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from prefect_conductor.conductor_cloud.loaders import load_job
-from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.payload import FULL_TITLE_SUFFIX
 from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
-from tests.scenes import EXAMPLES
+from tests.host_scenes import build_shot
+from tests.host_standin.fixtures import standin_environment
 
 REPO = Path(__file__).resolve().parent.parent
 POOL = "render-submit-pool"
+BATCH_COMMAND = shlex.join([sys.executable, "-m", "prefect_conductor.host_export.batch_export"])
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +67,9 @@ def worker(prefect_server: str, sandbox: SandboxHandle, tmp_path: Path) -> Itera
             "CONDUCTOR_URL": sandbox.url,
             "CONDUCTOR_API_KEY": sandbox.api_key,
             "PREFECT_CONDUCTOR_HOME": str(tmp_path / "worker-home"),
+            # The host in batch mode: the stand-in host runs the plugin's batch exporter.
+            "PREFECT_CONDUCTOR_HOST_BATCH": BATCH_COMMAND,
+            "PYTHONPATH": standin_environment()["PYTHONPATH"],
         },
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -79,29 +86,49 @@ def worker(prefect_server: str, sandbox: SandboxHandle, tmp_path: Path) -> Itera
         log.close()
 
 
-def test_a_rest_created_run_on_a_worker_submits_scout_then_full(
-    prefect_server: str, sandbox: SandboxHandle, worker: None
+def seed_quick_start(app: Any, root: Path) -> Any:
+    """The seed's quick start in the stand-in host: a ConductorJob set up as an artist would."""
+    shot = build_shot(app, root)
+    app.load_project(str(shot.project))
+    job = app.ui_create("ConductorJob", "ConductorJob")
+    app.ui_set(job, "title", "shot010 lighting")
+    app.ui_add(
+        job, "images", app.item("project://scene/beauty"), app.item("project://scene/shadow")
+    )
+    app.ui_press(job, "refresh")
+    app.ui_choose(job, "project", "default")
+    app.ui_set(job, "use_custom_frames", True)
+    app.ui_set(job, "custom_frames", "1-10")
+    app.ui_set(job, "chunk_size", 2)
+    app.ui_set(job, "use_scout_frames", True)
+    app.ui_set(job, "scout_frames", "3,8")
+    app.ui_choose(job, "instance_type", "n1-standard-8 (8 cores, 30 GB)")
+    return job
+
+
+def test_submit_in_the_host_runs_on_a_worker_and_submits_scout_then_full(
+    prefect_server: str,
+    conductor_env: SandboxHandle,
+    worker: None,
+    host: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    job = load_job(EXAMPLES / "job.yaml")
-    parameters = {
-        "job": job.model_dump(mode="json"),
-        "scene": SceneSource(export_path=str(EXAMPLES / "scene_export.json")).model_dump(
-            mode="json"
-        ),
-        "options": RunOptions(poll_seconds=0.2, submission_key="e2e-click-1").model_dump(
-            mode="json"
-        ),
-    }
+    job = seed_quick_start(host, tmp_path / "shot")
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server)
+    host.ui_press(job, "submit")
+    host.ui_press(job, "submit")  # a double-click: the same idempotency key, the same run
+    assert not host.lines("error"), host.lines("error")
     with httpx.Client(base_url=prefect_server, timeout=30) as api:
-        deployment = api.get("/deployments/name/render-submit/conductor")
-        assert deployment.status_code == 200, deployment.text
-        deployment_id = deployment.json()["id"]
-        body = {"parameters": parameters, "idempotency_key": "e2e-click-1", "tags": ["from-test"]}
-        first = api.post(f"/deployments/{deployment_id}/create_flow_run", json=body)
-        second = api.post(f"/deployments/{deployment_id}/create_flow_run", json=body)
-        assert first.status_code == 201, first.text
-        assert second.json()["id"] == first.json()["id"]  # a double-click is one run
-        run_id = first.json()["id"]
+        deployment = api.get("/deployments/name/render-submit/conductor").json()
+        # The UI's Run form: every ConductorJob field with its description, unknown fields refused.
+        form = deployment["parameter_openapi_schema"]["definitions"]["ConductorJob"]
+        assert form["additionalProperties"] is False
+        assert all(field.get("description") for field in form["properties"].values())
+        body = {"deployments": {"id": {"any_": [deployment["id"]]}}}
+        runs = api.post("/flow_runs/filter", json=body).json()
+        assert len(runs) == 1
+        run_id = runs[0]["id"]
         deadline = time.monotonic() + 180
         state = ""
         while time.monotonic() < deadline:
@@ -113,9 +140,16 @@ def test_a_rest_created_run_on_a_worker_submits_scout_then_full(
             if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 break
             time.sleep(1)
-    assert state == "COMPLETED"
-    jobs = sandbox.jobs()
+        run = api.get(f"/flow_runs/{run_id}").json()
+    assert state == "COMPLETED", run["state"]
+    assert run["name"] == "shot010 lighting 1-10"
+    jobs = conductor_env.jobs()
     assert [[t["frames"] for t in j["tasks_data"]] for j in jobs] == [
         ["3-4", "7-8"],
         ["1-2", "5-6", "9-10"],
     ]
+    titles = [j["job_title"] for j in jobs]
+    assert titles == ["shot010 lighting", f"shot010 lighting{FULL_TITLE_SUFFIX}"]
+    # the render package the worker's batch export wrote, named after the job
+    package = {Path(f["destination"]).name for f in jobs[0]["upload_files"]}
+    assert "shot010.shot010_lighting.cio.project" in package

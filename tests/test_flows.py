@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 import pytest
+from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+    TaskRunFilter,
+    TaskRunFilterFlowRunId,
+)
 from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
+from prefect.states import State
+from pydantic import SecretStr
 
 from prefect_conductor.conductor_cloud.errors import ValidationFailed
 from prefect_conductor.conductor_cloud.job import ConductorJob
 from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
 from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
+from prefect_conductor.flows import render_submit as render_submit_module
 from prefect_conductor.flows.render_submit import render_submit
 from prefect_conductor.tasks.submit import ScoutFailed
+from tests.host_scenes import build_shot
+from tests.host_standin.fixtures import standin_environment
 from tests.scenes import EXAMPLES
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
@@ -33,16 +49,70 @@ def example_job(**changes: Any) -> ConductorJob:
     return load_job(EXAMPLES / "job.yaml").model_copy(update=changes)
 
 
+def run_state(
+    job: ConductorJob, scene: SceneSource = SCENE, options: RunOptions = FAST, flow: Any = None
+) -> State[Any]:
+    """Run the flow in this process; its final state."""
+    flow = flow or render_submit
+    return cast("State[Any]", flow(job=job, scene=scene, options=options, return_state=True))
+
+
+def run(
+    job: ConductorJob, scene: SceneSource = SCENE, options: RunOptions = FAST
+) -> dict[str, Any]:
+    """Run the flow in this process; its result (a failed run raises the run's exception)."""
+    return cast("dict[str, Any]", run_state(job, scene, options).result())
+
+
+def run_id_of(state: State[Any]) -> UUID:
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
+    return run_id
+
+
 def frames_of(job: dict[str, Any]) -> list[str]:
     return [t["frames"] for t in job["tasks_data"]]
 
 
+def job_posts(sandbox: SandboxHandle) -> int:
+    """How many job POSTs reached the sandbox (a dropped answer still counts)."""
+    return sum(
+        1 for r in sandbox.state()["requests"] if r["method"] == "POST" and r["path"] == "/jobs/"
+    )
+
+
+def task_run_counts(flow_run_id: UUID) -> dict[str, int]:
+    """How often each task of a flow run ran (its first attempt plus its retries)."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {run.name.rsplit("-", 1)[0]: run.run_count for run in runs}
+
+
 def test_scouts_pass_then_the_full_job_goes(conductor_env: SandboxHandle) -> None:
-    state = render_submit(job=example_job(), scene=SCENE, options=FAST, return_state=True)
+    state = run_state(example_job())
     result = state.result()
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(state.state_details.flow_run_id)
+        run = client.read_flow_run(run_id_of(state))
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
     assert {"project:default", "host:jobs", "scout:gated"} <= set(run.tags)
+    by_key = {a.key: a for a in artifacts}
+    assert {
+        "frames-info",
+        "frame-plan",
+        "validation-report",
+        "payload-preview",
+        "upload-progress",
+        "scout-job",
+        "full-job",
+    } <= set(by_key)
+    assert by_key["upload-progress"].data == 100.0
+    for step in ("scout", "full"):
+        jid = result["jobs"][step]["jid"]
+        assert f"({conductor_env.url}/job/{jid})" in str(by_key[f"{step}-job"].data)
     assert run.name == "shot010 lighting v012 1-10"
     jobs = conductor_env.jobs()
     assert [frames_of(j) for j in jobs] == [["3-4", "7-8"], ["1-2", "5-6", "9-10"]]
@@ -58,14 +128,25 @@ def test_scouts_pass_then_the_full_job_goes(conductor_env: SandboxHandle) -> Non
 def test_a_failed_scout_stops_the_rest(conductor_env: SandboxHandle) -> None:
     conductor_env.config(task_seconds=0.05, fail_frames=[8])
     with pytest.raises(ScoutFailed, match=r"frames 7-8; the remaining frames were not submitted"):
-        render_submit(job=example_job(), scene=SCENE, options=FAST)
+        run(example_job())
     assert len(conductor_env.jobs()) == 1
 
 
-def test_preview_submits_and_uploads_nothing(conductor_env: SandboxHandle) -> None:
-    result = render_submit(
-        job=example_job(), scene=SCENE, options=FAST.model_copy(update={"preview": True})
+def test_preview_submits_and_uploads_nothing(
+    conductor_env: SandboxHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The key comes from a Secret block named in the options, as on a shared worker.
+    Secret(value=SecretStr(conductor_env.api_key)).save("conductor-flow-tests", overwrite=True)
+    monkeypatch.delenv("CONDUCTOR_API_KEY")
+    monkeypatch.delenv("CONDUCTOR_URL")
+    options = FAST.model_copy(
+        update={
+            "preview": True,
+            "conductor_url": conductor_env.url,
+            "credentials_block": "conductor-flow-tests",
+        }
     )
+    result = run(example_job(), options=options)
     assert result["preview"] is True
     assert list(result["payloads"]) == ["scout", "full"]
     state = conductor_env.state()
@@ -79,11 +160,11 @@ def test_preview_submits_and_uploads_nothing(conductor_env: SandboxHandle) -> No
 
 def test_the_same_submission_key_never_posts_twice(conductor_env: SandboxHandle) -> None:
     options = FAST.model_copy(update={"submission_key": "host-click-42"})
-    first = render_submit(job=example_job(), scene=SCENE, options=options)
+    first = run(example_job(), options=options)
     uploads_after_first = [
         r for r in conductor_env.state()["requests"] if r["path"].startswith("/_storage/")
     ]
-    second = render_submit(job=example_job(), scene=SCENE, options=options)
+    second = run(example_job(), options=options)
     assert first["jobs"] == second["jobs"]
     assert len(conductor_env.jobs()) == 2
     uploads_after_second = [
@@ -92,14 +173,62 @@ def test_the_same_submission_key_never_posts_twice(conductor_env: SandboxHandle)
     assert uploads_after_second == uploads_after_first  # nothing uploaded again
 
 
-def test_no_scouting_is_one_job(conductor_env: SandboxHandle) -> None:
-    render_submit(job=example_job(use_scout_frames=False), scene=SCENE, options=FAST)
-    assert [frames_of(j) for j in conductor_env.jobs()] == [["1-2", "3-4", "5-6", "7-8", "9-10"]]
+def test_a_retried_submit_step_posts_once(
+    conductor_env: SandboxHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scout POST is stored but its answer is lost, and the lookup after it fails too: the
+    # client cannot tell, so the step fails and Prefect retries it; the retry finds the job.
+    scout_submit = render_submit_module.scout_submit
+    monkeypatch.setattr(
+        render_submit_module, "scout_submit", scout_submit.with_options(retry_delay_seconds=0)
+    )
+    conductor_env.faults(
+        {"method": "GET", "path": "/api/v1/jobs", "action": "delay", "seconds": 0},
+        {"method": "POST", "path": "/jobs/", "action": "drop_after"},
+        {"method": "GET", "path": "/api/v1/jobs", "action": "status", "status": 400},
+    )
+    state = run_state(example_job())
+    assert state.is_completed()
+    assert [frames_of(j) for j in conductor_env.jobs()] == [["3-4", "7-8"], ["1-2", "5-6", "9-10"]]
+    assert job_posts(conductor_env) == 2
+    counts = task_run_counts(run_id_of(state))
+    assert counts["scout-submit"] == 2 and counts["full-submit"] == 1
+
+
+def test_a_retried_flow_run_posts_each_job_once(conductor_env: SandboxHandle) -> None:
+    # The first attempt fails after the scout job was posted (its status read is refused); the
+    # flow run's retry runs every step again under the same flow run id.
+    conductor_env.faults(
+        {"method": "GET", "path": "/api/v1/jobs/*/tasks", "action": "status", "status": 400}
+    )
+    retried = render_submit.with_options(retries=1, retry_delay_seconds=0)
+    state = run_state(example_job(), flow=retried)
+    assert state.is_completed()
+    assert [frames_of(j) for j in conductor_env.jobs()] == [["3-4", "7-8"], ["1-2", "5-6", "9-10"]]
+    assert job_posts(conductor_env) == 2
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(run_id_of(state)).run_count == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "scout_frames"),
+    [({"use_scout_frames": False}, ""), ({"scout_mode": "native"}, "3,8")],
+    ids=["off", "native"],
+)
+def test_native_or_no_scouting_is_one_job_and_no_wait(
+    conductor_env: SandboxHandle, changes: dict[str, Any], scout_frames: str
+) -> None:
+    conductor_env.config(task_seconds=30)  # the run must not wait for any task
+    state = run_state(example_job(**changes))
+    [job] = conductor_env.jobs()
+    assert frames_of(job) == ["1-2", "3-4", "5-6", "7-8", "9-10"]
+    assert job["scout_frames"] == scout_frames
+    assert "wait-for-tasks" not in task_run_counts(run_id_of(state))
 
 
 def test_validation_errors_fail_at_once_and_submit_nothing(conductor_env: SandboxHandle) -> None:
     with pytest.raises(ValidationFailed, match="^project: unknown project 'nope'"):
-        render_submit(job=example_job(project="nope"), scene=SCENE, options=FAST)
+        run(example_job(project="nope"))
     assert conductor_env.jobs() == []
 
 
@@ -107,7 +236,7 @@ def _run_in_thread(job: ConductorJob) -> tuple[threading.Thread, dict[str, Any]]
     outcome: dict[str, Any] = {}
 
     def target() -> None:
-        outcome["state"] = render_submit(job=job, scene=SCENE, options=FAST, return_state=True)
+        outcome["state"] = run_state(job)
 
     thread = threading.Thread(target=target)
     thread.start()
@@ -147,31 +276,33 @@ def test_manual_approval_resumes_or_rejects(
         assert "rejected: the key light is too hot" in (state.message or "")
 
 
-def test_project_path_source_runs_the_host_exporter(
-    conductor_env: SandboxHandle, tmp_path: Path
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")
+def test_manual_approval_nobody_answers_ends_the_run_cleanly(
+    conductor_env: SandboxHandle,
 ) -> None:
-    import json
-    import shutil
-    import sys
-
-    project = tmp_path / "shot.project"
-    project.write_text("artist project")
-    before = project.read_bytes()
-    exporter = tmp_path / "fake_host.py"
-    exporter.write_text(
-        "import json, shutil, sys, pathlib\n"
-        "args = dict(zip(sys.argv[1::2], sys.argv[2::2]))\n"
-        "out = pathlib.Path(args['--output'])\n"
-        f"data = json.loads(pathlib.Path({str(EXAMPLES / 'scene_export.json')!r}).read_text())\n"
-        f"root = {str(EXAMPLES)!r}\n"
-        "data['project_path'] = args['--project']\n"
-        "data['render_package'] = root + '/' + data['render_package']\n"
-        "data['dependencies'] = [root + '/' + d for d in data['dependencies']]\n"
-        "for image in data['images']: image['save_as'] = root + '/' + image['save_as']\n"
-        "(out / 'scene_export.json').write_text(json.dumps(data))\n"
-    )
-    source = SceneSource(project_path=str(project), host_command=[sys.executable, str(exporter)])
-    render_submit(job=example_job(use_scout_frames=False), scene=source, options=FAST)
-    assert project.read_bytes() == before  # the artist's file is never written
+    # A timeout of about a second (model_copy skips the field's one-minute floor).
+    job = example_job(approval="manual", approval_timeout_minutes=0.02)
+    state = run_state(job)
+    assert state.is_cancelled()
+    assert "no approval within" in (state.message or "")
     assert len(conductor_env.jobs()) == 1
-    del json, shutil
+
+
+def test_a_saved_project_is_exported_by_the_host_batch_command(
+    conductor_env: SandboxHandle, host: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shot = build_shot(host, tmp_path / "shot")
+    before = shot.project.read_bytes()
+    monkeypatch.setenv("PYTHONPATH", standin_environment()["PYTHONPATH"])
+    source = SceneSource(
+        project_path=str(shot.project),
+        host_command=[sys.executable, "-m", "prefect_conductor.host_export.batch_export"],
+    )
+    run(example_job(use_scout_frames=False), scene=source)
+    assert shot.project.read_bytes() == before  # the artist's file is never written
+    [job] = conductor_env.jobs()
+    assert frames_of(job) == ["1-2", "3-4", "5-6", "7-8", "9-10"]
+    package = next(f["destination"] for f in job["upload_files"] if ".cio." in f["destination"])
+    assert Path(package).name == "shot010.shot010_lighting_v012.cio.project"
+    uploaded = {Path(f["destination"]).name for f in job["upload_files"]}
+    assert {"wood.1001.tx", "wood.1002.tx", "sim.0001.abc"} <= uploaded

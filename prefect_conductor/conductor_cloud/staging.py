@@ -7,7 +7,7 @@ md5 on Conductor), and the artist's own project file is never written.
 
 When the source is a saved project rather than an export, the host's batch command runs the
 exporter (``host_export.batch_export``) into a fresh folder: ``<host_command> --project P
---output DIR`` must write ``DIR/scene_export.json``.
+--output DIR [--title T]`` must write ``DIR/scene_export.json`` (the title names the package).
 """
 
 from __future__ import annotations
@@ -59,13 +59,15 @@ def stage_render_package(scene: SceneExport, staging_root: Path) -> SceneExport:
     return scene.model_copy(update={"render_package": str(target)})
 
 
-def run_host_export(source: SceneSource, output: Path) -> Path:
+def run_host_export(source: SceneSource, output: Path, title: str = "") -> Path:
     """Run the host's batch exporter for a saved project; return the export JSON it wrote."""
     assert source.project_path is not None
     project = Path(source.project_path)
     if not project.is_file():
         raise FieldError("scene.project_path", f"{project} does not exist")
     command = [*source.host_command, "--project", str(project), "--output", str(output)]
+    if title:
+        command += ["--title", title]
     try:
         finished = subprocess.run(
             command,
@@ -95,14 +97,19 @@ def run_host_export(source: SceneSource, output: Path) -> Path:
     return written
 
 
-def export_scene(source: SceneSource, staging_dir: str | None = None) -> SceneExport:
-    """The scene for submission: loaded (or exported), then its render package staged."""
+def export_scene(
+    source: SceneSource, staging_dir: str | None = None, title: str = ""
+) -> SceneExport:
+    """The scene for submission: loaded (or exported), then its render package staged.
+
+    ``title`` (the job's) names the render package a batch export writes.
+    """
     staging_root = Path(staging_dir) if staging_dir else default_staging_dir()
     if source.export_path is not None:
         scene = load_scene(source.export_path)
     else:
         output = Path(tempfile.mkdtemp(prefix="export-", dir=_ensure(staging_root)))
-        scene = load_scene(run_host_export(source, output))
+        scene = load_scene(run_host_export(source, output, title))
     return stage_render_package(scene, staging_root)
 
 

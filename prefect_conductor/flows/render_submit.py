@@ -5,6 +5,16 @@ export_scene -> fetch_catalog -> validate -> resolve_packages -> chunk_frames ->
 Prefect UI with its own retries (none for validation); the ConductorJob is a typed parameter, so
 the UI's Run form shows every field with its description.
 
+How a run ends: Completed with the job ids and links; Failed with one line for a validation
+error, a failed scout (naming its frames) or Conductor staying unreachable after the retries;
+Cancelled, with the reason as the state's message, when manual approval was refused or nobody
+answered in time. Only a run on its way to Completed posts the full job.
+
+No duplicate jobs: each job carries the submission id ``<submission key>:<step>`` (the key is
+``options.submission_key`` or this flow run's id), which the client looks up before posting. A
+retried step, a retried flow run and a second run with the same key all find the job already
+posted.
+
 No ``from __future__ import annotations`` here: Prefect resolves the parameter models from the
 annotations when it builds the form and when a worker loads the flow (research/prefect-notes.md).
 """
@@ -23,12 +33,12 @@ from prefect_conductor.conductor_cloud.payload import UploadEntry
 from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
 from prefect_conductor.conductor_cloud.submission import Prepared, payloads, upload_entries
 from prefect_conductor.conductor_cloud.uploads import hash_files
-from prefect_conductor.tasks.approve import ask_for_approval
+from prefect_conductor.tasks.approve import ask_for_approval, cancel_after_timeout
 from prefect_conductor.tasks.chunk_frames import chunk_frames
 from prefect_conductor.tasks.export_scene import export_scene
 from prefect_conductor.tasks.fetch_catalog import fetch_catalog
 from prefect_conductor.tasks.resolve_packages import resolve_packages
-from prefect_conductor.tasks.submit import submit_job, wait_for_tasks
+from prefect_conductor.tasks.submit import full_submit, scout_submit, wait_for_tasks
 from prefect_conductor.tasks.upload_assets import upload_assets
 from prefect_conductor.tasks.validate import validate
 
@@ -91,7 +101,7 @@ def render_submit(
     logger = get_run_logger()
     tag_this_run(run_tags(job))
     with tags(*run_tags(job)):
-        exported = export_scene(scene, options.staging_dir)
+        exported = export_scene(scene, options.staging_dir, job.title)
         catalog = fetch_catalog(options)
         prepared: Prepared = validate(job, exported, catalog)
         resolve_packages(prepared)
@@ -114,20 +124,19 @@ def render_submit(
         key = submission_key(options)
         submitted: dict[str, Any] = {}
         if "scout" in bodies:
-            scout = submit_job.with_options(name="scout-submit")(
-                bodies["scout"], f"{key}:scout", "scout", options
-            )
+            scout = scout_submit(bodies["scout"], f"{key}:scout", "scout", options)
             submitted["scout"] = scout
             counts = wait_for_tasks(scout.jid, options)
             summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
             if job.approval == "manual" and "full" in bodies:
                 answer = ask_for_approval(job, summary, options.poll_seconds)
                 if answer is None:
-                    return _stopped(
+                    message = (
                         f"no approval within {job.approval_timeout_minutes} minutes; the remaining"
-                        " frames were not submitted",
-                        submitted,
+                        " frames were not submitted"
                     )
+                    cancel_after_timeout(message)
+                    return _stopped(message, submitted)
                 if not answer.approve:
                     return _stopped(
                         f"rejected: {answer.reason or 'no reason given'}; the remaining frames"
@@ -135,9 +144,7 @@ def render_submit(
                         submitted,
                     )
         if "full" in bodies:
-            submitted["full"] = submit_job.with_options(name="full-submit")(
-                bodies["full"], f"{key}:full", "full", options
-            )
+            submitted["full"] = full_submit(bodies["full"], f"{key}:full", "full", options)
         result = {
             "preview": False,
             "info": info,

@@ -50,6 +50,13 @@ def submit_job(
     return job
 
 
+scout_submit = submit_job.with_options(name="scout-submit")
+"""The gated scout job: only the tasks that hold a scout frame."""
+
+full_submit = submit_job.with_options(name="full-submit")
+"""The rest of the frames (every task when scouting is off or native)."""
+
+
 @task(
     name="wait-for-tasks",
     retries=1,
