@@ -7,6 +7,8 @@ host does not ask Conductor on every click.
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +19,18 @@ from prefect_conductor.conductor_cloud.errors import InputFileError
 DEFAULT_MAX_AGE = timedelta(hours=12)
 
 
+def token_account(token: str) -> str | None:
+    """The ``account`` claim of a Conductor JWT (read, not verified: it only picks which of the
+    listed accounts' extra environment is ours, as the reference client does)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    account = claims.get("account") if isinstance(claims, dict) else None
+    return str(account) if account else None
+
+
 def fetch_catalog(client: ConductorClient) -> Catalog:
     """Ask Conductor for everything the submitter's menus need, in one go."""
     return Catalog.from_api(
@@ -25,6 +39,7 @@ def fetch_catalog(client: ConductorClient) -> Catalog:
         client.packages(),
         client.extra_environment(),
         source_url=client.url,
+        account_id=token_account(client.tokens.token()),
     )
 
 

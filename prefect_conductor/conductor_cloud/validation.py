@@ -271,11 +271,17 @@ def rule_catalog(ctx: ValidationContext) -> Iterator[Finding]:
                 )
     try:
         ctx.resolved = catalog.package_catalog().resolve(
-            job.host_package, job.host_version or ctx.scene.host.version, job.plugin_packages
+            job.host_package,
+            job.host_version or ctx.scene.host.version,
+            job.plugin_packages,
+            platform=ctx.scene.host.platform,
         )
     except UserError as error:
         yield _error(getattr(error, "field", "host_package"), getattr(error, "reason", str(error)))
         return
+    for note in ctx.resolved.notes:  # a fallback host match is worth a look, not a stop
+        field_name, _, text = note.partition(": ")
+        yield _warning(field_name or "host_package", text or note)
     try:
         merge_environment(ctx.resolved, catalog.extra_environment, job.environment)
     except UserError as error:
