@@ -82,35 +82,113 @@ def test_every_token_renders() -> None:
 def test_unknown_token_is_named() -> None:
     with pytest.raises(TemplateError) as caught:
         check_template("cnode <render_package> <frames>")
-    assert str(caught.value).startswith("task_template: unknown token <frames>")
+    message = str(caught.value)
+    assert message.startswith("task_template: unknown token <frames>; known: <render_package>")
+    assert all(f"<{name}>" in message for name in TOKENS)
     assert template_tokens("a <b> c <d>") == ["b", "d"]
 
 
-def test_redirects_are_not_tokens() -> None:
-    check_template("cnode <render_package> > /tmp/log 2>&1")
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("cnode <render_package -image <sources>", "unclosed token <render_package:"),
+        ("cnode <render_package", "unclosed token <render_package:"),
+        ("cnode <sources><chunks", "unclosed token <chunks:"),
+        ("cnode <render-package>", "malformed token <render-package>;"),
+        ("cat <<EOF", "unclosed token <EOF:"),
+    ],
+)
+def test_unbalanced_or_malformed_tokens_are_named(template: str, reason: str) -> None:
+    with pytest.raises(TemplateError) as caught:
+        check_template(template, field="task_template")
+    assert str(caught.value).startswith(f"task_template: {reason}")
+    plan = plan_frames(parse_frame_spec("1"), 1)
+    with pytest.raises(TemplateError):
+        render_command(template, plan.tasks[0], plan, context())
+
+
+def test_shell_redirects_are_not_tokens() -> None:
+    template = "cnode <render_package> < /dev/null > /tmp/log 2>&1 <>x"
+    check_template(template)
+    plan = plan_frames(parse_frame_spec("1"), 1)
+    command = render_command(template, plan.tasks[0], plan, context())
+    assert command == "cnode /proj/shot.cio.project < /dev/null > /tmp/log 2>&1 <>x"
+
+
+def test_numbers_are_bare_and_sources_follow_the_images_with_frames() -> None:
+    main = parse_frame_spec("1-20")
+    plan = plan_frames(
+        main,
+        10,
+        scout=parse_frame_spec("15"),
+        tiles=2,
+        image_frames={
+            "project://scene/shadow": image_range(1, 20, 3),
+            "project://scene/beauty": image_range(1, 5),
+        },
+    )
+    template = (
+        "<sources> | <chunks> | <chunkstart> <chunkend> <chunklength> <sequence> <scout>"
+        " <chunksize> <chunkcount> <tiles> <tile_number> <task>"
+    )
+    first = render_command(template, plan.tasks[1], plan, context())
+    # context order (beauty, shadow) wins over plan order; each source has its own frames
+    assert first == (
+        "project://scene/beauty project://scene/shadow | 1:5 1:10%3 | 1 10 10 1-10 0 10 2 2 2 1"
+    )
+    second = render_command(template, plan.tasks[2], plan, context())
+    assert second == "project://scene/shadow | 13:19%3 | 11 20 10 11-20 1 10 2 2 1 2"
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_hostile_values_stay_one_argument(hostile: str) -> None:
-    plan = plan_frames(parse_frame_spec("1-2"), 2)
+    """Every value from a person or a file comes back from shlex.split as exactly one word."""
+    source = f"project://scene/{hostile}"
+    plan = plan_frames(
+        parse_frame_spec("-10--2x2,5"), 10, image_frames={source: parse_frame_spec("-10--2x2,5")}
+    )
     ctx = context(
         render_package=f"/proj/{hostile}.project",
-        sources=(f"project://scene/{hostile}",),
+        sources=(source,),
         project=hostile,
+        instance_type=hostile,
         job_title=hostile,
+        temp_dir=f"/tmp/{hostile}",
         pdir=f"/p/{hostile}",
     )
-    template = "cnode <render_package> -image <sources> -p <project> -t <job> -d <pdir>"
+    template = (
+        "cnode <render_package> -image <sources> -f <chunks> -p <project> -i <instance_type>"
+        " -t <job> -d <pdir> -T <temp_dir> -s <sequence> ; echo done"
+    )
     words = shlex.split(render_command(template, plan.tasks[0], plan, ctx))
     assert words == [
         "cnode",
         f"/proj/{hostile}.project",
         "-image",
-        f"project://scene/{hostile}",
+        source,
+        "-f",
+        "-10:-2%2;5",
         "-p",
+        hostile,
+        "-i",
         hostile,
         "-t",
         hostile,
         "-d",
         f"/p/{hostile}",
+        "-T",
+        f"/tmp/{hostile}",
+        "-s",
+        "-10--2x2,5",
+        ";",
+        "echo",
+        "done",
     ]
+
+
+def test_values_holding_token_text_are_not_expanded_again() -> None:
+    plan = plan_frames(parse_frame_spec("1-2"), 2)
+    command = render_command(
+        "x <job> <project>", plan.tasks[0], plan, context(job_title="<project>")
+    )
+    assert shlex.split(command) == ["x", "<project>", "default"]

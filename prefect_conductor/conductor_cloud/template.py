@@ -18,6 +18,8 @@ from prefect_conductor.conductor_cloud.errors import TemplateError
 from prefect_conductor.conductor_cloud.frames import FramePlan, Task
 
 TOKEN = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
+OPENING = re.compile(r"<(?=[A-Za-z_])")
+FRAGMENT = re.compile(r"<[^\s<>]*>?")
 
 TOKENS: Mapping[str, str] = {
     "render_package": "The exported render package the node loads (a path).",
@@ -60,11 +62,29 @@ def template_tokens(template: str) -> list[str]:
 
 
 def check_template(template: str, field: str = "task_template") -> None:
-    """Raise TemplateError naming the first unknown token (shell redirects like ``2>&1`` stay)."""
+    """Raise TemplateError naming the first unknown, malformed or unclosed token.
+
+    A ``<`` followed by a letter or ``_`` starts a token and must close as ``<name>``; a
+    half-written ``<render_package`` would otherwise reach the render node as shell input
+    redirection. Shell redirects stay possible: ``> log``, ``2>&1`` and ``< input`` (with a space).
+    """
+    for opening in OPENING.finditer(template):
+        if TOKEN.match(template, opening.start()) is not None:
+            continue
+        fragment = FRAGMENT.match(template, opening.start())
+        shown = fragment.group(0) if fragment is not None else "<"
+        if shown.endswith(">"):
+            reason = f"malformed token {shown}; token names are letters, digits and _"
+        else:
+            reason = (
+                f"unclosed token {shown}: a < before a name starts a token and needs a closing >"
+                " (write '< file' with a space for a shell redirect)"
+            )
+        raise TemplateError(field, reason)
     for name in template_tokens(template):
         if name not in TOKENS:
             known = ", ".join(f"<{token}>" for token in TOKENS)
-            raise TemplateError(field, f"unknown token <{name}>; known tokens: {known}")
+            raise TemplateError(field, f"unknown token <{name}>; known: {known}")
 
 
 def quote(value: str) -> str:
@@ -73,7 +93,12 @@ def quote(value: str) -> str:
 
 
 def task_values(task: Task, plan: FramePlan, context: TemplateContext) -> dict[str, str]:
-    """Every token's replacement text for ``task``, already quoted where it came from a person."""
+    """Every token's replacement text for ``task``, already quoted where it came from a person.
+
+    ``<sources>`` lists the context's images (in the context's order) that render a frame of this
+    chunk, and ``<chunks>`` their frames in the same order. A plan made without per-image frames
+    has none to consult, so every source then renders the whole chunk.
+    """
     sources = [path for path in context.sources if path in task.image_frames]
     if not task.image_frames:
         sources = list(context.sources)
@@ -106,7 +131,10 @@ def task_values(task: Task, plan: FramePlan, context: TemplateContext) -> dict[s
 
 
 def render_command(template: str, task: Task, plan: FramePlan, context: TemplateContext) -> str:
-    """The command for one task; unknown tokens raise TemplateError."""
+    """The command for one task; unknown, malformed or unclosed tokens raise TemplateError.
+
+    Substitution is one pass, so a value that itself reads ``<project>`` is left as text.
+    """
     check_template(template)
     values = task_values(task, plan, context)
     return TOKEN.sub(lambda match: values[match.group(1)], template)
