@@ -1,12 +1,15 @@
 """Conductor credentials: the API key, and bearer tokens exchanged for it and cached safely.
 
 The reference client sends the key's secret in a GET query string, caches tokens per domain (so
-switching keys reuses another account's token), returns a stale token when a refresh fails, and
-never refreshes on a 401. Here:
+switching keys reuses another account's token), returns a stale token when a refresh fails, lets
+parallel processes race on the refresh, and never refreshes on a 401. Here:
 
-* the secret goes in a POST body (the GET form is a fallback only when the server has no POST);
+* the secret goes in a POST body; the GET form is a fallback only when the server answers the POST
+  with 404 or 405, and httpx's request log line is redacted so the query never reaches a log;
 * tokens are cached in memory and in a per-user file (0600, folder 0700) keyed by the URL *and*
-  the client id, refreshed 60 s before they expire, and thrown away on a 401;
+  the client id, refreshed 60 s before they expire, and thrown away on a 401; an exchange is done
+  under a lock (a thread lock, and a file lock where the platform has one) so concurrent callers
+  reuse one fresh token instead of each fetching their own;
 * a failed exchange raises :class:`AuthError`; the key and the token never appear in a repr, a
   log line or an exception text.
 """
@@ -15,27 +18,68 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.conductor_cloud.retry import (
+    RETRY_STATUSES,
+    RetryPolicy,
+    redacted_url,
+    send_with_retries,
+)
+
+try:  # POSIX only; elsewhere the thread lock and atomic writes are all we have
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 REFRESH_MARGIN = 60.0
 """Seconds before expiry at which a token is replaced, so a call never carries a dying token."""
 
+DEFAULT_TOKEN_SECONDS = 600.0
+"""Lifetime assumed when the exchange answer names none: short, so a wrong guess costs little."""
+
+EXCHANGE_PATH = "/api/oauth_jwt"
+SCOPE = "owner admin user"
+SENSITIVE_QUERY_KEYS = frozenset({"client_secret", "access_token", "token", "private_key"})
+
 
 class AuthError(UserError):
-    """Conductor refused the credentials, or they could not be read. Never holds a secret."""
+    """Conductor refused the credentials, or they could not be read. Never holds a secret.
+
+    Raised for an unreadable key, a refused token exchange and a 401/403 from the API. Carries
+    the same optional ``method``/``url``/``status``/``body`` as the client's other errors.
+    """
 
     exit_code = 3
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        url: str = "",
+        status: int | None = None,
+        body: str = "",
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.status = status
+        self.body = body[:300]
+        super().__init__(message)
+        self.message = str(self)
 
 
 @dataclass(frozen=True)
@@ -50,7 +94,10 @@ class ApiKey:
 
     @classmethod
     def from_text(cls, text: str, source: str = "CONDUCTOR_API_KEY") -> ApiKey:
-        """Parse raw JSON or base64 of the JSON (as Conductor hands keys out)."""
+        """Parse raw JSON or base64 of the JSON (as Conductor hands keys out); newlines dropped.
+
+        ``source`` names where the text came from in the error; the text itself is never echoed.
+        """
         cleaned = text.replace("\n", "").replace("\r", "").strip()
         data: object = None
         try:
@@ -63,13 +110,18 @@ class ApiKey:
         if not isinstance(data, dict):
             raise AuthError(f"{source}: not an API key (expected JSON or base64 of JSON)")
         client_id, private_key = data.get("client_id"), data.get("private_key")
-        if not isinstance(client_id, str) or not isinstance(private_key, str):
-            raise AuthError(f"{source}: the API key needs client_id and private_key")
-        return cls(client_id=client_id, private_key=private_key)
+        if not (isinstance(client_id, str) and client_id.strip()) or not (
+            isinstance(private_key, str) and private_key.strip()
+        ):
+            raise AuthError(f"{source}: the API key needs a client_id and a private_key")
+        return cls(client_id=client_id.strip(), private_key=private_key)
 
 
 def api_key_from_env(env: Mapping[str, str] | None = None) -> ApiKey | None:
-    """The key from CONDUCTOR_API_KEY, else the file at CONDUCTOR_API_KEY_PATH, else None."""
+    """The key from CONDUCTOR_API_KEY, else the file at CONDUCTOR_API_KEY_PATH, else None.
+
+    ``env`` defaults to ``os.environ`` as it is at call time.
+    """
     source = os.environ if env is None else env
     text = source.get("CONDUCTOR_API_KEY", "").strip()
     if text:
@@ -78,29 +130,82 @@ def api_key_from_env(env: Mapping[str, str] | None = None) -> ApiKey | None:
     if not path:
         return None
     try:
-        content = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise AuthError(f"CONDUCTOR_API_KEY_PATH: cannot read {path} ({error.strerror})") from None
+        content = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise AuthError(f"CONDUCTOR_API_KEY_PATH: cannot read {path} ({reason})") from None
     return ApiKey.from_text(content, source=f"CONDUCTOR_API_KEY_PATH ({path})")
 
 
 def default_token_dir() -> Path:
-    from prefect_conductor.conductor_cloud.catalog import prefect_conductor_home
+    """``$PREFECT_CONDUCTOR_HOME/tokens``, else ``~/.cache/prefect-conductor/tokens``."""
+    configured = os.environ.get("PREFECT_CONDUCTOR_HOME")
+    home = Path(configured) if configured else Path.home() / ".cache" / "prefect-conductor"
+    return home / "tokens"
 
-    return prefect_conductor_home() / "tokens"
+
+class _RedactSecretsInUrls(logging.Filter):
+    """Blank secret query values in httpx's ``HTTP Request: GET <url>`` log line.
+
+    Only the GET fallback of the token exchange puts a secret in a URL, but httpx logs every URL
+    at INFO, so the filter sits on the ``httpx`` logger for as long as the process lives.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+            isinstance(arg, httpx.URL) for arg in record.args
+        ):
+            record.args = tuple(
+                _redact_query(arg) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+def _redact_query(url: httpx.URL) -> httpx.URL:
+    params = url.params
+    if not any(key.lower() in SENSITIVE_QUERY_KEYS for key in params):
+        return url
+    cleaned = [
+        (key, "REDACTED" if key.lower() in SENSITIVE_QUERY_KEYS else value)
+        for key, value in params.multi_items()
+    ]
+    return url.copy_with(params=cleaned)
+
+
+_REDACTOR = _RedactSecretsInUrls()
+
+
+def install_log_redaction() -> None:
+    """Attach the redacting filter to httpx's logger once (idempotent)."""
+    httpx_logger = logging.getLogger("httpx")
+    if _REDACTOR not in httpx_logger.filters:
+        httpx_logger.addFilter(_REDACTOR)
 
 
 @dataclass
 class _Token:
-    value: str
+    value: str = field(repr=False)
     expires_at: float  # wall-clock seconds since the epoch
+    refresh_at: float  # when to stop handing it out: REFRESH_MARGIN (or half its life) earlier
 
     def fresh(self) -> bool:
-        return time.time() < self.expires_at - REFRESH_MARGIN
+        return time.time() < self.refresh_at
+
+    @classmethod
+    def issued(cls, value: str, lifetime: float) -> _Token:
+        now = time.time()
+        margin = min(REFRESH_MARGIN, lifetime / 2)
+        return cls(value=value, expires_at=now + lifetime, refresh_at=now + lifetime - margin)
 
 
 class TokenManager:
-    """Bearer tokens for one (Conductor URL, client id): cached, refreshed, thread-safe."""
+    """Bearer tokens for one (Conductor URL, client id): cached, refreshed, thread-safe.
+
+    :meth:`token` raises :class:`AuthError` when Conductor refuses the key or answers the exchange
+    with something unreadable or a 4xx; when Conductor cannot be reached it re-raises the last
+    ``httpx.TransportError`` after the retries, and when it keeps answering 5xx/429 it raises
+    ``AuthError`` with that ``status``, so a caller can tell an outage from a bad key.
+    """
 
     def __init__(
         self,
@@ -108,79 +213,179 @@ class TokenManager:
         api_key: ApiKey,
         http: httpx.Client,
         cache_dir: Path | None = None,
+        *,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.http = http
+        self.policy = policy or RetryPolicy()
         self.cache_dir = cache_dir or default_token_dir()
-        digest = hashlib.sha256(f"{self.url}|{api_key.client_id}".encode()).hexdigest()[:32]
+        digest = hashlib.sha256(f"{self.url}|{api_key.client_id}".encode()).hexdigest()
         self.cache_file = self.cache_dir / f"{digest}.json"
         self._lock = threading.Lock()
         self._token: _Token | None = None
+        install_log_redaction()
 
     def __repr__(self) -> str:
         return f"TokenManager(url={self.url!r}, client_id={self.api_key.client_id!r})"
 
     def token(self) -> str:
-        """A token valid for at least REFRESH_MARGIN more seconds."""
+        """A token valid for at least REFRESH_MARGIN more seconds (or half its lifetime)."""
         with self._lock:
-            if self._token is None or not self._token.fresh():
-                self._token = self._read_cache()
-            if self._token is None or not self._token.fresh():
-                self._token = self._exchange()
-                self._write_cache(self._token)
+            if self._token is not None and self._token.fresh():
+                return self._token.value
+            self._token = self._read_cache()
+            if self._token is None:
+                with self._file_lock():
+                    # Another process may have refreshed while we waited for the lock.
+                    self._token = self._read_cache()
+                    if self._token is None:
+                        self._token = self._exchange()
+                        self._write_cache(self._token)
             return self._token.value
 
-    def invalidate(self) -> None:
-        """Forget the token (after a 401) so the next call exchanges the key again."""
+    def invalidate(self, stale: str | None = None) -> None:
+        """Forget the token (after a 401) so the next call exchanges the key again.
+
+        With ``stale``, forget it only if it is still the current one: when several threads hit
+        a 401 with the same token, only the first throws away the fresh replacement's predecessor.
+        """
         with self._lock:
+            if stale is not None and (self._token is None or self._token.value != stale):
+                return
             self._token = None
-            self.cache_file.unlink(missing_ok=True)
+            cached = self._read_cache()
+            if stale is None or cached is None or cached.value == stale:
+                with contextlib.suppress(OSError):
+                    self.cache_file.unlink(missing_ok=True)
+
+    def redact(self, text: str) -> str:
+        """``text`` with the key's secret and the token held in memory blanked out.
+
+        For texts that come from elsewhere (a server echoing a request back in an error body).
+        """
+        held = self._token
+        for secret in (self.api_key.private_key, held.value if held is not None else ""):
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+    # exchange ---------------------------------------------------------------------------------
 
     def _exchange(self) -> _Token:
         form = {
             "grant_type": "client_credentials",
-            "scope": "owner admin user",
+            "scope": SCOPE,
             "client_id": self.api_key.client_id,
             "client_secret": self.api_key.private_key,
         }
-        endpoint = f"{self.url}/api/oauth_jwt"
-        try:
-            response = self.http.post(endpoint, data=form)
-            if response.status_code in (404, 405):
-                response = self.http.get(endpoint, params=form)
-        except httpx.TransportError as error:
-            raise AuthError(
-                f"cannot reach Conductor at {self.url} to sign in: {type(error).__name__}"
-            ) from None
-        if response.status_code != 200:
-            raise AuthError(
-                f"Conductor at {self.url} refused the API key for client"
-                f" {self.api_key.client_id!r} (HTTP {response.status_code})"
+        endpoint = f"{self.url}{EXCHANGE_PATH}"
+        response = send_with_retries(
+            self.http,
+            lambda: self.http.build_request("POST", endpoint, data=form),
+            self.policy,
+        )
+        if response.status_code in (404, 405):  # an older server: only the reference GET form
+            response = send_with_retries(
+                self.http,
+                lambda: self.http.build_request("GET", endpoint, params=form),
+                self.policy,
             )
+        where = redacted_url(endpoint)
+        status = response.status_code
+        if status != 200:
+            if status in RETRY_STATUSES:
+                message = f"Conductor at {self.url} could not issue a token (HTTP {status})"
+            else:
+                message = (
+                    f"Conductor at {self.url} refused the API key for client"
+                    f" {self.api_key.client_id!r} (HTTP {status}): check CONDUCTOR_API_KEY"
+                )
+            raise AuthError(message, method=response.request.method, url=where, status=status)
         try:
-            body = response.json()
-            value = str(body["access_token"])
-            expires_in = float(body.get("expires_in", 3600))
-        except (ValueError, KeyError, TypeError):
-            raise AuthError(f"Conductor at {self.url} sent an unreadable token response") from None
-        return _Token(value=value, expires_at=time.time() + expires_in)
+            body: Any = response.json()
+            value = body["access_token"]
+            if not isinstance(value, str) or not value:
+                raise TypeError("access_token")
+            lifetime = float(body.get("expires_in") or DEFAULT_TOKEN_SECONDS)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise AuthError(
+                f"Conductor at {self.url} sent an unreadable token answer",
+                url=where,
+                status=status,
+            ) from None
+        return _Token.issued(value, max(1.0, lifetime))
+
+    # cache ------------------------------------------------------------------------------------
 
     def _read_cache(self) -> _Token | None:
+        """The cached token, if the file is ours, private, readable and the token still fresh.
+
+        A file someone else could have written is ignored rather than trusted.
+        """
         try:
+            info = self.cache_file.stat()
+            if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o077 != 0):
+                return None
             data = json.loads(self.cache_file.read_text(encoding="utf-8"))
-            token = _Token(value=str(data["access_token"]), expires_at=float(data["expires_at"]))
+            token = _Token(
+                value=str(data["access_token"]),
+                expires_at=float(data["expires_at"]),
+                refresh_at=float(data.get("refresh_at", float(data["expires_at"]) - 60)),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
         return token if token.fresh() else None
 
+    def _ensure_dir(self) -> None:
+        self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if hasattr(os, "getuid") and self.cache_dir.stat().st_mode & 0o077:
+            self.cache_dir.chmod(0o700)
+
     def _write_cache(self, token: _Token) -> None:
+        temp = self.cache_file.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            temp = self.cache_file.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            self._ensure_dir()
             descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-                json.dump({"access_token": token.value, "expires_at": token.expires_at}, stream)
+                json.dump(
+                    {
+                        "access_token": token.value,
+                        "expires_at": token.expires_at,
+                        "refresh_at": token.refresh_at,
+                    },
+                    stream,
+                )
             os.replace(temp, self.cache_file)
+        except OSError:  # the in-memory token still works; the file is a bonus
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Hold ``<cache>.lock`` so parallel processes exchange the key once, not each."""
+        if fcntl is None:
+            yield
+            return
+        try:
+            self._ensure_dir()
+            lock_file = self.cache_file.with_suffix(".lock")
+            descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
-            return  # the in-memory token still works; the cache is an optimisation
+            yield  # an unwritable cache folder: work without the cross-process lock
+            return
+        try:
+            # Poll rather than block: a stuck process must not stall every other one forever.
+            give_up = time.monotonic() + self.policy.deadline
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if time.monotonic() >= give_up:
+                        break  # proceed unlocked: a second exchange is harmless, a hang is not
+                    time.sleep(0.05)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the lock
