@@ -339,7 +339,7 @@ def rule_dependencies(ctx: ValidationContext) -> Iterator[Finding]:
     ctx.files = ExpandedFiles(files=tuple(sorted(found)), warnings=tuple(warnings))
 
 
-RULES: tuple[Rule, ...] = (
+QUICK_RULES: tuple[Rule, ...] = (
     rule_images,
     rule_output_folder,
     rule_frames,
@@ -348,8 +348,11 @@ RULES: tuple[Rule, ...] = (
     rule_template,
     rule_notify,
     rule_machines,
-    rule_dependencies,
 )
+"""The rules that need neither the dependency files nor the network: they run in milliseconds
+(the host's Submit runs these; the flow's validate step runs them all, with the files)."""
+
+RULES: tuple[Rule, ...] = (*QUICK_RULES, rule_dependencies)
 
 
 def validate(

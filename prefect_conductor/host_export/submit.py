@@ -37,33 +37,13 @@ from prefect_conductor.conductor_cloud.job import ConductorJob
 from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
 from prefect_conductor.conductor_cloud.scene import SceneExport
 from prefect_conductor.conductor_cloud.validation import (
+    QUICK_RULES,
     Finding,
     ValidationReport,
-    rule_catalog,
-    rule_frames,
-    rule_images,
-    rule_machines,
-    rule_notify,
-    rule_output_folder,
-    rule_scout,
-    rule_template,
     validate,
 )
 from prefect_conductor.host_export import catalog_source, exporter, host_api, trigger
 from prefect_conductor.host_export.item import read_job, session_scene
-
-QUICK_RULES = (
-    rule_images,
-    rule_output_folder,
-    rule_frames,
-    rule_scout,
-    rule_catalog,
-    rule_template,
-    rule_notify,
-    rule_machines,
-)
-"""The rules that need neither the dependency files nor the network: they run in milliseconds.
-The flow's validate step runs all of them again, with the files, before anything is sent."""
 
 MAX_NAME_IN_KEY = 120
 TAGS = ("jobs-host",)
