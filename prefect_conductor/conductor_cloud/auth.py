@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.conductor_cloud.errors import ServiceError
 from prefect_conductor.conductor_cloud.retry import (
     RETRY_STATUSES,
     RetryPolicy,
@@ -56,30 +56,12 @@ SCOPE = "owner admin user"
 SENSITIVE_QUERY_KEYS = frozenset({"client_secret", "access_token", "token", "private_key"})
 
 
-class AuthError(UserError):
+class AuthError(ServiceError):
     """Conductor refused the credentials, or they could not be read. Never holds a secret.
 
     Raised for an unreadable key, a refused token exchange and a 401/403 from the API. Carries
     the same optional ``method``/``url``/``status``/``body`` as the client's other errors.
     """
-
-    exit_code = 3
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        method: str = "",
-        url: str = "",
-        status: int | None = None,
-        body: str = "",
-    ) -> None:
-        self.method = method
-        self.url = url
-        self.status = status
-        self.body = body[:300]
-        super().__init__(message)
-        self.message = str(self)
 
 
 @dataclass(frozen=True)

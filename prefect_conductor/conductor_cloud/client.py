@@ -29,7 +29,7 @@ from prefect_conductor.conductor_cloud.auth import (
     TokenManager,
     api_key_from_env,
 )
-from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.conductor_cloud.errors import ServiceError, UserError
 from prefect_conductor.conductor_cloud.retry import (
     NEVER_SENT_ERRORS,
     RETRY_STATUSES,
@@ -70,10 +70,8 @@ IN_FLIGHT_ERRORS: tuple[type[Exception], ...] = (httpx.ReadTimeout, httpx.WriteT
 """We gave up waiting; the server may still be storing the job."""
 
 
-class ConductorError(UserError):
+class ConductorError(ServiceError):
     """A Conductor call failed. Carries method, URL (no query) and status; never a secret."""
-
-    exit_code = 3
 
     def __init__(
         self,
@@ -84,12 +82,13 @@ class ConductorError(UserError):
         status: int | None = None,
         body: str = "",
     ) -> None:
-        self.method = method
-        self.url = redacted_url(url) if url else ""
-        self.status = status
-        self.body = body[:300]
-        super().__init__(message)
-        self.message = str(self)
+        super().__init__(
+            message,
+            method=method,
+            url=redacted_url(url) if url else "",
+            status=status,
+            body=body,
+        )
 
 
 class ConductorUnavailable(ConductorError):

@@ -60,3 +60,29 @@ class ValidationFailed(UserError):
     def __init__(self, message: str, report: object | None = None) -> None:
         self.report = report
         super().__init__(message)
+
+
+class ServiceError(UserError):
+    """A call to a service (Conductor, its sign-in) failed: one line, plus where and how.
+
+    Carries ``method``, ``url``, ``status`` and the first 300 characters of ``body``; callers
+    pass a URL without secrets and a body already scrubbed of them.
+    """
+
+    exit_code = 3
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        url: str = "",
+        status: int | None = None,
+        body: str = "",
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.status = status
+        self.body = body[:300]
+        super().__init__(message)
+        self.message = str(self)
