@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer
+from prefect_conductor.sandbox.server import SandboxServer
 
 if TYPE_CHECKING:
     from prefect.states import State
@@ -39,7 +39,7 @@ def steps_without_prefect(key: str) -> float:
     from prefect_conductor.conductor_cloud.client import ConductorClient
     from prefect_conductor.conductor_cloud.loaders import load_job
     from prefect_conductor.conductor_cloud.refresh import refresh_catalog
-    from prefect_conductor.conductor_cloud.request import SceneSource
+    from prefect_conductor.conductor_cloud.run_parameters import SceneSource
     from prefect_conductor.conductor_cloud.submission import payloads, prepare, upload_entries
     from prefect_conductor.conductor_cloud.uploads import upload_files
 
@@ -65,7 +65,7 @@ def flow_run(key: str) -> tuple[float, float, int]:
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
 
     from prefect_conductor.conductor_cloud.loaders import load_job
-    from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
+    from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
     from prefect_conductor.flows.render_submit import render_submit
 
     started = time.perf_counter()

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
-from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer
+from prefect_conductor.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.server import SandboxServer
 
 REPO = Path(__file__).resolve().parent.parent
 SHOT = REPO / "examples" / "shot010"
@@ -71,7 +71,7 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ["PREFECT_LOGGING_LEVEL"] = "ERROR"
     from prefect_conductor.conductor_cloud.loaders import load_job
-    from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
+    from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
     from prefect_conductor.flows.render_submit import render_submit
 
     job = load_job(SHOT / "job.yaml")

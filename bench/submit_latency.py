@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO))
 from prefect_conductor.conductor_cloud.auth import ApiKey  # noqa: E402
 from prefect_conductor.conductor_cloud.client import ConductorClient  # noqa: E402
 from prefect_conductor.conductor_cloud.md5cache import Md5Cache  # noqa: E402
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle  # noqa: E402
-from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer  # noqa: E402
 from prefect_conductor.conductor_cloud.uploads import upload_files  # noqa: E402
+from prefect_conductor.sandbox.handle import SandboxHandle  # noqa: E402
+from prefect_conductor.sandbox.server import SandboxServer  # noqa: E402
 from tests.host_standin.fixtures import standin_module  # noqa: E402
 from tests.prefect_server import (  # noqa: E402
     HOST_TESTS_DEPLOYMENT,

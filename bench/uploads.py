@@ -28,9 +28,9 @@ from pathlib import Path
 from prefect_conductor.conductor_cloud.auth import ApiKey
 from prefect_conductor.conductor_cloud.client import ConductorClient
 from prefect_conductor.conductor_cloud.md5cache import Md5Cache
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
-from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer
 from prefect_conductor.conductor_cloud.uploads import hash_files, upload_files
+from prefect_conductor.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.server import SandboxServer
 
 MIB = 1024 * 1024
 CIOCORE_SCRIPT = """

@@ -65,7 +65,7 @@ def submit(
 ) -> None:
     """Run the render-submit flow (Prefect's local backend unless PREFECT_API_URL is set)."""
     from prefect_conductor.conductor_cloud.loaders import load_job
-    from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
+    from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
 
     job = load_job(job_file)
     scene_path = scene_for(job_file, scene).resolve()
@@ -141,7 +141,7 @@ def sandbox(
     State (jobs, uploads, tokens) lives in the data folder and survives a restart. Tests steer
     it through /_sandbox/ (faults, config, state, reset, release/<jid>).
     """
-    from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer
+    from prefect_conductor.sandbox.server import SandboxServer
 
     try:
         server = SandboxServer(data, port=port, faults=faults, task_seconds=task_seconds, host=host)
@@ -204,7 +204,7 @@ def preview(
     """Print exactly what `submit` would send (payloads, upload list, plan); send nothing."""
     from prefect_conductor.conductor_cloud.catalog import load_catalog
     from prefect_conductor.conductor_cloud.loaders import load_job
-    from prefect_conductor.conductor_cloud.request import SceneSource
+    from prefect_conductor.conductor_cloud.run_parameters import SceneSource
     from prefect_conductor.conductor_cloud.staging import export_scene
     from prefect_conductor.conductor_cloud.submission import build_preview
 

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
-from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer
+from prefect_conductor.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.server import SandboxServer
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 
@@ -47,7 +47,7 @@ def environment(**values: str) -> Iterator[None]:
 def run_demo(echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo and return the flow's result; ``echo`` receives progress lines."""
     from prefect_conductor.conductor_cloud.loaders import load_job
-    from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
+    from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
 
     shot = examples_dir() / "shot010"
     work = Path(tempfile.mkdtemp(prefix="prefect-conductor-demo-"))

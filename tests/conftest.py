@@ -22,8 +22,8 @@ os.environ["PREFECT_CONDUCTOR_HOME"] = str(_TEST_HOME / "conductor")
 for _name in ("CONDUCTOR_URL", "CONDUCTOR_API_KEY", "CONDUCTOR_API_KEY_PATH"):
     os.environ.pop(_name, None)
 
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle  # noqa: E402
-from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer  # noqa: E402
+from prefect_conductor.sandbox.handle import SandboxHandle  # noqa: E402
+from prefect_conductor.sandbox.server import SandboxServer  # noqa: E402
 
 # The stand-in host (``host``) fixture for the host plugin's tests.
 pytest_plugins = ["tests.host_standin.fixtures"]

@@ -23,7 +23,7 @@ from prefect_conductor.conductor_cloud.auth import (
 )
 from prefect_conductor.conductor_cloud.errors import UserError
 from prefect_conductor.conductor_cloud.retry import RetryPolicy
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.handle import SandboxHandle
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.5, deadline=5)
 RAW = '{"client_id": "studio-7", "private_key": "pk-very-secret-9f8e"}'

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.scenes import EXAMPLES
 
 CASES = sorted((Path(__file__).parent / "bad_inputs").glob("*.yaml"))

@@ -18,14 +18,13 @@ from prefect_conductor.conductor_cloud.catalog import (
     InstanceType,
     account_environment,
     default_catalog_path,
-    fixture_catalog,
-    fixture_records,
     load_catalog,
     save_catalog,
 )
 from prefect_conductor.conductor_cloud.client import ConductorClient
 from prefect_conductor.conductor_cloud.errors import FieldError, InputFileError
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.fixture_catalog import fixture_catalog, fixture_records
+from prefect_conductor.sandbox.handle import SandboxHandle
 
 EXAMPLE_CATALOG = Path(__file__).resolve().parent.parent / "examples" / "catalog.json"
 

@@ -14,8 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from prefect_conductor.conductor_cloud.catalog import fixture_records
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.fixture_catalog import fixture_records
+from prefect_conductor.sandbox.handle import SandboxHandle
 
 SCRIPT = """
 import json, sys

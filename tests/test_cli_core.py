@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from prefect_conductor.conductor_cloud.catalog import fixture_catalog, save_catalog
+from prefect_conductor.conductor_cloud.catalog import save_catalog
+from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 from tests.scenes import EXAMPLES
 
 

@@ -33,8 +33,8 @@ from prefect_conductor.conductor_cloud.retry import (
     retry_after_seconds,
     send_with_retries,
 )
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
 from prefect_conductor.conductor_cloud.status import SUBMISSION_METADATA_KEY
+from prefect_conductor.sandbox.handle import SandboxHandle
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=1.5, deadline=10)
 SHORT = httpx.Timeout(connect=2.0, read=0.3, write=2.0, pool=2.0)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from prefect_conductor.conductor_cloud.payload import FULL_TITLE_SUFFIX
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.host_scenes import build_shot
 from tests.host_standin.fixtures import standin_environment
 

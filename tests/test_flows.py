@@ -28,10 +28,10 @@ from pydantic import SecretStr
 
 from prefect_conductor.conductor_cloud.errors import ValidationFailed
 from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
+from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
 from prefect_conductor.flows import render_submit as render_submit_module
 from prefect_conductor.flows.render_submit import render_submit
+from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.tasks.submit import ScoutFailed
 from tests.host_scenes import build_shot
 from tests.host_standin.fixtures import standin_environment

@@ -9,8 +9,8 @@ import pytest
 
 from prefect_conductor.conductor_cloud.auth import AuthError
 from prefect_conductor.conductor_cloud.catalog import load_catalog
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
 from prefect_conductor.host_export.catalog_source import cached, catalog_for_refresh
+from prefect_conductor.sandbox.handle import SandboxHandle
 
 ALWAYS_DOWN = {"method": "*", "path": "/api/*", "action": "drop_before", "times": 0}
 """Every API call, the token exchange included, loses its connection."""

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from prefect_conductor.conductor_cloud.catalog import fixture_catalog
 from prefect_conductor.conductor_cloud.loaders import load_scene
-from prefect_conductor.conductor_cloud.request import SceneSource
+from prefect_conductor.conductor_cloud.run_parameters import SceneSource
 from prefect_conductor.conductor_cloud.staging import export_scene
 from prefect_conductor.conductor_cloud.validation import validate
 from prefect_conductor.host_export.exporter import render_package_name
 from prefect_conductor.host_export.node_paths import linux_path, linux_text, resolve_variables
+from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 from tests.host_standin.fixtures import standin_environment
 from tests.scenes import make_job
 

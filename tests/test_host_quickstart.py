@@ -16,8 +16,8 @@ import pytest
 
 from prefect_conductor.conductor_cloud.catalog import load_catalog
 from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
 from prefect_conductor.host_export.item import read_job
+from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.host_scenes import Shot, attribute, build_shot, menu
 from tests.host_standin.fixtures import standin_module
 from tests.prefect_server import HOST_TESTS_DEPLOYMENT, flow_runs, register_deployment

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from prefect_conductor.conductor_cloud.catalog import fixture_catalog, fixture_records
 from prefect_conductor.conductor_cloud.errors import PackageError
 from prefect_conductor.conductor_cloud.job import EnvironmentVariable
 from prefect_conductor.conductor_cloud.packages import (
@@ -18,6 +17,7 @@ from prefect_conductor.conductor_cloud.packages import (
     merge_environment,
     version_key,
 )
+from prefect_conductor.sandbox.fixture_catalog import fixture_catalog, fixture_records
 
 JOBS_LINUX = [
     "jobs 6.0.1 linux",

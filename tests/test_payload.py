@@ -6,7 +6,6 @@ import base64
 import hashlib
 from pathlib import Path
 
-from prefect_conductor.conductor_cloud.catalog import fixture_catalog
 from prefect_conductor.conductor_cloud.job import ConductorJob
 from prefect_conductor.conductor_cloud.scene import SceneExport
 from prefect_conductor.conductor_cloud.submission import (
@@ -17,6 +16,7 @@ from prefect_conductor.conductor_cloud.submission import (
     upload_entries,
 )
 from prefect_conductor.conductor_cloud.uploads import Md5Cache
+from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 from tests.scenes import make_job, make_scene
 
 # research/conductor-client-facts.md section 2: every key Submit sends.

@@ -22,9 +22,9 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 
-from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
+from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
 from prefect_conductor.flows.render_submit import render_submit
+from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.scenes import EXAMPLES
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
@@ -99,7 +99,7 @@ def test_faults_everywhere_still_make_one_scout_and_one_full_job(
 RUN_SCRIPT = """
 import sys
 from prefect_conductor.conductor_cloud.loaders import load_job
-from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
 from prefect_conductor.flows.render_submit import render_submit
 render_submit(job=load_job(sys.argv[1]), scene=SceneSource(export_path=sys.argv[2]),
               options=RunOptions(poll_seconds=0.1, submission_key=sys.argv[3]))
@@ -204,8 +204,8 @@ def test_sandbox_restarted_in_the_middle_of_an_upload(tmp_path: Path) -> None:
     from prefect_conductor.conductor_cloud.client import ConductorClient
     from prefect_conductor.conductor_cloud.md5cache import Md5Cache
     from prefect_conductor.conductor_cloud.retry import RetryPolicy
-    from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer, free_port
     from prefect_conductor.conductor_cloud.uploads import upload_files
+    from prefect_conductor.sandbox.server import SandboxServer, free_port
 
     port = free_port()
     data = tmp_path / "sandbox"

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from prefect_conductor.conductor_cloud.sandbox.faults import parse_fault_spec
-from prefect_conductor.conductor_cloud.sandbox.handle import SandboxHandle
-from prefect_conductor.conductor_cloud.sandbox.server import SandboxServer, require_loopback
-from prefect_conductor.conductor_cloud.sandbox.tokens import Tokens
+from prefect_conductor.sandbox.faults import parse_fault_spec
+from prefect_conductor.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.server import SandboxServer, require_loopback
+from prefect_conductor.sandbox.tokens import Tokens
 
 
 def b64md5(data: bytes) -> str:
@@ -156,7 +156,7 @@ def test_token_exchange_and_the_claims_ciocore_reads(sandbox: SandboxHandle, sty
 
 
 def test_catalogue_endpoints(http: httpx.Client) -> None:
-    from prefect_conductor.conductor_cloud.catalog import fixture_records
+    from prefect_conductor.sandbox.fixture_catalog import fixture_records
 
     records = fixture_records()
     assert http.get("/api/v1/projects/").json() == {"data": records["projects"]}

@@ -11,14 +11,12 @@ cannot use, which are listed in ``Catalog.skipped``.
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -380,25 +378,3 @@ def load_catalog(path: Path | None = None) -> Catalog:
         return Catalog.model_validate(data)
     except ValidationError as error:
         raise InputFileError(str(target), validation_problems(str(target), error)) from None
-
-
-def fixture_records() -> dict[str, Any]:
-    """The sandbox's catalogue records exactly as its API serves them (a fresh copy each call)."""
-    text = resources.files("prefect_conductor.conductor_cloud.sandbox").joinpath(
-        "fixtures/catalog.json"
-    )
-    records: dict[str, Any] = json.loads(text.read_text(encoding="utf-8"))
-    return records
-
-
-def fixture_catalog() -> Catalog:
-    """The sandbox's catalogue as a Catalog, for offline previews and tests."""
-    records = fixture_records()
-    return Catalog.from_api(
-        records["projects"],
-        records["instance_types"],
-        records["packages"],
-        records["extra_environment"],
-        source_url="sandbox",
-        account_id="sandbox-account",
-    )

@@ -21,7 +21,7 @@ from pathlib import Path
 from prefect_conductor.conductor_cloud.catalog import prefect_conductor_home
 from prefect_conductor.conductor_cloud.errors import FieldError, UserError
 from prefect_conductor.conductor_cloud.loaders import load_scene
-from prefect_conductor.conductor_cloud.request import SceneSource
+from prefect_conductor.conductor_cloud.run_parameters import SceneSource
 from prefect_conductor.conductor_cloud.scene import SceneExport
 
 EXPORT_TIMEOUT_SECONDS = 3600

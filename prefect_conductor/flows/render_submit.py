@@ -30,7 +30,7 @@ from prefect.states import Cancelled, State
 
 from prefect_conductor.conductor_cloud.job import ConductorJob
 from prefect_conductor.conductor_cloud.payload import UploadEntry
-from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
 from prefect_conductor.conductor_cloud.submission import Prepared, payloads, upload_entries
 from prefect_conductor.conductor_cloud.uploads import hash_files
 from prefect_conductor.tasks.approve import ask_for_approval, cancel_after_timeout

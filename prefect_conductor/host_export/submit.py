@@ -34,7 +34,7 @@ from typing import Any
 from prefect_conductor.conductor_cloud.catalog import Catalog
 from prefect_conductor.conductor_cloud.errors import UserError
 from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.request import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
 from prefect_conductor.conductor_cloud.scene import SceneExport
 from prefect_conductor.conductor_cloud.validation import (
     QUICK_RULES,

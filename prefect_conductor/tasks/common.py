@@ -21,7 +21,7 @@ from prefect_conductor.conductor_cloud.client import (
     ServerError,
 )
 from prefect_conductor.conductor_cloud.errors import UserError
-from prefect_conductor.conductor_cloud.request import RunOptions
+from prefect_conductor.conductor_cloud.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.uploads import UploadError
 
 TRANSIENT_ERRORS: tuple[type[UserError], ...] = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from prefect_conductor.conductor_cloud import staging
-from prefect_conductor.conductor_cloud.request import SceneSource
+from prefect_conductor.conductor_cloud.run_parameters import SceneSource
 from prefect_conductor.conductor_cloud.scene import SceneExport
 from prefect_conductor.tasks.common import never_retry_user_errors
 

@@ -6,7 +6,7 @@ from prefect import task
 
 from prefect_conductor.conductor_cloud.catalog import Catalog
 from prefect_conductor.conductor_cloud.refresh import refresh_catalog
-from prefect_conductor.conductor_cloud.request import RunOptions
+from prefect_conductor.conductor_cloud.run_parameters import RunOptions
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 
 

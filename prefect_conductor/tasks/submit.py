@@ -16,7 +16,7 @@ from prefect.artifacts import create_link_artifact
 from prefect_conductor.conductor_cloud.client import SubmittedJob
 from prefect_conductor.conductor_cloud.errors import UserError
 from prefect_conductor.conductor_cloud.frames import FrameList, parse_frame_spec
-from prefect_conductor.conductor_cloud.request import RunOptions
+from prefect_conductor.conductor_cloud.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.status import TaskStatus
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 

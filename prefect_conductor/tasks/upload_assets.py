@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from prefect_conductor.conductor_cloud.payload import UploadEntry
-from prefect_conductor.conductor_cloud.request import RunOptions
+from prefect_conductor.conductor_cloud.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.uploads import UploadProgress, upload_files
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 

@@ -28,9 +28,9 @@ from starlette.responses import JSONResponse, Response
 
 from prefect_conductor.conductor_cloud.errors import FrameSpecError
 from prefect_conductor.conductor_cloud.frames import parse_frame_spec
-from prefect_conductor.conductor_cloud.sandbox.context import SandboxContext
-from prefect_conductor.conductor_cloud.sandbox.tokens import error
 from prefect_conductor.conductor_cloud.status import TaskStatus, job_status_from_tasks
+from prefect_conductor.sandbox.context import SandboxContext
+from prefect_conductor.sandbox.tokens import error
 
 REQUIRED_JOB_KEYS = ("instance_type", "project", "tasks_data", "output_path")
 

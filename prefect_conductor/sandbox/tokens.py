@@ -21,7 +21,8 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from prefect_conductor.conductor_cloud.sandbox.context import ACCOUNT_ID, SandboxContext
+from prefect_conductor.sandbox.context import SandboxContext
+from prefect_conductor.sandbox.fixture_catalog import ACCOUNT_ID
 
 TOKEN_SECONDS = 3600
 

@@ -31,8 +31,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from prefect_conductor.conductor_cloud.sandbox.context import SandboxContext
-from prefect_conductor.conductor_cloud.sandbox.tokens import error
+from prefect_conductor.sandbox.context import SandboxContext
+from prefect_conductor.sandbox.tokens import error
 
 GRANT_SECONDS = 3600
 COPY_CHUNK = 1024 * 1024

@@ -18,8 +18,8 @@ from typing import Any
 
 import uvicorn
 
-from prefect_conductor.conductor_cloud.sandbox.app import create_app
-from prefect_conductor.conductor_cloud.sandbox.faults import parse_fault_spec
+from prefect_conductor.sandbox.app import create_app
+from prefect_conductor.sandbox.faults import parse_fault_spec
 
 
 def require_loopback(host: str) -> str:

@@ -22,12 +22,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from prefect_conductor.conductor_cloud.catalog import fixture_records
-from prefect_conductor.conductor_cloud.sandbox.faults import FaultBook, FaultRule
-from prefect_conductor.conductor_cloud.sandbox.store import Store
-
-ACCOUNT_ID = "sandbox-account"
-"""The ``account`` claim of every token; the catalogue's extra environment is keyed by it."""
+from prefect_conductor.sandbox.faults import FaultBook, FaultRule
+from prefect_conductor.sandbox.fixture_catalog import fixture_records
+from prefect_conductor.sandbox.store import Store
 
 
 def write_private(path: Path, text: str) -> None:

@@ -21,10 +21,10 @@ import json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from prefect_conductor.conductor_cloud.sandbox.context import SandboxContext
-from prefect_conductor.conductor_cloud.sandbox.faults import FaultRule
-from prefect_conductor.conductor_cloud.sandbox.jobs import Jobs
-from prefect_conductor.conductor_cloud.sandbox.tokens import error
+from prefect_conductor.sandbox.context import SandboxContext
+from prefect_conductor.sandbox.faults import FaultRule
+from prefect_conductor.sandbox.jobs import Jobs
+from prefect_conductor.sandbox.tokens import error
 
 
 class Admin:

@@ -25,17 +25,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from prefect_conductor.conductor_cloud.sandbox.admin import Admin
-from prefect_conductor.conductor_cloud.sandbox.context import ACCOUNT_ID, SandboxContext
-from prefect_conductor.conductor_cloud.sandbox.faults import (
+from prefect_conductor.sandbox.admin import Admin
+from prefect_conductor.sandbox.context import SandboxContext
+from prefect_conductor.sandbox.faults import (
     RAW_SEND,
     DroppedConnection,
     FaultMiddleware,
     FaultRule,
 )
-from prefect_conductor.conductor_cloud.sandbox.jobs import Jobs
-from prefect_conductor.conductor_cloud.sandbox.storage import Storage
-from prefect_conductor.conductor_cloud.sandbox.tokens import Tokens, error
+from prefect_conductor.sandbox.fixture_catalog import ACCOUNT_ID
+from prefect_conductor.sandbox.jobs import Jobs
+from prefect_conductor.sandbox.storage import Storage
+from prefect_conductor.sandbox.tokens import Tokens, error
 
 
 class Catalogue:
