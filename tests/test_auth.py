@@ -16,6 +16,7 @@ import pytest
 
 from prefect_conductor.conductor_cloud.auth import (
     ApiKey,
+    ApiKeyError,
     AuthError,
     TokenManager,
     api_key_from_env,
@@ -98,11 +99,11 @@ def test_key_sources_and_their_order(tmp_path: Path) -> None:
 
 def test_key_file_problems_name_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.json"
-    with pytest.raises(AuthError, match=r"CONDUCTOR_API_KEY_PATH: cannot read .*nowhere\.json"):
+    with pytest.raises(ApiKeyError, match=r"CONDUCTOR_API_KEY_PATH: cannot read .*nowhere\.json"):
         api_key_from_env({"CONDUCTOR_API_KEY_PATH": str(missing)})
     garbage = tmp_path / "garbage.json"
     garbage.write_text("pk-very-secret-9f8e")
-    with pytest.raises(AuthError) as caught:
+    with pytest.raises(ApiKeyError) as caught:
         api_key_from_env({"CONDUCTOR_API_KEY_PATH": str(garbage)})
     assert str(garbage) in str(caught.value)
     assert "pk-very-secret-9f8e" not in str(caught.value)
@@ -119,6 +120,7 @@ def test_default_token_dir_follows_the_home_setting(
     monkeypatch.setenv("PREFECT_CONDUCTOR_HOME", str(tmp_path))
     assert default_token_dir() == tmp_path / "tokens"
     monkeypatch.delenv("PREFECT_CONDUCTOR_HOME")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert default_token_dir() == Path.home() / ".cache" / "prefect-conductor" / "tokens"
 
 

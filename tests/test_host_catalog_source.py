@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from prefect_conductor.conductor_cloud.auth import AuthError
+from prefect_conductor.conductor_cloud.auth import ApiKeyError
 from prefect_conductor.conductor_cloud.catalog import load_catalog
 from prefect_conductor.host_export.catalog_source import cached, catalog_for_refresh
 from prefect_conductor.sandbox.handle import SandboxHandle
@@ -53,5 +53,5 @@ def test_a_damaged_file_is_replaced(sandbox: SandboxHandle, tmp_path: Path) -> N
 
 
 def test_no_key_and_no_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(AuthError, match=r"^no Conductor API key: set CONDUCTOR_API_KEY"):
+    with pytest.raises(ApiKeyError, match=r"^no Conductor API key: set CONDUCTOR_API_KEY"):
         catalog_for_refresh(url="http://127.0.0.1:9", path=tmp_path / "catalog.json")

@@ -32,13 +32,14 @@ from typing import Any
 
 import httpx
 
-from prefect_conductor.conductor_cloud.errors import ServiceError
+from prefect_conductor.conductor_cloud.errors import ServiceError, UserError
 from prefect_conductor.conductor_cloud.retry import (
     RETRY_STATUSES,
     RetryPolicy,
     redacted_url,
     send_with_retries,
 )
+from prefect_conductor.conductor_cloud.settings import get_settings
 
 try:  # POSIX only; elsewhere the thread lock and atomic writes are all we have
     import fcntl
@@ -62,6 +63,11 @@ class AuthError(ServiceError):
     Raised for an unreadable key, a refused token exchange and a 401/403 from the API. Carries
     the same optional ``method``/``url``/``status``/``body`` as the client's other errors.
     """
+
+
+class ApiKeyError(UserError):
+    """The API key is missing, unreadable or not a key: a setting the user fixes. Never holds the
+    key's text."""
 
 
 @dataclass(frozen=True)
@@ -90,12 +96,12 @@ class ApiKey:
             except (ValueError, binascii.Error, UnicodeDecodeError):
                 data = None
         if not isinstance(data, dict):
-            raise AuthError(f"{source}: not an API key (expected JSON or base64 of JSON)")
+            raise ApiKeyError(f"{source}: not an API key (expected JSON or base64 of JSON)")
         client_id, private_key = data.get("client_id"), data.get("private_key")
         if not (isinstance(client_id, str) and client_id.strip()) or not (
             isinstance(private_key, str) and private_key.strip()
         ):
-            raise AuthError(f"{source}: the API key needs a client_id and a private_key")
+            raise ApiKeyError(f"{source}: the API key needs a client_id and a private_key")
         return cls(client_id=client_id.strip(), private_key=private_key)
 
 
@@ -104,26 +110,28 @@ def api_key_from_env(env: Mapping[str, str] | None = None) -> ApiKey | None:
 
     ``env`` defaults to ``os.environ`` as it is at call time.
     """
-    source = os.environ if env is None else env
-    text = source.get("CONDUCTOR_API_KEY", "").strip()
+    if env is None:
+        settings = get_settings()
+        text = settings.api_key.get_secret_value().strip() if settings.api_key else ""
+        path = str(settings.api_key_path or "")
+    else:
+        text = env.get("CONDUCTOR_API_KEY", "").strip()
+        path = env.get("CONDUCTOR_API_KEY_PATH", "").strip()
     if text:
         return ApiKey.from_text(text)
-    path = source.get("CONDUCTOR_API_KEY_PATH", "").strip()
     if not path:
         return None
     try:
         content = Path(path).expanduser().read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or type(error).__name__
-        raise AuthError(f"CONDUCTOR_API_KEY_PATH: cannot read {path} ({reason})") from None
+        raise ApiKeyError(f"CONDUCTOR_API_KEY_PATH: cannot read {path} ({reason})") from None
     return ApiKey.from_text(content, source=f"CONDUCTOR_API_KEY_PATH ({path})")
 
 
 def default_token_dir() -> Path:
-    """``$PREFECT_CONDUCTOR_HOME/tokens``, else ``~/.cache/prefect-conductor/tokens``."""
-    configured = os.environ.get("PREFECT_CONDUCTOR_HOME")
-    home = Path(configured) if configured else Path.home() / ".cache" / "prefect-conductor"
-    return home / "tokens"
+    """``tokens`` in the per-user folder (see :mod:`settings`)."""
+    return get_settings().token_dir
 
 
 class _RedactSecretsInUrls(logging.Filter):

@@ -32,6 +32,7 @@ from pydantic import (
 from prefect_conductor.conductor_cloud.errors import FieldError, InputFileError
 from prefect_conductor.conductor_cloud.loaders import read_mapping, validation_problems
 from prefect_conductor.conductor_cloud.packages import PLATFORMS, EnvEntry, Package, PackageCatalog
+from prefect_conductor.conductor_cloud.settings import get_settings
 
 NUMBER = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:gb|gib)?\s*$", re.IGNORECASE)
 
@@ -333,15 +334,9 @@ def _env_entry(item: Any) -> EnvEntry | None:
     return None
 
 
-def prefect_conductor_home() -> Path:
-    """The per-user folder for caches: $PREFECT_CONDUCTOR_HOME or ~/.cache/prefect-conductor."""
-    configured = os.environ.get("PREFECT_CONDUCTOR_HOME")
-    return Path(configured) if configured else Path.home() / ".cache" / "prefect-conductor"
-
-
 def default_catalog_path() -> Path:
     """Where ``refresh`` stores the catalogue and ``preview`` reads it."""
-    return prefect_conductor_home() / "catalog.json"
+    return get_settings().catalog_path
 
 
 def save_catalog(catalog: Catalog, path: Path | None = None) -> Path:

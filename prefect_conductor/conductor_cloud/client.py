@@ -12,7 +12,6 @@ task-status shapes we rely on are stated in ``status.py``.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from prefect_conductor import __version__
 from prefect_conductor.conductor_cloud.auth import (
     EXCHANGE_PATH,
     ApiKey,
+    ApiKeyError,
     AuthError,
     TokenManager,
     api_key_from_env,
@@ -38,6 +38,7 @@ from prefect_conductor.conductor_cloud.retry import (
     redacted_url,
     send_with_retries,
 )
+from prefect_conductor.conductor_cloud.settings import DEFAULT_CONDUCTOR_URL, get_settings
 from prefect_conductor.conductor_cloud.status import SUBMISSION_METADATA_KEY
 
 __all__ = [
@@ -58,7 +59,7 @@ __all__ = [
     "UploadUrls",
 ]
 
-DEFAULT_URL = "https://dashboard.conductortech.com"
+DEFAULT_URL = DEFAULT_CONDUCTOR_URL
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
 SUBMIT_ROUNDS = 3
 """How many times one ``submit_job`` call may POST, each after a lookup found no job."""
@@ -94,6 +95,8 @@ class ConductorError(ServiceError):
 class ConductorUnavailable(ConductorError):
     """Conductor could not be reached, or timed out, after the retries."""
 
+    transient = True
+
 
 class NotFoundError(ConductorError):
     """404: the thing asked for does not exist."""
@@ -106,9 +109,16 @@ class RequestRejected(ConductorError):
 class ServerError(ConductorError):
     """5xx (or 408/425/429) after the retries ran out."""
 
+    transient = True
+
 
 class AmbiguousSubmitError(ConductorError):
-    """The job POST may have reached Conductor, and looking it up could not tell."""
+    """The job POST may have reached Conductor, and looking it up could not tell.
+
+    Transient: the submit step looks its submission id up again before it posts anything.
+    """
+
+    transient = True
 
 
 @dataclass(frozen=True)
@@ -210,10 +220,10 @@ class ConductorClient:
         user_agent: str | None = None,
         submit_settle: float | None = None,
     ) -> None:
-        self.url = _checked_url(url or os.environ.get("CONDUCTOR_URL") or DEFAULT_URL)
+        self.url = _checked_url(url or get_settings().conductor_url)
         key = api_key if api_key is not None else api_key_from_env()
         if key is None:
-            raise AuthError(
+            raise ApiKeyError(
                 "no Conductor API key: set CONDUCTOR_API_KEY or CONDUCTOR_API_KEY_PATH, or name"
                 " a Secret block in credentials_block"
             )

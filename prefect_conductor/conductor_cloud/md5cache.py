@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from prefect_conductor.conductor_cloud.settings import get_settings
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -50,11 +52,7 @@ CREATE TABLE IF NOT EXISTS md5 (
 
 def default_cache_path() -> Path:
     """Where the cache lives unless told otherwise: per user, never a shared temp folder."""
-    home = os.environ.get("PREFECT_CONDUCTOR_HOME")
-    if home:
-        return Path(home).expanduser() / "md5.sqlite"
-    cache_root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache_root) / "prefect-conductor" / "md5.sqlite"
+    return get_settings().md5_cache_path
 
 
 def md5_base64(

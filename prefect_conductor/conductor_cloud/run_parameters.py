@@ -7,18 +7,16 @@ Neither ever holds a secret: credentials are named (a Prefect Secret block), nev
 
 from __future__ import annotations
 
-import os
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-DEFAULT_HOST_BATCH = "jobs -batch"
+from prefect_conductor.conductor_cloud.settings import get_settings
 
 
 def default_host_command() -> list[str]:
     """The host's batch command, from PREFECT_CONDUCTOR_HOST_BATCH (shell words) or the default."""
     import shlex
 
-    return shlex.split(os.environ.get("PREFECT_CONDUCTOR_HOST_BATCH", DEFAULT_HOST_BATCH))
+    return shlex.split(get_settings().host_batch)
 
 
 class SceneSource(BaseModel):

@@ -18,18 +18,18 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from prefect_conductor.conductor_cloud.catalog import prefect_conductor_home
 from prefect_conductor.conductor_cloud.errors import FieldError, UserError
 from prefect_conductor.conductor_cloud.loaders import load_scene
 from prefect_conductor.conductor_cloud.run_parameters import SceneSource
 from prefect_conductor.conductor_cloud.scene import SceneExport
+from prefect_conductor.conductor_cloud.settings import get_settings
 
 EXPORT_TIMEOUT_SECONDS = 3600
 EXPORT_FILE = "scene_export.json"
 
 
 def default_staging_dir() -> Path:
-    return prefect_conductor_home() / "staging"
+    return get_settings().staging_dir
 
 
 def sha256_of(path: Path, block: int = 1 << 20) -> str:

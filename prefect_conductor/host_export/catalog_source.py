@@ -9,20 +9,20 @@ they work offline and never wait on Conductor.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
 from prefect_conductor.conductor_cloud.auth import ApiKey
 from prefect_conductor.conductor_cloud.catalog import Catalog, default_catalog_path, load_catalog
-from prefect_conductor.conductor_cloud.client import DEFAULT_URL, ConductorClient
+from prefect_conductor.conductor_cloud.client import ConductorClient
 from prefect_conductor.conductor_cloud.errors import InputFileError
 from prefect_conductor.conductor_cloud.refresh import DEFAULT_MAX_AGE, refresh_catalog
+from prefect_conductor.conductor_cloud.settings import get_settings
 
 
 def conductor_url(url: str | None = None) -> str:
     """The Conductor address: given, else CONDUCTOR_URL, else Conductor's own."""
-    return (url or os.environ.get("CONDUCTOR_URL") or DEFAULT_URL).rstrip("/")
+    return (url or get_settings().conductor_url).rstrip("/")
 
 
 def cached(path: Path | None = None) -> Catalog | None:
