@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from prefect_conductor.conductor_cloud.errors import InputFileError, UserError
+from prefect_conductor.conductor_cloud.errors import InputFileError, SubmitterError, UserError
 
 app = typer.Typer(
     name="prefect-conductor",
@@ -224,6 +224,6 @@ def main() -> None:
         for problem in error.problems or [str(error)]:
             typer.echo(f"error: {problem}", err=True)
         sys.exit(error.exit_code)
-    except UserError as error:
+    except SubmitterError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(error.exit_code)

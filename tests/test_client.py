@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from prefect_conductor.conductor_cloud.auth import ApiKey, AuthError
+from prefect_conductor.conductor_cloud.auth import ApiKey, ApiKeyError, AuthError
 from prefect_conductor.conductor_cloud.client import (
     SUBMIT_ROUNDS,
     AmbiguousSubmitError,
@@ -25,7 +25,7 @@ from prefect_conductor.conductor_cloud.client import (
     ServerError,
     UploadRequest,
 )
-from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.conductor_cloud.errors import ServiceError, SubmitterError, UserError
 from prefect_conductor.conductor_cloud.retry import (
     RetryEvent,
     RetryPolicy,
@@ -378,7 +378,7 @@ def test_bad_request_is_not_retried_and_says_why(sandbox: SandboxHandle, tmp_pat
     error = caught.value
     assert "unknown or inactive project 'nope'" in str(error)
     assert (error.status, error.method, error.url) == (400, "POST", f"{sandbox.url}/jobs/")
-    assert error.exit_code == 3 and isinstance(error, UserError)
+    assert error.exit_code == 3 and isinstance(error, ServiceError) and not error.transient
     assert requests_to(sandbox, "POST", "/jobs/") == [400]
     assert sandbox.jobs() == []
 
@@ -517,7 +517,7 @@ def test_a_bad_url_is_a_user_error() -> None:
 def test_no_key_anywhere_is_an_auth_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CONDUCTOR_API_KEY", raising=False)
     monkeypatch.delenv("CONDUCTOR_API_KEY_PATH", raising=False)
-    with pytest.raises(AuthError, match="no Conductor API key"):
+    with pytest.raises(ApiKeyError, match="no Conductor API key"):
         ConductorClient("http://127.0.0.1:9")
 
 
@@ -560,7 +560,7 @@ def test_secrets_never_reach_errors_or_logs(
             sandbox.clear_faults()
             if rules:
                 sandbox.faults(*rules)
-            with pytest.raises(UserError) as caught:
+            with pytest.raises(SubmitterError) as caught:
                 call()
             errors.append(caught.value)
         later = client.tokens.token()
@@ -568,7 +568,7 @@ def test_secrets_never_reach_errors_or_logs(
     for url in (f"http://127.0.0.1:{closed_port}", sandbox.url):
         with (
             ConductorClient(url, wrong, token_cache_dir=tmp_path / "other", policy=FAST) as other,
-            pytest.raises(UserError) as caught,
+            pytest.raises(SubmitterError) as caught,
         ):
             other.projects()
         errors.append(caught.value)

@@ -1,20 +1,49 @@
-"""Errors a user can cause, each rendered as one line that names the field or file.
+"""The submitter's errors: one base, and two siblings that say whose problem it is.
 
-Everything that a person can fix by changing their input derives from :class:`UserError`. The CLI
-prints ``str(error)`` and exits non-zero without a traceback; flows fail the run with the same
-line and do not retry it. Transport errors from the Conductor client live in ``client.py``.
+:class:`SubmitterError` carries what every error owes a person: ``str()`` is one line, and
+``exit_code`` is what the CLI exits with. Below it, two families that must never be confused:
+
+- :class:`UserError`: an input problem a person can fix (a field, a file). Never retried.
+- :class:`ServiceError`: a service (Conductor, its storage, Prefect) failed or refused. Whether a
+  later attempt can help is the class's own ``transient`` flag, not the order of ``except``
+  clauses: see :func:`is_transient`.
+
+The CLI prints ``str(error)`` and exits with ``exit_code`` without a traceback; flows fail the
+run with the same line. Transport errors from the Conductor client live in ``client.py``.
 """
 
 from __future__ import annotations
 
 
-class UserError(Exception):
-    """An input problem a person can fix. ``str()`` is one line naming the field or file."""
+class SubmitterError(Exception):
+    """Any failure the submitter explains itself: ``str()`` is one line, ``exit_code`` the CLI's.
 
-    exit_code: int = 2
+    ``transient`` says whether running the same step again may succeed (see :func:`is_transient`).
+    """
+
+    exit_code: int = 1
+    transient: bool = False
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()) if "\n" in message else message)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a later attempt of the same step may succeed.
+
+    Our own errors say so themselves (``transient``); an input problem never is. Anything else is
+    an unexpected crash (a bug, a dropped worker), which is worth one more attempt.
+    """
+    if isinstance(error, SubmitterError):
+        return error.transient
+    return True
+
+
+class UserError(SubmitterError):
+    """An input problem a person can fix. ``str()`` is one line naming the field or file."""
+
+    exit_code = 2
+    transient = False
 
 
 class FieldError(UserError):
@@ -62,7 +91,7 @@ class ValidationFailed(UserError):
         super().__init__(message)
 
 
-class ServiceError(UserError):
+class ServiceError(SubmitterError):
     """A call to a service (Conductor, its sign-in) failed: one line, plus where and how.
 
     Carries ``method``, ``url``, ``status`` and the first 300 characters of ``body``; callers

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.conductor_cloud.errors import ServiceError, SubmitterError, UserError
 from prefect_conductor.conductor_cloud.md5cache import Md5Cache, md5_base64
 from prefect_conductor.conductor_cloud.retry import RetryPolicy, send_with_retries
 
@@ -79,8 +79,13 @@ STAT_FIELDS = (
 )
 
 
-class UploadError(UserError):
-    """A file could not be uploaded; the message names the file (never a signed URL)."""
+class UploadError(ServiceError):
+    """A storage host kept failing for a file; the message names the file (never a signed URL).
+
+    Transient: a new attempt asks for fresh signed URLs and hashes nothing again (md5 cache).
+    """
+
+    transient = True
 
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = str(path)
@@ -444,7 +449,7 @@ class _Uploader:
 
         try:
             response = send_with_retries(self.http, request, self.policy)
-        except (UserError, _Stopped):
+        except (SubmitterError, _Stopped):
             raise
         except httpx.HTTPError as error:
             raise UploadError(

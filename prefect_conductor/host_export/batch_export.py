@@ -74,11 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0 on success, 2 with one ``error:`` line for a problem the artist can fix."""
     arguments = parse(sys.argv[1:] if argv is None else argv)
     _make_importable()
-    from prefect_conductor.conductor_cloud.errors import UserError
+    from prefect_conductor.conductor_cloud.errors import SubmitterError
 
     try:
         written = export(Path(arguments.project), Path(arguments.output), arguments.title)
-    except UserError as error:
+    except SubmitterError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(written)

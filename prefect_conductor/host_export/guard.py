@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
-from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.host_export import host_api
 
 T = TypeVar("T")
@@ -46,7 +46,7 @@ def run(obj: host_api.Item | None, label: str, action: Callable[[], T]) -> T | N
     try:
         return action()
     except Exception as error:
-        if isinstance(error, UserError):
+        if isinstance(error, SubmitterError):
             line = f"{_who(obj)}: {label}: {error}"
         else:
             line = f"{_who(obj)}: {label} failed unexpectedly: {type(error).__name__}: {error}"

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from prefect_conductor.conductor_cloud.errors import FieldError, UserError
+from prefect_conductor.conductor_cloud.errors import FieldError, SubmitterError
 from prefect_conductor.conductor_cloud.job import ConductorJob
 from prefect_conductor.conductor_cloud.loaders import field_path
 from prefect_conductor.conductor_cloud.plan import plan_for_job
@@ -97,5 +97,5 @@ def frames_info(obj: host_api.Item) -> str:
         job = as_job(job_values(obj, FRAMES_INFO_FIELDS))
         scene = session_scene(render_package="", project_path="", version=exporter.host_version())
         return plan_for_job(job, scene).info
-    except UserError as error:
+    except SubmitterError as error:
         return f"- {error} -"

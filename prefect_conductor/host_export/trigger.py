@@ -35,7 +35,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from prefect_conductor import __version__
-from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.conductor_cloud.errors import ServiceError
 from prefect_conductor.conductor_cloud.retry import RetryPolicy, send_with_retries
 
 DEFAULT_DEPLOYMENT = "render-submit/conductor"
@@ -47,7 +47,7 @@ artist is told quickly when Prefect is really down."""
 CLOUD_API = re.compile(r"^/api/accounts/(?P<account>[^/]+)/workspaces/(?P<workspace>[^/]+)/?$")
 
 
-class PrefectError(UserError):
+class PrefectError(ServiceError):
     """Prefect could not start the flow run; ``str()`` is one line saying what to fix."""
 
     exit_code = 3

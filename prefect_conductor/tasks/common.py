@@ -15,24 +15,10 @@ from typing import cast
 
 from prefect_conductor.conductor_cloud.auth import ApiKey
 from prefect_conductor.conductor_cloud.client import (
-    AmbiguousSubmitError,
     ConductorClient,
-    ConductorUnavailable,
-    ServerError,
 )
-from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.conductor_cloud.errors import UserError, is_transient
 from prefect_conductor.conductor_cloud.run_parameters import RunOptions
-from prefect_conductor.conductor_cloud.uploads import UploadError
-
-TRANSIENT_ERRORS: tuple[type[UserError], ...] = (
-    ServerError,
-    ConductorUnavailable,
-    AmbiguousSubmitError,
-    UploadError,
-)
-"""Failures a later attempt of the whole step can fix. AmbiguousSubmitError is safe to retry:
-the submit step looks its submission id up before posting. UploadError covers storage hosts that
-kept failing; a new attempt asks for fresh signed URLs and hashes nothing again (md5 cache)."""
 
 
 def api_key_for(options: RunOptions) -> ApiKey | None:
@@ -58,13 +44,13 @@ def client_for(options: RunOptions) -> ConductorClient:
 
 
 def never_retry_user_errors(task: object, task_run: object, state: object) -> bool:
-    """Prefect retry condition: retry transient failures, never a user's own mistake."""
+    """Prefect retry condition: retry what a later attempt can fix, never a user's own mistake.
+
+    The decision is :func:`errors.is_transient`, read off the error itself, so it cannot depend
+    on the order of ``except`` clauses.
+    """
     try:
         state.result()  # type: ignore[attr-defined]
-    except TRANSIENT_ERRORS:
-        return True
-    except UserError:
-        return False
-    except Exception:
-        return True
+    except Exception as error:
+        return is_transient(error)
     return True

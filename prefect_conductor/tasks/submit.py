@@ -14,7 +14,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact
 
 from prefect_conductor.conductor_cloud.client import SubmittedJob
-from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.status import TaskStatus
@@ -23,8 +23,11 @@ from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 MAX_POLL_SECONDS = 60.0
 
 
-class ScoutFailed(UserError):
-    """Scout tasks failed: the rest of the frames are not submitted."""
+class ScoutFailed(SubmitterError):
+    """Scout tasks failed: the rest of the frames are not submitted. Not retried: the render's
+    failure is Conductor's answer, and re-submitting the same scouts would spend money again."""
+
+    exit_code = 4
 
 
 @task(
