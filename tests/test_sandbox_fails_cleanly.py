@@ -80,6 +80,13 @@ def one_line(response: httpx.Response, status: int, named: str) -> None:
         ),
         ("/api/v2/files/get_upload_urls", b"{}", "upload_files: Field required"),
         (
+            "/api/v2/files/get_upload_urls",
+            json.dumps(
+                {"upload_files": [{"path": "a", "hash": b64md5(b"a"), "size": 2**53}]}
+            ).encode(),
+            "needs over 10000 parts",
+        ),
+        (
             "/api/v2/files/multipart/complete",
             json.dumps({"uploadID": "u", "completedParts": [{"partNumber": 10**40}]}).encode(),
             "completedParts.0.partNumber",

@@ -102,7 +102,7 @@ class Gatekeeper:
         method: str = scope["method"]
         raw_query = scope.get("query_string", b"").decode("latin-1")
         query = parse_qsl(raw_query, keep_blank_values=True)
-        names = sorted({name for name, _ in query})
+        names = sorted({name[:64] for name, _ in query})
         outcome: list[Any] = [0, []]
         try:
             await self._serve(scope, receive, send, method, path, query, outcome)

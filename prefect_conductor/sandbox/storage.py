@@ -39,6 +39,8 @@ from prefect_conductor.sandbox.tokens import error
 
 GRANT_SECONDS = 3600
 COPY_CHUNK = 1024 * 1024
+MAX_PARTS = 10_000
+"""Most parts one multipart upload may have (the cloud stores' own limit)."""
 
 
 def decode_md5(value: object) -> bytes | None:
@@ -118,8 +120,10 @@ class Storage:
                 url = self._signed_url(request, "single", md5, size)
                 single.append({"filePath": path, "fileSize": size, "preSignedURL": url})
                 continue
-            upload_id = secrets.token_hex(12)
             count = max(1, -(-size // part_size))
+            if count > MAX_PARTS:
+                return error(400, f"upload_files: {path[:200]!r} needs over {MAX_PARTS} parts")
+            upload_id = secrets.token_hex(12)
             self.store.execute(
                 "INSERT INTO multipart (upload_id, md5, size, part_size, parts) VALUES (?,?,?,?,?)",
                 upload_id,
