@@ -24,6 +24,7 @@ from prefect_conductor.conductor_cloud.refresh import refresh_catalog
 from prefect_conductor.conductor_cloud.retry import RetryPolicy
 from prefect_conductor.conductor_cloud.uploads import upload_files
 from prefect_conductor.sandbox import evidence
+from prefect_conductor.sandbox.bodies import JobPayload
 from prefect_conductor.sandbox.handle import SandboxHandle
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.1, deadline=10)
@@ -125,3 +126,5 @@ def test_the_allowlist_cites_a_source_for_every_endpoint() -> None:
     assert not evidence.conforms("GET", "/api/v1/jobs/00001", [], [])
     assert not evidence.conforms("POST", "/api/oauth_jwt", [], [])
     assert evidence.conforms("GET", "/api/v1/accounts/sandbox-account", [], [])
+    # The typed job body takes exactly ciocore's payload keys.
+    assert set(JobPayload.model_fields) == evidence.JOB_KEYS

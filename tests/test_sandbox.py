@@ -165,6 +165,9 @@ def test_token_exchange_and_the_claims_ciocore_reads(sandbox: SandboxHandle) -> 
     assert extra.status_code == 400 and "'redirect_uri'" in extra.json()["message"]
     missing = {k: v for k, v in fields.items() if k != "client_secret"}
     assert httpx.get(url, params=missing).status_code == 400
+    # The request log keeps parameter names only: the secret in the query is never stored.
+    logged = json.dumps(sandbox.state()["requests"])
+    assert key["private_key"] not in logged and "client_secret" in logged
 
 
 def test_catalogue_endpoints(http: httpx.Client) -> None:
