@@ -19,6 +19,8 @@ BIG = 2**53
 """Bound on every integer: larger ones mean nothing here and would overflow SQLite."""
 
 Count = Annotated[int, Field(strict=True, ge=0, le=BIG)]
+StatInt = Annotated[int, Field(strict=True, ge=0, le=2**64)]
+"""An ``os.stat`` number: inode and device numbers may use all 64 bits."""
 Number = Annotated[float, Field(allow_inf_nan=False)]
 Short = Annotated[StrictStr, Field(max_length=4096)]
 
@@ -52,12 +54,12 @@ class UploadFile(Strict):
 
     md5: StrictStr | None
     destination: StrictStr
-    st_mode: Count | None = None
-    st_ino: Count | None = None
-    st_dev: Count | None = None
-    st_nlink: Count | None = None
-    st_uid: Count | None = None
-    st_gid: Count | None = None
+    st_mode: StatInt | None = None
+    st_ino: StatInt | None = None
+    st_dev: StatInt | None = None
+    st_nlink: StatInt | None = None
+    st_uid: StatInt | None = None
+    st_gid: StatInt | None = None
     st_size: Count | None = None
     st_atime: Number | None = None
     st_mtime: Number | None = None
