@@ -20,7 +20,7 @@ from prefect_conductor.sandbox.handle import SandboxHandle
 SCRIPT = """
 import json, sys
 from ciocore import api_client, conductor_submit
-path, out = sys.argv[1], sys.argv[2]
+small, big, out = sys.argv[1], sys.argv[2], sys.argv[3]
 result = {
     "projects": api_client.request_projects(),
     "instance_types": len(api_client.request_instance_types()),
@@ -29,23 +29,30 @@ result = {
 }
 submit = conductor_submit.Submit({
     "instance_type": "n1-standard-8", "project": "default", "job_title": "from ciocore",
-    "tasks_data": [{"command": "echo hi", "frames": "1"}], "output_path": "/renders",
-    "upload_paths": [path], "local_upload": True,
+    "tasks_data": [{"command": "echo one", "frames": "1"}, {"command": "echo two", "frames": "2"}],
+    "output_path": "/renders", "upload_paths": [small, big], "local_upload": True,
+    "metadata": {"shot": "010"}, "scout_frames": "1", "notify": ["td@example.com"],
+    "autoretry_policy": {"preempted": {"max_retries": 1}}, "preemptible": True,
 })
 result["submit"] = list(submit.main())
-result["jobs"] = [job["jid"] for job in api_client.get_jobs(1)]
-result["log"] = json.loads(api_client.get_log(1, 0))["task_status"]
+result["jobs"] = [(job["jid"], job["status"]) for job in api_client.get_jobs(1)]
+result["log"] = json.loads(api_client.get_log(1, 0))
+result["kill_tasks"] = api_client.kill_tasks("00001", "001")["body"]
 result["kill"] = api_client.kill_jobs("00001")["body"]
 result["killed"] = [job["status"] for job in api_client.get_jobs(1)]
 open(out, "w").write(json.dumps(result))
 """
 
 
-def test_ciocore_reads_the_catalogue_submits_with_an_upload_and_kills(
+def test_ciocore_reads_the_catalogue_uploads_submits_lists_reads_logs_and_kills(
     sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
-    asset = tmp_path / "asset.txt"
-    asset.write_bytes(b"texture " * 1000)
+    """ciocore 9.2, unmodified, against the strict sandbox: every call it makes is accepted."""
+    sandbox.config(multipart_threshold=4096, part_size=1500, task_seconds=0.2)
+    small = tmp_path / "asset.txt"
+    small.write_bytes(b"texture " * 100)
+    big = tmp_path / "cache.bin"
+    big.write_bytes(bytes(range(256)) * 20)  # 5120 bytes: four parts, the last one short
     out = tmp_path / "result.json"
     env = {
         **os.environ,
@@ -55,7 +62,7 @@ def test_ciocore_reads_the_catalogue_submits_with_an_upload_and_kills(
         "CIO_DISABLE_VERSION_CHECK": "1",
     }
     finished = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(asset), str(out)],
+        [sys.executable, "-c", SCRIPT, str(small), str(big), str(out)],
         env=env,
         capture_output=True,
         text=True,
@@ -75,14 +82,43 @@ def test_ciocore_reads_the_catalogue_submits_with_an_upload_and_kills(
     assert result["extra_env"] == mine["env"]
     body, status = result["submit"]
     assert status == 201 and body["jobid"] == "00001" and body["uri"] == "/jobs/00001"
-    digest = base64.b64encode(hashlib.md5(asset.read_bytes()).digest()).decode()
-    assert sandbox.uploads() == {digest: asset.stat().st_size}
+    digests = {
+        base64.b64encode(hashlib.md5(f.read_bytes()).digest()).decode(): f.stat().st_size
+        for f in (small, big)
+    }
+    assert sandbox.uploads() == digests  # one single-part and one multipart upload
     job = sandbox.jobs()[0]
-    assert job["job_title"] == "from ciocore"
-    assert job["upload_files"][0]["md5"] == digest
-    assert result["jobs"] == ["00001"] and result["log"] in ("pending", "running", "success")
-    assert result["kill"] == "success" and result["killed"] == ["killed"]
+    assert job["job_title"] == "from ciocore" and job["metadata"] == {"shot": "010"}
+    assert {f["md5"] for f in job["upload_files"]} == set(digests)
+    ((jid, status),) = result["jobs"]
+    assert jid == "00001" and status in ("syncing", "pending", "running")
+    log = result["log"]
+    assert set(log) == {"logs", "new_num_lines", "status_description", "task_status"}
+    assert log["task_status"] in ("pending", "running", "success")
+    assert result["kill_tasks"] == "success" and result["kill"] == "success"
+    assert result["killed"] == ["killed"]
     state = sandbox.state()
+    # Nothing ciocore sent was refused, and every request is one the evidence shows.
+    refused = [r for r in state["requests"] if r["status"] >= 400]
+    assert refused == []
+    api_calls = {(r["method"], r["path"]) for r in state["requests"]}
+    assert api_calls - {("PUT", r["path"]) for r in state["requests"]} == {
+        ("GET", "/api/oauth_jwt"),
+        ("GET", "/api/v1/projects/"),
+        ("GET", "/api/v1/instance-types"),
+        ("GET", "/api/v1/ee/packages"),
+        ("GET", "/api/v1/integrations/env-vars-configs"),
+        ("POST", "/api/v2/files/get_upload_urls"),
+        ("POST", "/api/v2/files/multipart/complete"),
+        ("POST", "/jobs/"),
+        ("GET", "/api/v1/jobs"),
+        ("GET", "/get_log_file"),
+    }
+    assert ("PUT", "/jobs_multi") in api_calls and ("PUT", "/tasks_multi") in api_calls
+    listing = [r for r in state["requests"] if r["path"] == "/api/v1/jobs"]
+    assert {tuple(r["terms"]) for r in listing} == {("jid_gt_", "jid_lt_")}
+    puts = [r for r in state["requests"] if r["path"].startswith("/_storage/")]
+    assert len(puts) == 1 + 4
     # One token exchange for the whole run: ciocore's cached token passed its domain check.
     assert [r["method"] for r in state["requests"] if r["path"] == "/api/oauth_jwt"] == ["GET"]
     # ciocore sends its Conductor token to the storage host (weakness 12); ours never does.

@@ -31,10 +31,11 @@ def b64md5(data: bytes) -> str:
 
 def token_for(url: str, api_key: str) -> str:
     key = json.loads(api_key)
-    response = httpx.post(
+    response = httpx.get(
         f"{url}/api/oauth_jwt",
-        data={
+        params={
             "grant_type": "client_credentials",
+            "scope": "owner admin user",
             "client_id": key["client_id"],
             "client_secret": key["private_key"],
         },
@@ -78,8 +79,19 @@ def upload_urls(http: httpx.Client, data: bytes, path: str = "/scene/a.tx") -> h
     )
 
 
+def tasks_of(http: httpx.Client, jid: str) -> list[dict[str, Any]]:
+    answer = http.get("/api/v1/tasks", params={"filter": f"jobLabel_eq_{jid}"})
+    assert answer.status_code == 200, answer.text
+    return list(answer.json()["data"])
+
+
 def task_statuses(http: httpx.Client, jid: str) -> list[str]:
-    return [t["status"] for t in http.get(f"/api/v1/jobs/{jid}/tasks").json()["data"]]
+    return [t["status"] for t in tasks_of(http, jid)]
+
+
+def job_of(http: httpx.Client, jid: str) -> dict[str, Any]:
+    (job,) = http.get("/api/v1/jobs", params={"filter": f"jid_eq_{jid}"}).json()["data"]
+    return dict(job)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -97,8 +109,9 @@ def statuses_of(sandbox: SandboxHandle, path: str) -> list[int]:
 
 
 def test_api_requires_an_unexpired_token_it_issued(sandbox: SandboxHandle, tmp_path: Path) -> None:
-    for path in ("/api/v1/projects/", "/api/v1/jobs", "/api/v2/files/get_upload_urls"):
+    for path in ("/api/v1/projects/", "/api/v1/jobs", "/api/v1/tasks"):
         assert httpx.get(f"{sandbox.url}{path}").status_code == 401
+    assert httpx.post(f"{sandbox.url}/api/v2/files/get_upload_urls", json={}).status_code == 401
     forged = httpx.get(f"{sandbox.url}/api/v1/projects/", headers={"Authorization": "Bearer x.y.z"})
     assert forged.status_code == 401
     with signed_in(sandbox.url, sandbox.api_key) as http:
@@ -120,8 +133,7 @@ def test_api_requires_an_unexpired_token_it_issued(sandbox: SandboxHandle, tmp_p
     assert refused.status_code == 401
 
 
-@pytest.mark.parametrize("style", ["ciocore GET query", "POST form", "POST JSON"])
-def test_token_exchange_and_the_claims_ciocore_reads(sandbox: SandboxHandle, style: str) -> None:
+def test_token_exchange_and_the_claims_ciocore_reads(sandbox: SandboxHandle) -> None:
     key = json.loads(sandbox.api_key)
     fields = {
         "grant_type": "client_credentials",
@@ -130,12 +142,7 @@ def test_token_exchange_and_the_claims_ciocore_reads(sandbox: SandboxHandle, sty
         "client_secret": key["private_key"],
     }
     url = f"{sandbox.url}/api/oauth_jwt"
-    if style == "ciocore GET query":
-        response = httpx.get(url, params=fields)
-    elif style == "POST form":
-        response = httpx.post(url, data=fields)
-    else:
-        response = httpx.post(url, json=fields)
+    response = httpx.get(url, params=fields)
     answer = response.json()
     assert (response.status_code, answer["expires_in"], answer["token_type"]) == (
         200,
@@ -151,8 +158,16 @@ def test_token_exchange_and_the_claims_ciocore_reads(sandbox: SandboxHandle, sty
     assert 3590 < claims["exp"] - time.time() <= 3600
     wrong = dict(fields, client_secret="not-the-key")
     assert httpx.get(url, params=wrong).status_code == 401
-    assert httpx.post(url, data=wrong).status_code == 401
-    assert httpx.post(url, json={"client_id": key["client_id"]}).status_code == 401
+    # Only ciocore's form: no POST, no other grant, no parameter it does not send.
+    assert httpx.post(url, data=fields).status_code == 404
+    assert httpx.get(url, params=dict(fields, grant_type="password")).status_code == 400
+    extra = httpx.get(url, params=dict(fields, redirect_uri="http://localhost:8085/"))
+    assert extra.status_code == 400 and "'redirect_uri'" in extra.json()["message"]
+    missing = {k: v for k, v in fields.items() if k != "client_secret"}
+    assert httpx.get(url, params=missing).status_code == 400
+    # The request log keeps parameter names only: the secret in the query is never stored.
+    logged = json.dumps(sandbox.state()["requests"])
+    assert key["private_key"] not in logged and "client_secret" in logged
 
 
 def test_catalogue_endpoints(http: httpx.Client) -> None:
@@ -160,9 +175,19 @@ def test_catalogue_endpoints(http: httpx.Client) -> None:
 
     records = fixture_records()
     assert http.get("/api/v1/projects/").json() == {"data": records["projects"]}
-    types = http.get("/api/v1/instance-types", params={"filter": "cpu=gte:8:int"}).json()
+    types = http.get("/api/v1/instance-types", params={"filter": ""}).json()
     assert types == {"data": records["instance_types"]}
+    big = http.get("/api/v1/instance-types", params={"filter": "cores=gte:8:int"}).json()["data"]
+    assert big == [t for t in records["instance_types"] if t["cores"] >= 8] and len(big) > 0
+    linux = http.get("/api/v1/instance-types", params={"filter": "operating_system=ne:windows"})
+    assert all(t["operating_system"] != "windows" for t in linux.json()["data"])
     assert http.get("/api/v1/ee/packages?all=true,").json() == {"data": records["packages"]}
+    assert (
+        http.get("/api/v1/projects", params={"filter": "account_id_eq_sandbox-account"}).json()[
+            "data"
+        ]
+        == records["projects"]
+    )
     extra = http.get("/api/v1/integrations/env-vars-configs").json()
     assert extra == {"data": records["extra_environment"]}
     assert http.get("/api/v1/accounts/sandbox-account").json()["data"]["id"] == "sandbox-account"
@@ -304,7 +329,7 @@ def test_submit_answers_like_conductor_and_keeps_the_payload(
     sandbox: SandboxHandle, http: httpx.Client
 ) -> None:
     first = http.post("/jobs/", json=job_body(job_title="one", metadata={"shot": "010"}))
-    second = http.post("/jobs", json=job_body())
+    second = http.post("/jobs/", json=job_body())
     assert first.status_code == 201
     assert first.json() == {
         "body": "job submitted.",
@@ -317,22 +342,33 @@ def test_submit_answers_like_conductor_and_keeps_the_payload(
     assert stored["job_title"] == "one" and stored["metadata"] == {"shot": "010"}
     assert stored["jid"] == "00001" and stored["submitted_at"] > 0
     assert stored["tasks_data"] == job_body()["tasks_data"]
-    tasks = http.get("/api/v1/jobs/00001/tasks").json()["data"]
-    assert [(t["tid"], t["frames"], t["command"]) for t in tasks] == [
-        ("000", "1-2", "a"),
-        ("001", "3-4", "b"),
+    tasks = tasks_of(http, "00001")
+    assert [(t["jobLabel"], t["taskLabel"], t["frames"], t["command"]) for t in tasks] == [
+        ("00001", "000", "1-2", "a"),
+        ("00001", "001", "3-4", "b"),
     ]
+    one = http.get("/api/v1/tasks", params={"filter": "jobLabel_eq_00001,taskLabel_eq_001"})
+    assert [t["command"] for t in one.json()["data"]] == ["b"]
+    assert http.get("/api/v1/tasks", params={"filter": "jobLabel_eq_00009"}).json()["data"] == []
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"instance_type": None}, "missing required keys: instance_type"),
+        ({"instance_type": None}, "instance_type: Field required"),
         ({"project": "nope"}, "unknown or inactive project 'nope'"),
         ({"project": "old-show"}, "unknown or inactive project 'old-show'"),
-        ({"tasks_data": [{"command": "a", "frames": "1-x"}]}, "tasks_data[0].frames"),
-        ({"tasks_data": [{"frames": "1"}]}, "tasks_data[0] must be"),
+        ({"tasks_data": [{"command": "a", "frames": "1-x"}]}, "tasks_data.0.frames"),
+        ({"tasks_data": [{"command": "a", "frames": " "}]}, "tasks_data.0.frames: no frames"),
+        ({"tasks_data": [{"frames": "1"}]}, "tasks_data.0.command: Field required"),
         ({"scout_frames": "a-b"}, "scout_frames"),
+        ({"submission_id": "x"}, "submission_id: Extra inputs are not permitted"),
+        ({"metadata": {"shot": 10}}, "metadata.shot: Input should be a valid string"),
+        ({"priority": "5"}, "priority: Input should be a valid integer"),
+        ({"priority": 2**80}, "priority: Input should be less than or equal to"),
+        ({"notify": ["a@b.c"]}, "notify: Input should be"),
+        ({"autoretry_policy": {"hung": {"max_retries": 1}}}, "autoretry_policy.hung: Extra"),
+        ({"upload_files": [{"destination": "/a", "md5": None, "sha": 1}]}, "upload_files.0.sha"),
         (
             {"upload_files": [{"md5": b64md5(b"never sent"), "destination": "/scene/a.tx"}]},
             "upload_files: /scene/a.tx was never uploaded",
@@ -363,15 +399,25 @@ def test_task_clock_failing_frames_and_the_task_log(
 ) -> None:
     sandbox.config(task_seconds=0.3, fail_frames=[4])
     jid = http.post("/jobs/", json=job_body()).json()["jobid"]
+    # Conductor's job passes through a sync phase before its tasks are pending.
+    assert job_of(http, jid)["status"] == "syncing"
     assert task_statuses(http, jid) == ["pending", "pending"]
-    assert http.get(f"/api/v1/jobs/{jid}").json()["data"]["status"] == "pending"
+    wait_for(lambda: job_of(http, jid)["status"] == "pending")
     wait_for(lambda: task_statuses(http, jid) == ["running", "running"])
-    assert http.get(f"/api/v1/jobs/{jid}").json()["data"]["status"] == "running"
-    wait_for(lambda: http.get(f"/api/v1/jobs/{jid}").json()["data"]["status"] == "failed")
+    assert job_of(http, jid)["status"] == "running"
+    wait_for(lambda: job_of(http, jid)["status"] == "failed")
     assert task_statuses(http, jid) == ["success", "failed"]
     log = http.get("/get_log_file", params={"job": jid, "task": "001", "num_lines[]": 0}).json()
-    assert log["task_status"] == "failed" and log["logs"] == []
+    assert log["task_status"] == "failed" and log["status_description"] == ""
+    (entry,) = log["logs"]
+    assert set(entry) == {"container_id", "instance_name", "log", "timestamp"}
+    assert entry["log"][-1] == "sandbox: frames 3-4 failed"
+    assert log["new_num_lines"] == [len(entry["log"])]
+    later = http.get("/get_log_file", params={"job": jid, "task": "001", "num_lines[]": 2}).json()
+    assert later["logs"][0]["log"] == entry["log"][2:]
     assert http.get("/get_log_file", params={"job": jid, "task": "007"}).status_code == 404
+    for bad in ({"job": "1", "task": "001"}, {"job": jid, "task": "1"}):
+        assert http.get("/get_log_file", params=bad).status_code == 400
 
 
 def test_native_scout_holds_until_released_by_the_admin_api(
@@ -382,33 +428,40 @@ def test_native_scout_holds_until_released_by_the_admin_api(
     wait_for(lambda: task_statuses(http, jid) == ["holding", "success"])
     time.sleep(0.2)
     assert task_statuses(http, jid) == ["holding", "success"]
-    job = http.get(f"/api/v1/jobs/{jid}").json()["data"]
-    assert (job["status"], job["scout_frames"]) == ("holding", "3")
+    assert job_of(http, jid)["status"] == "holding"
     sandbox.release(jid)
     wait_for(lambda: task_statuses(http, jid) == ["success", "success"])
     with pytest.raises(httpx.HTTPStatusError):
         sandbox.release("00099")
 
 
-def test_jobs_multi_releases_and_kills(sandbox: SandboxHandle, http: httpx.Client) -> None:
-    sandbox.config(task_seconds=0.05)
-    held = http.post("/jobs/", json=job_body(scout_frames="1, 2")).json()["jobid"]
-    wait_for(lambda: task_statuses(http, held) == ["success", "holding"])
-    released = http.put("/jobs_multi", json={"action": "release", "jobids": [held]})
-    assert released.status_code == 200
-    wait_for(lambda: task_statuses(http, held) == ["success", "success"])
+def test_kills_jobs_and_tasks(sandbox: SandboxHandle, http: httpx.Client) -> None:
     sandbox.config(task_seconds=60)
     doomed = http.post("/jobs/", json=job_body()).json()["jobid"]
     killed = http.put("/jobs_multi", json={"action": "kill", "jobids": [doomed]})
-    assert killed.json()["body"] == "success"
+    assert killed.json() == {"body": "success", "message": f"Jobs ['{doomed}'] have been kill."}
     assert task_statuses(http, doomed) == ["killed", "killed"]
-    assert http.get(f"/api/v1/jobs/{doomed}").json()["data"]["status"] == "killed"
-    assert http.put("/jobs_multi", json={"action": "pause", "jobids": [doomed]}).status_code == 400
+    assert job_of(http, doomed)["status"] == "killed"
+    partly = http.post("/jobs/", json=job_body()).json()["jobid"]
+    one = http.put("/tasks_multi", json={"action": "kill", "jobid": partly, "taskids": ["001"]})
+    assert one.status_code == 200 and one.json()["body"] == "success"
+    assert task_statuses(http, partly) == ["pending", "killed"]
+    # No client sends another action (no release, retry or hold through the API).
+    for body in (
+        {"action": "release", "jobids": [partly]},
+        {"action": "kill", "jobids": [1]},
+        {"action": "kill", "jobids": ["1"]},
+        {"action": "kill"},
+    ):
+        assert http.put("/jobs_multi", json=body).status_code == 400, body
+    bad = {"action": "kill", "jobid": partly, "taskids": ["1"]}
+    assert http.put("/tasks_multi", json=bad).status_code == 400
+    assert task_statuses(http, partly) == ["pending", "killed"]
 
 
-def test_listing_filters(sandbox: SandboxHandle, http: httpx.Client) -> None:
+def test_listing_filters_and_fields(sandbox: SandboxHandle, http: httpx.Client) -> None:
     for n in range(3):
-        http.post("/jobs/", json=job_body(metadata={"k": f"v{n}"}, job_title=f"t{n}"))
+        http.post("/jobs/", json=job_body(metadata={"k": f"v{n}"}, job_title=f"t{n}", owner="ann"))
     http.post("/jobs/", json=job_body())
 
     def jids(text: str) -> list[str]:
@@ -416,22 +469,62 @@ def test_listing_filters(sandbox: SandboxHandle, http: httpx.Client) -> None:
 
     assert jids("") == ["00001", "00002", "00003", "00004"]
     assert jids("jid_gt_00001,jid_lt_00003") == ["00002"]
-    assert jids("metadata.k=eq:v2") == ["00003"]
-    assert jids("metadata.k=eq:None") == []
-    assert jids("jid_gt_00001,metadata.k=eq:v0") == []
-    job = http.get("/api/v1/jobs/00002").json()["data"]
-    assert set(job) == {
-        "jid",
-        "job_title",
-        "project",
-        "status",
-        "metadata",
-        "created_at",
-        "task_count",
-        "scout_frames",
-    }
-    assert (job["job_title"], job["task_count"], job["metadata"]) == ("t1", 2, {"k": "v1"})
-    assert http.get("/api/v1/jobs/00042").status_code == 404
+    assert jids("jid_eq_00003") == ["00003"]
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert jids("account_id_eq_sandbox-account,created_gt_2000-01-01,created_lt_2999-01-01") == [
+        "00001",
+        "00002",
+        "00003",
+        "00004",
+    ]
+    assert jids(f"created_gt_{today}") == [] and jids("account_id_eq_someone-else") == []
+    job = job_of(http, "00002")
+    assert {"jid", "title", "job_title", "status", "metadata", "created", "project"} <= set(job)
+    assert (job["title"], job["submittedBy"], job["metadata"]) == ("t1", "ann", {"k": "v1"})
+    assert (job["output_path"], job["location"], job["accountId"]) == (
+        "/out",
+        "",
+        "sandbox-account",
+    )
+    fields = "title,submittedBy,jid,project,created,id,location,output_path,user"
+    shown = http.get("/api/v1/jobs", params={"filter": "jid_eq_00002", "fields": fields})
+    assert set(shown.json()["data"][0]) == set(fields.split(","))
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "named"),
+    [
+        ("/api/v1/jobs", {"filter": "metadata.k=eq:v2"}, 400, "metadata.k=eq:v2"),
+        ("/api/v1/jobs", {"filter": "status_eq_running"}, 400, "status_eq_running"),
+        ("/api/v1/jobs", {"filter": "jid_gt_1"}, 400, "jid_gt_1"),
+        ("/api/v1/jobs", {"fields": "title,secret"}, 400, "secret"),
+        ("/api/v1/jobs", {"limit": "5"}, 400, "'limit'"),
+        ("/api/v1/tasks", {}, 400, "'filter'"),
+        ("/api/v1/tasks", {"filter": "taskLabel_eq_000"}, 400, "jobLabel_eq_"),
+        ("/api/v1/tasks", {"filter": "jid_eq_00001"}, 400, "jid_eq_00001"),
+        ("/api/v1/ee/packages", {"all": "true"}, 400, "all"),
+        ("/api/v1/instance-types", {"filter": "cpu>8"}, 400, "cpu>8"),
+        ("/api/v1/jobs/00001", {}, 404, "/api/v1/jobs/00001"),
+        ("/api/v1/jobs/00001/tasks", {}, 404, "tasks"),
+        ("/api/v1/jobs/", {}, 404, "/api/v1/jobs/"),
+        ("/api/v2/graphql", {}, 404, "graphql"),
+    ],
+)
+def test_what_the_evidence_does_not_show_is_refused(
+    http: httpx.Client, path: str, params: dict[str, str], status: int, named: str
+) -> None:
+    http.post("/jobs/", json=job_body())
+    answer = http.get(path, params=params)
+    assert answer.status_code == status, answer.text
+    message = answer.json()["message"]
+    assert named in message and "\n" not in message
+
+
+def test_methods_the_evidence_does_not_show_are_refused(http: httpx.Client) -> None:
+    assert http.post("/jobs", json=job_body()).status_code == 404
+    assert http.delete("/jobs/").status_code == 404
+    assert http.post("/jobs_multi", json={"action": "kill", "jobids": []}).status_code == 404
+    assert http.get("/api/v2/files/get_upload_urls").status_code == 404
 
 
 # faults ------------------------------------------------------------------------------------------
@@ -559,7 +652,9 @@ def test_restart_keeps_jobs_uploads_tokens_and_key(tmp_path: Path) -> None:
         with httpx.Client(base_url=server.url, headers=headers) as http:
             url = upload_urls(http, data).json()["singlePartURLs"][0]["preSignedURL"]
             assert httpx.put(url, content=data).status_code == 200
-            jid = http.post("/jobs/", json=job_body(upload_files=[{"md5": b64md5(data)}]))
+            jid = http.post(
+                "/jobs/", json=job_body(upload_files=[{"md5": b64md5(data), "destination": "/a"}])
+            )
             assert jid.json()["jobid"] == "00001"
         key, port = server.api_key, server.port
     with SandboxServer(tmp_path / "data", port=port) as again:
@@ -570,7 +665,7 @@ def test_restart_keeps_jobs_uploads_tokens_and_key(tmp_path: Path) -> None:
         handle.close()
         with httpx.Client(base_url=again.url, headers=headers) as http:
             assert upload_urls(http, data).status_code == 204
-            assert http.get("/api/v1/jobs/00001").json()["data"]["status"] == "success"
+            assert job_of(http, "00001")["status"] == "success"
             assert http.post("/jobs/", json=job_body()).json()["jobid"] == "00002"
 
 

@@ -46,6 +46,7 @@ class JobStatus(StrEnum):
     SUCCESS = "success"
     FAILED = "failed"
     KILLED = "killed"
+    SYNCING = "syncing"
 
     @property
     def finished(self) -> bool:

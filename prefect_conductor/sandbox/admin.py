@@ -7,11 +7,16 @@ No token is needed; the sandbox only listens on loopback and the gate refuses an
 * ``POST /_sandbox/config`` ``{"task_seconds", "multipart_threshold", "part_size",
   "fail_frames"}`` (any subset; 400 names a bad value).
 * ``GET /_sandbox/state`` -> ``{"jobs": [stored payload + job view + submitted_at], "uploads":
-  {base64 md5: size}, "requests": [{"method", "path", "status"}], "bearer_on_storage": n}``;
-  ``status`` is 0 for a dropped connection; paths carry no query (no secret is ever logged).
+  {base64 md5: size}, "requests": [{"method", "path", "status", "params", "terms"}],
+  "bearer_on_storage": n}``; ``status`` is 0 for a dropped connection; ``params`` are the query's
+  parameter names and ``terms`` the filter terms' kinds (``jid_gt_``): no query value is ever
+  logged, so no secret is.
 * ``POST /_sandbox/reset`` forgets jobs, uploads, requests, faults and settings (back to what the
   server was started with); keeps the API key and issued tokens, and restarts job ids at 00001.
-* ``POST /_sandbox/release/<jid>`` releases a native-scout job's held tasks.
+* ``POST /_sandbox/release/<jid>`` releases a native-scout job's held tasks. It stands for the
+  user pressing "continue" in Conductor's dashboard: no client releases them through the API.
+
+These routes are the fake's own, not Conductor's (``evidence.py`` lists Conductor's).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from prefect_conductor.sandbox.bodies import load_json
 from prefect_conductor.sandbox.context import SandboxContext
 from prefect_conductor.sandbox.faults import FaultRule
 from prefect_conductor.sandbox.jobs import Jobs
@@ -40,19 +46,19 @@ class Admin:
             book.clear()
         elif request.method == "POST":
             try:
-                items = json.loads(await request.body())
+                items = load_json(await request.body())
                 if not isinstance(items, list):
                     raise ValueError("expected a JSON list of fault rules")
                 rules = [FaultRule.from_dict(item) for item in items]
-            except (ValueError, TypeError) as problem:
+            except (ValueError, TypeError, OverflowError) as problem:
                 return error(400, f"faults: {problem}")
             book.add(rules)
         return JSONResponse({"faults": book.describe()})
 
     async def config(self, request: Request) -> Response:
         try:
-            self.context.store.set_settings(json.loads(await request.body()))
-        except ValueError as problem:
+            self.context.store.set_settings(load_json(await request.body()))
+        except (ValueError, OverflowError) as problem:
             return error(400, f"config: {problem}")
         return JSONResponse({"ok": True})
 
@@ -79,6 +85,6 @@ class Admin:
 
     async def release(self, request: Request) -> Response:
         jid = request.path_params["jid"]
-        if not (jid.isdigit() and self.jobs.release(int(jid))):
-            return error(404, f"no job {jid}")
+        if not (jid.isdigit() and len(jid) < 10 and self.jobs.release(int(jid))):
+            return error(404, f"no job {jid[:40]}")
         return JSONResponse({"ok": True})

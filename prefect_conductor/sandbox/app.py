@@ -1,21 +1,25 @@
-"""The sandbox's ASGI app: Conductor's routes, the bearer gate, the request log and faults.
+"""The sandbox's ASGI app: Conductor's routes, the strict gate, the request log and faults.
 
-It serves the paths and shapes Conductor's own client uses (research/conductor-client-facts.md
-sections 1-3) plus the job/task status endpoints we assume (``status.py``):
+It serves only what Conductor's own clients are seen to send (``evidence.py``, with sources):
 
-* ``/api/oauth_jwt`` token exchange (``tokens.py``);
+* ``GET /api/oauth_jwt`` token exchange with ciocore's query (``tokens.py``);
 * the catalogue from ``fixtures/catalog.json``: ``api/v1/projects/``, ``api/v1/instance-types``
-  (its ``filter`` is ignored), ``api/v1/ee/packages``, ``api/v1/integrations/env-vars-configs``
-  and ``api/v1/accounts/<id>``, each ``{"data": ...}``;
-* uploads and signed storage URLs (``storage.py``); jobs, tasks and logs (``jobs.py``);
-* the admin API under ``/_sandbox/`` (``admin.py``) and fault injection (``faults.py``).
+  (its ``filter`` grammar applied), ``api/v1/ee/packages?all=true,``,
+  ``api/v1/integrations/env-vars-configs`` and ``api/v1/accounts/<id>``, each ``{"data": ...}``;
+* ``get_upload_urls`` and ``multipart/complete`` (``storage.py``); ``POST jobs/``, the job and task
+  listings, ``get_log_file``, ``jobs_multi`` and ``tasks_multi`` kills (``jobs.py``).
 
-Every route but the token exchange, storage URLs and the admin API needs a bearer token.
+Anything else is refused before a handler runs: 404 for a method and path no client sends, 400
+naming a query parameter or filter term the evidence does not show, 401 without a bearer token
+(checked before a byte of the body is read), 413 for a body over ``API_BODY_LIMIT`` (by
+``Content-Length``, or as soon as a chunked body passes it). Two route families are the fake's
+own, not Conductor's: the admin API under ``/_sandbox/`` (``admin.py``, loopback peers only) and
+the signed storage URLs under ``/_storage/`` (``storage.py``, standing for the cloud bucket; they
+cap a body at the size they were signed for). Fault injection (``faults.py``) sits inside the gate.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +27,38 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from prefect_conductor.sandbox.admin import Admin
 from prefect_conductor.sandbox.context import SandboxContext
-from prefect_conductor.sandbox.faults import (
-    RAW_SEND,
-    DroppedConnection,
-    FaultMiddleware,
-    FaultRule,
-)
+from prefect_conductor.sandbox.faults import FaultMiddleware, FaultRule
 from prefect_conductor.sandbox.fixture_catalog import ACCOUNT_ID
+from prefect_conductor.sandbox.gate import BodyTooLarge, Gatekeeper
 from prefect_conductor.sandbox.jobs import Jobs
 from prefect_conductor.sandbox.storage import Storage
 from prefect_conductor.sandbox.tokens import Tokens, error
+
+
+def _keeps(record: dict[str, Any], term: str) -> bool:
+    """Whether an instance type passes one ``field=op:value[:int]`` term (ciocore's grammar)."""
+    name, _, rest = term.partition("=")
+    op, _, value_text = rest.partition(":")
+    value_text, _, kind = value_text.partition(":")
+    actual: Any = record
+    for part in name.split("."):
+        actual = actual.get(part) if isinstance(actual, dict) else None
+    value: Any = value_text
+    if kind == "int":
+        if not value_text.lstrip("-").isdigit() or not isinstance(actual, int | float):
+            return False
+        value = int(value_text)
+    else:
+        actual = None if actual is None else str(actual)
+    if op == "eq":
+        return bool(actual == value)
+    if op == "ne":
+        return bool(actual != value)
+    return actual is not None and type(actual) is type(value) and actual >= value
 
 
 class Catalogue:
@@ -49,10 +71,17 @@ class Catalogue:
         return JSONResponse({"data": self.records[key]})
 
     async def projects(self, request: Request) -> Response:
+        """Every project; ``filter=account_id_eq_<id>`` keeps them only for this account."""
+        wanted = request.query_params.get("filter", "").removeprefix("account_id_eq_")
+        if wanted and wanted != ACCOUNT_ID:
+            return JSONResponse({"data": []})
         return self._data("projects")
 
     async def instance_types(self, request: Request) -> Response:
-        return self._data("instance_types")
+        """The instance types the ``filter`` terms (``cpu=gte:8:int``; gate-checked) keep."""
+        terms = [t for t in request.query_params.get("filter", "").split(",") if t]
+        kept = [r for r in self.records["instance_types"] if all(_keeps(r, t) for t in terms)]
+        return JSONResponse({"data": kept})
 
     async def packages(self, request: Request) -> Response:
         return self._data("packages")
@@ -66,63 +95,9 @@ class Catalogue:
         return JSONResponse({"data": {"id": ACCOUNT_ID, "name": "Conductor sandbox"}})
 
 
-def _is_loopback(client: Any) -> bool:
-    try:
-        return ipaddress.ip_address(client[0]).is_loopback
-    except (TypeError, IndexError, ValueError):
-        return False
-
-
-class Gatekeeper:
-    """Outermost middleware: admin API for loopback peers only, bearer tokens on API routes,
-    and one request-log row per non-admin request (status 0 when the connection was dropped)."""
-
-    OPEN = ("/api/oauth_jwt", "/_storage/")
-
-    def __init__(self, app: ASGIApp, context: SandboxContext, tokens: Tokens) -> None:
-        self.app = app
-        self.context = context
-        self.tokens = tokens
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        method: str = scope["method"]
-        if path.startswith("/_sandbox/"):
-            if not _is_loopback(scope.get("client")):
-                await error(403, "the admin API answers loopback peers only")(scope, receive, send)
-                return
-            await self.app(scope, receive, send)
-            return
-        scope[RAW_SEND] = send
-        authorization = ""
-        for name, value in scope.get("headers", []):
-            if name.lower() == b"authorization":
-                authorization = value.decode("latin-1")
-        store = self.context.store
-        if not path.startswith(self.OPEN) and not self.tokens.authorised(authorization):
-            store.log_request(method, path, 401, False)
-            await error(401, "missing or invalid bearer token")(scope, receive, send)
-            return
-        carried_bearer = path.startswith("/_storage/") and authorization.lower().startswith(
-            "bearer "
-        )
-        status = 0
-
-        async def record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start" and not status:
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record)
-        except DroppedConnection:
-            store.log_request(method, path, 0, carried_bearer)
-            raise
-        store.log_request(method, path, status, carried_bearer)
+async def _too_large(request: Request, exc: Exception) -> Response:
+    """A chunked body passed its cap while a handler read it (gate.py caps it)."""
+    return error(413, "the body is over the size this route accepts")
 
 
 def create_app(
@@ -138,7 +113,7 @@ def create_app(
     jobs = Jobs(context)
     admin = Admin(context, jobs)
     routes = [
-        Route("/api/oauth_jwt", tokens.exchange, methods=["GET", "POST"]),
+        Route("/api/oauth_jwt", tokens.exchange, methods=["GET"]),
         Route("/api/v1/projects/", catalogue.projects, methods=["GET"]),
         Route("/api/v1/projects", catalogue.projects, methods=["GET"]),
         Route("/api/v1/instance-types", catalogue.instance_types, methods=["GET"]),
@@ -151,12 +126,10 @@ def create_app(
         Route("/api/v2/files/multipart/complete", storage.complete, methods=["POST"]),
         Route("/_storage/{grant}", storage.put, methods=["PUT"]),
         Route("/jobs/", jobs.submit, methods=["POST"]),
-        Route("/jobs", jobs.submit, methods=["POST"]),
         Route("/api/v1/jobs", jobs.list, methods=["GET"]),
-        Route("/api/v1/jobs/", jobs.list, methods=["GET"]),
-        Route("/api/v1/jobs/{jid}", jobs.get, methods=["GET"]),
-        Route("/api/v1/jobs/{jid}/tasks", jobs.tasks, methods=["GET"]),
+        Route("/api/v1/tasks", jobs.tasks, methods=["GET"]),
         Route("/jobs_multi", jobs.jobs_multi, methods=["PUT"]),
+        Route("/tasks_multi", jobs.tasks_multi, methods=["PUT"]),
         Route("/get_log_file", jobs.task_log, methods=["GET"]),
         Route("/_sandbox/faults", admin.faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/config", admin.config, methods=["POST"]),
@@ -164,6 +137,6 @@ def create_app(
         Route("/_sandbox/reset", admin.reset, methods=["POST"]),
         Route("/_sandbox/release/{jid}", admin.release, methods=["POST"]),
     ]
-    app: ASGIApp = Starlette(routes=routes)
+    app: ASGIApp = Starlette(routes=routes, exception_handlers={BodyTooLarge: _too_large})
     app = FaultMiddleware(app, context.faults)
     return Gatekeeper(app, context, tokens), context

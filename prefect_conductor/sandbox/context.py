@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from prefect_conductor.conductor_cloud.errors import UserError
 from prefect_conductor.sandbox.faults import FaultBook, FaultRule
 from prefect_conductor.sandbox.fixture_catalog import fixture_records
 from prefect_conductor.sandbox.store import Store
@@ -35,9 +36,31 @@ def write_private(path: Path, text: str) -> None:
 
 
 def _load_or_create(path: Path, make: str) -> str:
-    if not path.exists():
-        write_private(path, make)
-    return path.read_text(encoding="utf-8").strip()
+    """The text of ``path``, created from ``make`` first if missing; UserError names the file."""
+    try:
+        if not path.exists():
+            write_private(path, make)
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as problem:
+        reason = getattr(problem, "strerror", None) or "not UTF-8 text"
+        raise UserError(f"--data: cannot read {path} ({reason})") from None
+
+
+def _api_key(path: Path) -> dict[str, str]:
+    """The API key in ``path`` (made on first use); UserError unless it is one."""
+    made = {"client_id": f"sandbox-{secrets.token_hex(6)}", "private_key": secrets.token_hex(32)}
+    text = _load_or_create(path, json.dumps(made))
+    try:
+        key = json.loads(text)
+    except ValueError:
+        key = None
+    if not (
+        isinstance(key, dict)
+        and isinstance(key.get("client_id"), str)
+        and isinstance(key.get("private_key"), str)
+    ):
+        raise UserError(f"--data: {path} is not an API key (client_id, private_key)")
+    return {"client_id": key["client_id"], "private_key": key["private_key"]}
 
 
 class SandboxContext:
@@ -54,16 +77,13 @@ class SandboxContext:
         self.parts_dir = data_dir / "parts"
         self.incoming_dir = data_dir / "incoming"
         for folder in (self.files_dir, self.parts_dir, self.incoming_dir):
-            folder.mkdir(parents=True, exist_ok=True)
-        self.store = Store(data_dir / "sandbox.sqlite")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as problem:
+                raise UserError(f"--data: cannot make {folder} ({problem.strerror})") from None
         self.secret = _load_or_create(data_dir / "server_secret", secrets.token_hex(32)).encode()
-        key = {
-            "client_id": f"sandbox-{secrets.token_hex(6)}",
-            "private_key": secrets.token_hex(32),
-        }
-        self.api_key: dict[str, str] = json.loads(
-            _load_or_create(data_dir / "api_key.json", json.dumps(key))
-        )
+        self.api_key = _api_key(data_dir / "api_key.json")
+        self.store = Store(data_dir / "sandbox.sqlite")
         self.catalog = fixture_records()
         self.faults = FaultBook()
         self.faults.add(faults or [])

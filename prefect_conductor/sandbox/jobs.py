@@ -1,26 +1,30 @@
-"""Jobs and tasks: submission, the task clock, listing, kill and release, task logs.
+"""Jobs and tasks: submission, the task clock, the listings, kills and the task log.
 
-``POST jobs/`` checks what Conductor would refuse (missing keys, an unknown or inactive project,
-task frames it cannot read, a file not uploaded when ``local_upload`` is true) and stores the
-payload and its tasks. Status endpoints and shapes are the ones ``status.py`` assumes.
+Only the forms Conductor's clients use (``evidence.py``): ``POST jobs/`` with ciocore's payload
+keys (``bodies.JobPayload``), ``GET api/v1/jobs?filter=jid_gt_A,jid_lt_B`` and its siblings,
+``GET api/v1/tasks?filter=jobLabel_eq_J[,taskLabel_eq_T]``, ``GET get_log_file``, and the
+``kill`` action of ``PUT jobs_multi`` and ``PUT tasks_multi``. Submission also refuses what
+Conductor would (an unknown or inactive project, task frames it cannot read, a file not uploaded
+when ``local_upload`` is true).
 
-The task clock is computed on read from timestamps, so no thread is needed and a restart keeps
-time: a task is ``pending`` for ``task_seconds`` after its clock starts, then ``running`` for
+The clock is computed on read from timestamps, so no thread is needed and a restart keeps time.
+A job is ``syncing`` for its first ``task_seconds / 2`` (Conductor's sync phase before pending);
+a task is ``pending`` for ``task_seconds`` after its clock starts, then ``running`` for
 ``task_seconds``, then ``success``, or ``failed`` when it holds a frame that was in
 ``fail_frames`` when the job was submitted. The current ``task_seconds`` applies to every task.
 
-Native scout: when a job has ``scout_frames``, tasks holding none of them start ``holding`` and
-their clock starts when released, by ``POST /_sandbox/release/<jid>`` (the dashboard's button)
-or ``PUT jobs_multi {"action": "release", "jobids": [...]}``. A kill (``jobs_multi`` action
-``kill``) makes every task of the job ``killed``, finished or not (the simplest rule a client
-can rely on; the kill time is stored).
+Native scout: when a job has ``scout_frames``, tasks holding none of them start ``holding``; no
+client releases them through the API (the user presses continue in the dashboard), so the
+sandbox's stand-in is the admin route ``POST /_sandbox/release/<jid>``. A kill makes the job's
+(or the named) tasks ``killed``, finished or not (the simplest rule a client can rely on).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -28,51 +32,46 @@ from starlette.responses import JSONResponse, Response
 
 from prefect_conductor.conductor_cloud.errors import FrameSpecError
 from prefect_conductor.conductor_cloud.frames import parse_frame_spec
-from prefect_conductor.conductor_cloud.status import TaskStatus, job_status_from_tasks
+from prefect_conductor.conductor_cloud.status import (
+    JobStatus,
+    TaskStatus,
+    job_status_from_tasks,
+)
+from prefect_conductor.sandbox import bodies
 from prefect_conductor.sandbox.context import SandboxContext
+from prefect_conductor.sandbox.evidence import JID, TID
+from prefect_conductor.sandbox.fixture_catalog import ACCOUNT_ID
 from prefect_conductor.sandbox.tokens import error
 
-REQUIRED_JOB_KEYS = ("instance_type", "project", "tasks_data", "output_path")
 
-JobFilter = Callable[[int, dict[str, Any]], bool]
-
-
-def _frames(spec: str) -> set[int]:
-    return set(parse_frame_spec(spec)) if spec.strip() else set()
-
-
-def _jid_above(low: int) -> JobFilter:
-    return lambda jid, _payload: jid > low
+def _frames(spec: str, field: str) -> set[int]:
+    """The frames of a spec; FrameSpecError names ``field`` (an empty spec is no frames)."""
+    if not spec.strip():
+        return set()
+    try:
+        return set(parse_frame_spec(spec, field=field))
+    except ValueError:  # a number too long for int()
+        raise FrameSpecError(field, spec[:40], "a frame number is too long") from None
 
 
-def _jid_below(high: int) -> JobFilter:
-    return lambda jid, _payload: jid < high
+def _day(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
 
 
-def _metadata_equals(key: str, value: str) -> JobFilter:
-    def keep(_jid: int, payload: dict[str, Any]) -> bool:
-        metadata = payload.get("metadata") or {}
-        return key in metadata and str(metadata[key]) == value
-
-    return keep
-
-
-def parse_filter(text: str) -> list[JobFilter]:
-    """The listing filters status.py assumes: ``jid_gt_N``, ``jid_lt_N``, ``metadata.K=eq:V``.
-
-    Parts are comma-separated; a part the sandbox does not know is ignored, as a lenient server
-    would (our client re-checks what it asked for).
-    """
-    predicates: list[JobFilter] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        if part.startswith("jid_gt_") and part[7:].isdigit():
-            predicates.append(_jid_above(int(part[7:])))
-        elif part.startswith("jid_lt_") and part[7:].isdigit():
-            predicates.append(_jid_below(int(part[7:])))
-        elif part.startswith("metadata.") and "=eq:" in part:
-            key, _, value = part[len("metadata.") :].partition("=eq:")
-            predicates.append(_metadata_equals(key, value))
-    return predicates
+def _keeps(term: str, jid: int, submitted_at: float) -> bool:
+    """Whether a job passes one (gate-checked) ``filter`` term of the job listing."""
+    kind, value = term.rsplit("_", 1)
+    if kind == "jid_eq":
+        return jid == int(value)
+    if kind == "jid_gt":
+        return jid > int(value)
+    if kind == "jid_lt":
+        return jid < int(value)
+    if kind == "created_gt":
+        return _day(submitted_at) > value
+    if kind == "created_lt":
+        return _day(submitted_at) < value
+    return term == f"account_id_eq_{ACCOUNT_ID}"
 
 
 class Jobs:
@@ -84,58 +83,44 @@ class Jobs:
 
     # submission ---------------------------------------------------------------------------
 
-    def _refusal(self, payload: Any) -> str | None:
-        """Why Conductor would refuse this payload, or None."""
-        if not isinstance(payload, dict):
-            return "the body must be a JSON object"
-        missing = [key for key in REQUIRED_JOB_KEYS if key not in payload]
-        if missing:
-            return f"missing required keys: {', '.join(missing)}"
+    def _refusal(self, payload: bodies.JobPayload) -> str | None:
+        """Why Conductor would refuse this (well-typed) payload, or None."""
         projects = {p["name"]: p.get("status") for p in self.context.catalog["projects"]}
-        if projects.get(payload["project"]) != "active":
-            return f"project: unknown or inactive project {payload['project']!r}"
-        tasks = payload["tasks_data"]
-        if not isinstance(tasks, list):
-            return "tasks_data must be a list of {command, frames}"
-        for index, task in enumerate(tasks):
-            if not (isinstance(task, dict) and isinstance(task.get("command"), str)):
-                return f"tasks_data[{index}] must be {{command, frames}}"
-            try:
-                parse_frame_spec(str(task.get("frames", "")), field=f"tasks_data[{index}].frames")
-            except FrameSpecError as problem:
-                return str(problem)
-        scout = str(payload.get("scout_frames") or "")
+        if projects.get(payload.project) != "active":
+            return f"project: unknown or inactive project {payload.project!r}"
         try:
-            if scout.strip():
-                parse_frame_spec(scout, field="scout_frames")
+            for index, task in enumerate(payload.tasks_data):
+                if not _frames(task.frames, f"tasks_data.{index}.frames"):
+                    return f"tasks_data.{index}.frames: no frames given"
+            _frames(payload.scout_frames, "scout_frames")
         except FrameSpecError as problem:
             return str(problem)
-        if payload.get("local_upload", True):
-            for entry in payload.get("upload_files") or []:
-                if not isinstance(entry, dict) or not self.store.has_upload(str(entry.get("md5"))):
-                    name = entry.get("destination") if isinstance(entry, dict) else entry
-                    return f"upload_files: {name} was never uploaded"
+        if payload.local_upload:
+            for entry in payload.upload_files:
+                if entry.md5 is None or not self.store.has_upload(entry.md5):
+                    return f"upload_files: {entry.destination} was never uploaded"
         return None
 
     async def submit(self, request: Request) -> Response:
         """``POST jobs/``: store the job and its tasks; 201 with the new 5-digit job id."""
         try:
-            payload = json.loads(await request.body())
-        except ValueError:
-            return error(400, "the body is not JSON")
+            payload = bodies.parse(bodies.JobPayload, await request.body())
+        except bodies.BodyError as problem:
+            return error(400, str(problem))
         refusal = self._refusal(payload)
         if refusal is not None:
             return error(400, refusal)
-        scout = _frames(str(payload.get("scout_frames") or ""))
+        scout = _frames(payload.scout_frames, "scout_frames")
         failing = set(self.store.setting("fail_frames"))
+        stored = payload.model_dump(mode="json", exclude_unset=True)
         now = time.time()
         with self.store.transaction() as db:
             cursor = db.execute(
-                "INSERT INTO jobs (payload, submitted_at) VALUES (?, ?)", (json.dumps(payload), now)
+                "INSERT INTO jobs (payload, submitted_at) VALUES (?, ?)", (json.dumps(stored), now)
             )
             jid = int(cursor.lastrowid or 0)
-            for tid, task in enumerate(payload["tasks_data"]):
-                frames = _frames(str(task["frames"]))
+            for tid, task in enumerate(payload.tasks_data):
+                frames = _frames(task.frames, "frames")
                 held = bool(scout) and not (frames & scout)
                 db.execute(
                     "INSERT INTO tasks (jid, tid, frames, command, started_at, will_fail)"
@@ -143,8 +128,8 @@ class Jobs:
                     (
                         jid,
                         tid,
-                        str(task["frames"]),
-                        task["command"],
+                        task.frames,
+                        task.command,
                         None if held else now,
                         int(bool(frames & failing)),
                     ),
@@ -157,9 +142,9 @@ class Jobs:
 
     # the clock ----------------------------------------------------------------------------
 
-    def task_status(self, task: Any, killed_at: float) -> TaskStatus:
-        """A task's state now, from its clock; every task of a killed job is ``killed``."""
-        if killed_at:
+    def task_status(self, task: Any, job_killed: float) -> TaskStatus:
+        """A task's state now, from its clock; a killed job's or task's is ``killed``."""
+        if job_killed or task["killed"]:
             return TaskStatus.KILLED
         if task["started_at"] is None:
             return TaskStatus.HOLDING
@@ -174,104 +159,171 @@ class Jobs:
     def _tasks(self, jid: int) -> list[Any]:
         return self.store.query("SELECT * FROM tasks WHERE jid = ? ORDER BY tid", jid)
 
+    def job_status(self, row: Any, statuses: list[TaskStatus]) -> JobStatus:
+        """The job's state: ``syncing`` first, then what its tasks add up to."""
+        summary = job_status_from_tasks(statuses)
+        seconds = float(self.store.setting("task_seconds"))
+        syncing = time.time() - float(row["submitted_at"]) < seconds / 2
+        if syncing and summary in (JobStatus.PENDING, JobStatus.HOLDING):
+            return JobStatus.SYNCING
+        return summary
+
     def job_view(self, row: Any, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A job as ``GET api/v1/jobs`` shows it (status.py)."""
+        """A job as ``GET api/v1/jobs`` shows it: the fields Conductor's clients read."""
         payload = payload if payload is not None else json.loads(row["payload"])
-        tasks = self._tasks(row["jid"])
-        statuses = [self.task_status(t, float(row["killed"])) for t in tasks]
+        statuses = [self.task_status(t, float(row["killed"])) for t in self._tasks(row["jid"])]
+        jid = f"{row['jid']:05d}"
+        created = datetime.fromtimestamp(float(row["submitted_at"]), UTC)
+        owner = payload.get("owner", "")
+        project = payload.get("project", "")
         return {
-            "jid": f"{row['jid']:05d}",
-            "job_title": payload.get("job_title", ""),
-            "project": payload.get("project"),
-            "status": str(job_status_from_tasks(statuses)),
-            "metadata": payload.get("metadata") or {},
-            "created_at": row["submitted_at"],
-            "task_count": len(tasks),
-            "scout_frames": payload.get("scout_frames", ""),
+            "jid": jid,
+            "id": jid,
+            "jobLabel": jid,
+            "title": payload.get("job_title", "Unknown job title"),
+            "job_title": payload.get("job_title", "Unknown job title"),
+            "status": str(self.job_status(row, statuses)),
+            "statusDetails": "Killed by user" if row["killed"] else "",
+            "metadata": payload.get("metadata") or None,
+            "created": created.isoformat().replace("+00:00", "Z"),
+            "timeCreated": int(float(row["submitted_at"]) * 1_000_000),
+            "submittedBy": owner,
+            "user": owner,
+            "accountId": ACCOUNT_ID,
+            "project": project,
+            "projectId": f"{ACCOUNT_ID}|{project}",
+            "output_path": payload.get("output_path", ""),
+            "location": payload.get("location", ""),
+            "selfLink": f"/api/jobs/{jid}",
         }
 
     def _job_row(self, jid: str) -> Any:
-        if not jid.isdigit():
-            return None
         rows = self.store.query("SELECT * FROM jobs WHERE jid = ?", int(jid))
         return rows[0] if rows else None
 
     # reading ------------------------------------------------------------------------------
 
     async def list(self, request: Request) -> Response:
-        """``GET api/v1/jobs[?filter=...]``."""
-        predicates = parse_filter(request.query_params.get("filter", ""))
+        """``GET api/v1/jobs[?filter=...][&fields=...]`` (terms and fields checked by the gate)."""
+        terms = [t for t in request.query_params.get("filter", "").split(",") if t]
+        fields = [f for f in request.query_params.get("fields", "").split(",") if f]
         views = []
         for row in self.store.query("SELECT * FROM jobs ORDER BY jid"):
-            payload = json.loads(row["payload"])
-            if all(keep(int(row["jid"]), payload) for keep in predicates):
-                views.append(self.job_view(row, payload))
+            if all(_keeps(t, int(row["jid"]), float(row["submitted_at"])) for t in terms):
+                view = self.job_view(row)
+                views.append({k: view[k] for k in fields if k in view} if fields else view)
         return JSONResponse({"data": views})
 
-    async def get(self, request: Request) -> Response:
-        """``GET api/v1/jobs/<jid>``."""
-        row = self._job_row(request.path_params["jid"])
-        if row is None:
-            return error(404, "no such job")
-        return JSONResponse({"data": self.job_view(row)})
+    def task_view(self, task: Any, job_killed: float) -> dict[str, Any]:
+        """A task as ``GET api/v1/tasks`` shows it."""
+        return {
+            "jobLabel": f"{task['jid']:05d}",
+            "taskLabel": f"{task['tid']:03d}",
+            "frames": task["frames"],
+            "command": task["command"],
+            "status": str(self.task_status(task, job_killed)),
+        }
 
     async def tasks(self, request: Request) -> Response:
-        """``GET api/v1/jobs/<jid>/tasks``."""
-        row = self._job_row(request.path_params["jid"])
-        if row is None:
-            return error(404, "no such job")
-        return JSONResponse(
-            {
-                "data": [
-                    {
-                        "tid": f"{t['tid']:03d}",
-                        "frames": t["frames"],
-                        "command": t["command"],
-                        "status": str(self.task_status(t, float(row["killed"]))),
-                    }
-                    for t in self._tasks(row["jid"])
-                ]
-            }
+        """``GET api/v1/tasks?filter=jobLabel_eq_J[,taskLabel_eq_T]``; an unknown job has none."""
+        terms = dict(
+            t.rsplit("_", 1) for t in request.query_params.get("filter", "").split(",") if t
         )
+        if "jobLabel_eq" not in terms:
+            return error(400, "filter: jobLabel_eq_<jid> is required")
+        row = self._job_row(terms["jobLabel_eq"])
+        tasks = [] if row is None else self._tasks(row["jid"])
+        if "taskLabel_eq" in terms:
+            tasks = [t for t in tasks if t["tid"] == int(terms["taskLabel_eq"])]
+        killed = 0.0 if row is None else float(row["killed"])
+        return JSONResponse({"data": [self.task_view(t, killed) for t in tasks]})
 
     async def task_log(self, request: Request) -> Response:
-        """``GET get_log_file?job=&task=``: no log lines, but the task's status."""
-        row = self._job_row(request.query_params.get("job", ""))
-        tid = request.query_params.get("task", "")
+        """``GET get_log_file?job=&task=&num_lines[]=``: the log lines past ``num_lines[]``."""
+        jid, tid = request.query_params["job"], request.query_params["task"]
+        offset = request.query_params.get("num_lines[]", "0")
+        if not re.fullmatch(JID, jid):
+            return error(400, "job: expected a 5-digit job id")
+        if not re.fullmatch(TID, tid):
+            return error(400, "task: expected a 3-digit task id")
+        if not (offset.isdigit() and len(offset) < 10):
+            return error(400, "num_lines[]: expected a line count")
+        row = self._job_row(jid)
         rows = (
             self.store.query("SELECT * FROM tasks WHERE jid = ? AND tid = ?", row["jid"], int(tid))
-            if row is not None and tid.isdigit()
+            if row is not None
             else []
         )
         if not rows:
-            return error(404, "no such task")
-        status = self.task_status(rows[0], float(row["killed"]))
+            return error(404, f"no task {tid} in job {jid}")
+        task = rows[0]
+        status = self.task_status(task, float(row["killed"]))
+        lines = _log_lines(task, status)
+        start = int(offset)
+        started = float(task["started_at"] or row["submitted_at"])
         return JSONResponse(
-            {"logs": [], "new_num_lines": [0], "status_description": "", "task_status": str(status)}
+            {
+                "logs": [
+                    {
+                        "container_id": f"sandbox-{jid}-{tid}",
+                        "instance_name": "sandbox-instance",
+                        "log": lines[start:],
+                        "timestamp": datetime.fromtimestamp(started, UTC).isoformat(),
+                    }
+                ],
+                "new_num_lines": [len(lines)],
+                "status_description": "",
+                "task_status": str(status),
+            }
         )
 
     # acting -------------------------------------------------------------------------------
 
     async def jobs_multi(self, request: Request) -> Response:
-        """``PUT jobs_multi {"action": "kill"|"release", "jobids": [...]}``."""
+        """``PUT jobs_multi {"action": "kill", "jobids": [...]}``."""
         try:
-            body = json.loads(await request.body())
-            action, jids = body["action"], [int(j) for j in body["jobids"]]
-        except (ValueError, KeyError, TypeError):
-            return error(400, "expected {action, jobids}")
-        if action not in ("kill", "release"):
-            return error(400, f"unknown action {action!r}; use kill or release")
-        for jid in jids:
-            if action == "kill":
-                self.kill(jid)
-            else:
-                self.release(jid)
-        text = [f"{jid:05d}" for jid in jids]
-        return JSONResponse({"body": "success", "message": f"Jobs {text} have been {action}."})
+            body = bodies.parse(bodies.KillJobs, await request.body())
+        except bodies.BodyError as problem:
+            return error(400, str(problem))
+        if body.action != "kill":
+            return error(400, f"action: {body.action[:40]!r} is not kill")
+        bad = [j for j in body.jobids if not re.fullmatch(JID, j)]
+        if bad:
+            return error(400, f"jobids: {bad[0][:40]!r} is not a 5-digit job id")
+        for jid in body.jobids:
+            self.store.execute(
+                "UPDATE jobs SET killed = ? WHERE jid = ? AND killed = 0", time.time(), int(jid)
+            )
+        return JSONResponse(
+            {"body": "success", "message": f"Jobs {body.jobids} have been {body.action}."}
+        )
 
-    def kill(self, jid: int) -> None:
-        self.store.execute(
-            "UPDATE jobs SET killed = ? WHERE jid = ? AND killed = 0", time.time(), jid
+    async def tasks_multi(self, request: Request) -> Response:
+        """``PUT tasks_multi {"action": "kill", "jobid": "03096", "taskids": ["050", ...]}``."""
+        try:
+            body = bodies.parse(bodies.KillTasks, await request.body())
+        except bodies.BodyError as problem:
+            return error(400, str(problem))
+        if body.action != "kill":
+            return error(400, f"action: {body.action[:40]!r} is not kill")
+        if not re.fullmatch(JID, body.jobid):
+            return error(400, f"jobid: {body.jobid[:40]!r} is not a 5-digit job id")
+        bad = [t for t in body.taskids if not re.fullmatch(TID, t)]
+        if bad:
+            return error(400, f"taskids: {bad[0][:40]!r} is not a 3-digit task id")
+        now = time.time()
+        for tid in body.taskids:
+            self.store.execute(
+                "UPDATE tasks SET killed = ? WHERE jid = ? AND tid = ? AND killed = 0",
+                now,
+                int(body.jobid),
+                int(tid),
+            )
+        return JSONResponse(
+            {
+                "body": "success",
+                "message": f' {len(body.taskids)} Tasks set to "{body.action}"',
+            }
         )
 
     def release(self, jid: int) -> bool:
@@ -282,3 +334,18 @@ class Jobs:
             "UPDATE tasks SET started_at = ? WHERE jid = ? AND started_at IS NULL", time.time(), jid
         )
         return True
+
+
+def _log_lines(task: Any, status: TaskStatus) -> list[str]:
+    """What a task's log says so far, by its state."""
+    frames = task["frames"]
+    if status in (TaskStatus.PENDING, TaskStatus.HOLDING):
+        return []
+    lines = [f"sandbox: rendering frames {frames}", f"sandbox: {task['command']}"]
+    if status is TaskStatus.SUCCESS:
+        lines.append(f"sandbox: frames {frames} done")
+    elif status is TaskStatus.FAILED:
+        lines.append(f"sandbox: frames {frames} failed")
+    elif status is TaskStatus.KILLED:
+        lines.append("sandbox: killed by user")
+    return lines

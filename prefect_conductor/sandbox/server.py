@@ -3,7 +3,9 @@
 It binds to loopback only: it is a test peer that accepts whatever a client uploads and hands
 out tokens for a key kept in plain text, and must never be reachable from another machine. The
 listening socket is bound here, before uvicorn starts, so ``port=0`` picks a free port with no
-race and ``url`` is known at once.
+race and ``url`` is known at once. What a user can get wrong (``--host``, ``--port``, ``--faults``
+raise ValueError; ``--data`` a file, a corrupt ``sandbox.sqlite``, an unreadable ``api_key.json``
+raise UserError) is one line naming the option, which the ``sandbox`` command prints with exit 2.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import uvicorn
 
+from prefect_conductor.conductor_cloud.errors import UserError
 from prefect_conductor.sandbox.app import create_app
 from prefect_conductor.sandbox.faults import parse_fault_spec
 
@@ -43,6 +46,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _listen(host: str, port: int) -> socket.socket:
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port: {port} is not a port number (0-65535)")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -74,7 +79,12 @@ class SandboxServer:
     ) -> None:
         self.host = require_loopback(host)
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise UserError(f"--data: {self.data_dir} is a file, not a folder") from None
+        except OSError as problem:
+            raise UserError(f"--data: cannot make {self.data_dir} ({problem.strerror})") from None
         settings: dict[str, Any] = {} if task_seconds is None else {"task_seconds": task_seconds}
         rules = parse_fault_spec(faults)
         self._socket = _listen(self.host, port)

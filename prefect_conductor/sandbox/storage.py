@@ -4,9 +4,12 @@
 server-side dedupe a client relies on) and answers 204 when nothing is needed. Other files get a
 single signed URL, or, above ``multipart_threshold`` bytes, one URL per ``part_size`` part.
 
-A signed URL is ``/_storage/<grant>?expires=<unix>&signature=<hmac>``: it needs no bearer token
-(a request that carries one is accepted but counted, because our uploader must never send it),
-expires after an hour, and is bound to the md5 and size it was granted for. A PUT is streamed to
+A signed URL is ``/_storage/<grant>?expires=<unix>&signature=<hmac>``, the sandbox's own route
+standing for the cloud bucket (not a Conductor endpoint, see ``evidence.py``): it needs no bearer
+token (a request that carries one is accepted but counted, because our uploader must never send it),
+expires after an hour, and is bound to the md5 and size it was granted for. Its signature is
+checked before a byte of the body is read, and a body longer than the size it was signed for is
+refused (413) by ``Content-Length`` or as soon as a chunked body passes it. A PUT is streamed to
 ``incoming/``, hashed on the way, checked against ``Content-MD5`` when present (400 on mismatch)
 and, for a whole file, against the granted md5 and size; only then is it renamed to
 ``files/<md5 hex>``. Every name on disk comes from a digest or an id the server made, never from a
@@ -19,7 +22,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import os
 import secrets
 import tempfile
@@ -31,11 +33,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from prefect_conductor.sandbox import bodies
 from prefect_conductor.sandbox.context import SandboxContext
 from prefect_conductor.sandbox.tokens import error
 
 GRANT_SECONDS = 3600
 COPY_CHUNK = 1024 * 1024
+MAX_PARTS = 10_000
+"""Most parts one multipart upload may have (the cloud stores' own limit)."""
 
 
 def decode_md5(value: object) -> bytes | None:
@@ -97,15 +102,13 @@ class Storage:
     async def upload_urls(self, request: Request) -> Response:
         """``POST /api/v2/files/get_upload_urls``: signed URLs for the files not stored yet."""
         try:
-            body = json.loads(await request.body())
-            wanted = [(str(f["path"]), f["hash"], int(f["size"])) for f in body["upload_files"]]
-        except (ValueError, KeyError, TypeError):
-            return error(400, "upload_files must be a list of {path, hash, size}")
-        for path, md5, size in wanted:
+            body = bodies.parse(bodies.UploadUrlsRequest, await request.body())
+        except bodies.BodyError as problem:
+            return error(400, str(problem))
+        wanted = [(f.path, f.hash, f.size) for f in body.upload_files]
+        for path, md5, _size in wanted:
             if decode_md5(md5) is None:
-                return error(400, f"upload_files: the hash of {path!r} is not a base64 md5")
-            if size < 0:
-                return error(400, f"upload_files: the size of {path!r} is negative")
+                return error(400, f"upload_files: the hash of {path[:200]!r} is not a base64 md5")
         threshold = int(self.store.setting("multipart_threshold"))
         part_size = int(self.store.setting("part_size"))
         single: list[dict[str, Any]] = []
@@ -117,8 +120,10 @@ class Storage:
                 url = self._signed_url(request, "single", md5, size)
                 single.append({"filePath": path, "fileSize": size, "preSignedURL": url})
                 continue
-            upload_id = secrets.token_hex(12)
             count = max(1, -(-size // part_size))
+            if count > MAX_PARTS:
+                return error(400, f"upload_files: {path[:200]!r} needs over {MAX_PARTS} parts")
+            upload_id = secrets.token_hex(12)
             self.store.execute(
                 "INSERT INTO multipart (upload_id, md5, size, part_size, parts) VALUES (?,?,?,?,?)",
                 upload_id,
@@ -155,6 +160,10 @@ class Storage:
         grant = self._grant(request)
         if isinstance(grant, Response):
             return grant
+        limit = self._signed_size(grant)
+        declared = request.headers.get("content-length", "").strip()
+        if declared and not (declared.isdigit() and int(declared[:19]) <= limit):
+            return error(413, f"the body is over the {limit} bytes this URL was signed for")
         fd, name = tempfile.mkstemp(dir=self.context.incoming_dir)
         temp = Path(name)
         try:
@@ -162,9 +171,11 @@ class Storage:
             size = 0
             with os.fdopen(fd, "wb") as out:
                 async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:  # a chunked body: stop reading past the signed size
+                        return error(413, f"the body is over the {limit} bytes it was signed for")
                     digest.update(chunk)
                     out.write(chunk)
-                    size += len(chunk)
             claimed = request.headers.get("content-md5")
             if claimed is not None and decode_md5(claimed.strip()) != digest.digest():
                 return error(400, "Content-MD5 does not match the body")
@@ -181,6 +192,17 @@ class Storage:
         finally:
             temp.unlink(missing_ok=True)
 
+    def _signed_size(self, grant: Any) -> int:
+        """The most bytes a signed URL takes: the file's size, or its part's size."""
+        if grant["kind"] == "single":
+            return int(grant["size"])
+        rows = self.store.query(
+            "SELECT part_size FROM multipart WHERE upload_id = ?", grant["upload_id"]
+        )
+        part_size = int(rows[0]["part_size"]) if rows else 0
+        before = (int(grant["part_number"]) - 1) * part_size
+        return max(0, min(part_size, int(grant["size"]) - before))
+
     def _keep(self, temp: Path, digest: bytes, size: int) -> None:
         """Move a verified body to ``files/<md5 hex>`` (atomic) and record the upload."""
         os.replace(temp, self.context.blob_path(digest))
@@ -189,16 +211,16 @@ class Storage:
     async def complete(self, request: Request) -> Response:
         """``POST /api/v2/files/multipart/complete``: assemble the parts, check the md5."""
         try:
-            body = json.loads(await request.body())
-            upload_id = str(body["uploadID"])
-            given = {int(p["partNumber"]): str(p.get("etag", "")) for p in body["completedParts"]}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return error(400, "expected uploadID and completedParts [{partNumber, etag}]")
+            body = bodies.parse(bodies.MultipartComplete, await request.body())
+        except bodies.BodyError as problem:
+            return error(400, str(problem))
+        upload_id = body.uploadID
+        given = {p.partNumber: p.etag for p in body.completedParts}
         rows = self.store.query("SELECT * FROM multipart WHERE upload_id = ?", upload_id)
         if not rows:
-            return error(404, "unknown uploadID")
+            return error(404, "uploadID: no such upload")
         upload = rows[0]
-        if body.get("hash") not in (None, upload["md5"]):
+        if body.hash not in (None, upload["md5"]):
             return error(400, "hash does not match the md5 the upload was granted for")
         folder = self.context.parts_dir / upload_id
         if self.store.has_upload(upload["md5"]) and not folder.exists():

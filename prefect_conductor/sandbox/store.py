@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from prefect_conductor.conductor_cloud.errors import UserError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     jid INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -33,6 +35,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     command TEXT NOT NULL,
     started_at REAL,
     will_fail INTEGER NOT NULL DEFAULT 0,
+    killed REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (jid, tid)
 );
 CREATE TABLE IF NOT EXISTS uploads (md5 TEXT PRIMARY KEY, size INTEGER NOT NULL);
@@ -55,10 +58,18 @@ CREATE TABLE IF NOT EXISTS multipart (
 CREATE TABLE IF NOT EXISTS tokens (token TEXT PRIMARY KEY, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    method TEXT, path TEXT, status INTEGER, storage_bearer INTEGER
+    method TEXT, path TEXT, status INTEGER, storage_bearer INTEGER,
+    params TEXT NOT NULL DEFAULT '', terms TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+ADDED_COLUMNS = (
+    ("tasks", "killed", "REAL NOT NULL DEFAULT 0"),
+    ("requests", "params", "TEXT NOT NULL DEFAULT ''"),
+    ("requests", "terms", "TEXT NOT NULL DEFAULT ''"),
+)
+"""Columns newer than the first schema: added to a data folder an older sandbox made."""
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "task_seconds": 2.0,
@@ -106,10 +117,20 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+            for table, column, declaration in ADDED_COLUMNS:
+                columns = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        except sqlite3.Error as problem:
+            raise UserError(
+                f"--data: {path} is not a sandbox database ({problem});"
+                " move it away to start afresh"
+            ) from None
 
     def close(self) -> None:
         with self._lock:
@@ -171,18 +192,40 @@ class Store:
 
     # request log --------------------------------------------------------------------------
 
-    def log_request(self, method: str, path: str, status: int, storage_bearer: bool) -> None:
+    def log_request(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        storage_bearer: bool,
+        params: list[str] = [],  # noqa: B006 (never mutated)
+        terms: list[str] = [],  # noqa: B006 (never mutated)
+    ) -> None:
+        """One request: its parameter names and filter term kinds, never a query value."""
         self.execute(
-            "INSERT INTO requests (method, path, status, storage_bearer) VALUES (?, ?, ?, ?)",
+            "INSERT INTO requests (method, path, status, storage_bearer, params, terms)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             method,
             path,
             status,
             int(storage_bearer),
+            ",".join(params),
+            ",".join(terms),
         )
 
     def requests(self) -> list[dict[str, Any]]:
-        rows = self.query("SELECT method, path, status FROM requests ORDER BY id")
-        return [dict(row) for row in rows]
+        """``[{"method", "path", "status", "params": [names], "terms": [kinds]}]``, oldest first."""
+        rows = self.query("SELECT method, path, status, params, terms FROM requests ORDER BY id")
+        return [
+            {
+                "method": row["method"],
+                "path": row["path"],
+                "status": row["status"],
+                "params": [p for p in row["params"].split(",") if p],
+                "terms": [t for t in row["terms"].split(",") if t],
+            }
+            for row in rows
+        ]
 
     def bearer_on_storage(self) -> int:
         rows = self.query("SELECT COUNT(*) AS n FROM requests WHERE storage_bearer = 1")

@@ -1,12 +1,13 @@
 """Token exchange and the bearer check, as Conductor's clients expect them.
 
-``/api/oauth_jwt`` takes the API key's ``client_id`` and ``private_key`` (as ``client_secret``)
-either in a POST body (form or JSON; what our client sends, so the secret is never in a URL) or
-in the query of a GET (what ciocore sends). It answers with an HS256 JWT whose claims ciocore
-decodes without verifying: ``aud`` ends with the host:port the client called, so ciocore's
-``creds_same_domain`` holds for ``CONDUCTOR_URL=http://127.0.0.1:PORT``, and ``account`` selects
-the account's extra environment. A token is valid if this sandbox issued it (it is in the store,
-which survives restarts) and it has not expired.
+``GET /api/oauth_jwt?grant_type=client_credentials&scope=...&client_id=...&client_secret=...``
+takes the API key's ``client_id`` and ``private_key`` (as ``client_secret``) in its query, the
+only form Conductor's clients are seen to use (ciocore api_client.py:361-399); the gate refuses
+any other method or parameter, and keeps no query value in its log. It answers with an HS256
+JWT whose claims ciocore decodes without verifying: ``aud`` ends with the host:port the client
+called, so ciocore's ``creds_same_domain`` holds for ``CONDUCTOR_URL=http://127.0.0.1:PORT``,
+and ``account`` selects the account's extra environment. A token is valid if this sandbox
+issued it (it is in the store, which survives restarts) and it has not expired.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import hmac
 import json
 import secrets
 import time
-from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -60,18 +60,10 @@ class Tokens:
         return token
 
     async def exchange(self, request: Request) -> Response:
-        """``GET|POST /api/oauth_jwt``: API key in, bearer token out; a wrong key is a 401."""
+        """``GET /api/oauth_jwt``: API key in, bearer token out; a wrong key is a 401."""
         fields: dict[str, str] = dict(request.query_params.items())
-        if request.method == "POST":
-            raw = await request.body()
-            if request.headers.get("content-type", "").startswith("application/json"):
-                try:
-                    document = json.loads(raw or b"{}")
-                    fields.update({str(k): str(v) for k, v in document.items()})
-                except (ValueError, AttributeError):
-                    return error(400, "the body is not a JSON object")
-            else:
-                fields.update({k: v[0] for k, v in parse_qs(raw.decode("latin-1")).items()})
+        if fields.get("grant_type") != "client_credentials":
+            return error(400, "grant_type: only client_credentials is accepted")
         client_id = fields.get("client_id", "")
         secret = fields.get("client_secret", "")
         expected = self.context.api_key
