@@ -200,3 +200,51 @@ def test_values_holding_token_text_are_not_expanded_again() -> None:
         "x <job> <project>", plan.tasks[0], plan, context(job_title="<project>")
     )
     assert shlex.split(command) == ["x", "<project>", "default"]
+
+
+def test_reference_tokens_keep_cioclarisses_meaning_with_or_without_ct() -> None:
+    """shot010's plan: frames 1-10, chunk 2, scouts 3,8; values as cioclarisse computes them."""
+    plan = plan_frames(parse_frame_spec("1-10"), 2, scout=parse_frame_spec("3,8"))
+    ctx = context(
+        instance="8 core, 30GB Mem",
+        preemptible=True,
+        retries=2,
+        temp_dir="/tmp/conductor",
+        pdir="/proj",
+        directories=("/proj/renders/beauty", "/proj/renders/shadow"),
+        timestamp="2026_12_02_08_00_00",
+    )
+    expected = {
+        "sequence": ["1-10"],
+        "sequencelength": ["10"],
+        "sequencemin": ["1"],
+        "sequencemax": ["10"],
+        "scout": ["3,8"],
+        "scoutcount": ["2"],
+        "chunksize": ["2"],
+        "chunkcount": ["5"],
+        "chunkstart": ["3"],
+        "chunkend": ["4"],
+        "chunklength": ["2"],
+        "chunks": ["3:4", "3:4"],
+        "sources": ["project://scene/beauty", "project://scene/shadow"],
+        "tiles": ["1"],
+        "tile_number": ["1"],
+        "instance_type": ["n1-standard-8"],
+        "instance": ["8 core, 30GB Mem"],
+        "preemptible": ["preemptible"],
+        "retries": ["2"],
+        "job": ["shot010"],
+        "submitter": ["shot010"],
+        "project": ["default"],
+        "render_package": ["/proj/shot.cio.project"],
+        "pdir": ["/proj"],
+        "temp_dir": ["/tmp/conductor"],
+        "timestamp": ["2026_12_02_08_00_00"],
+        "directories": ["/proj/renders/beauty", "/proj/renders/shadow"],
+    }
+    assert set(expected) == set(REFERENCE_TOKENS)
+    for name, words in expected.items():
+        for spelt in (name, f"ct_{name}"):
+            command = render_command(f"x <{spelt}>", plan.tasks[1], plan, ctx)
+            assert shlex.split(command)[1:] == words, spelt
