@@ -7,7 +7,10 @@ import hashlib
 from pathlib import Path
 
 from prefect_conductor.conductor_cloud.job import ConductorJob
+from prefect_conductor.conductor_cloud.payload import PREVIEW_FLOW_RUN, PREVIEW_SUBMISSION_KEY
+from prefect_conductor.conductor_cloud.render_wrapper import WRAPPER_PATH
 from prefect_conductor.conductor_cloud.scene import SceneExport
+from prefect_conductor.conductor_cloud.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.conductor_cloud.submission import (
     Preview,
     build_preview,
@@ -69,7 +72,11 @@ def test_payload_shapes(tmp_path: Path) -> None:
     body = preview_of(job, make_scene(tmp_path / "s"), tmp_path).bodies["scout"]
     assert body["notify"] == {"emails": ["lead@example.com"]}
     assert body["autoretry_policy"] == {"preempted": {"max_retries": 3}}
-    assert body["metadata"] == {"shot": "010"}
+    assert body["metadata"] == {
+        "shot": "010",
+        "prefect_flow_run": PREVIEW_FLOW_RUN,
+        SUBMISSION_METADATA_KEY: f"{PREVIEW_SUBMISSION_KEY}:scout",
+    }
     assert body["priority"] == 7 and body["chunk_size"] == 2 and body["local_upload"] is True
     assert body["output_path"] == str(tmp_path / "s" / "renders")
     assert body["software_package_ids"] and all(
@@ -89,7 +96,7 @@ def test_upload_files_carry_base64_md5_and_stat(tmp_path: Path) -> None:
     scene = make_scene(tmp_path / "s")
     body = preview_of(make_job(), scene, tmp_path).bodies["full"]
     entries = {Path(e["destination"]).name: e for e in body["upload_files"]}
-    assert set(entries) == {"shot.cio.project", "wood.1001.tx"}
+    assert set(entries) == {"shot.cio.project", "wood.1001.tx", WRAPPER_PATH.name}
     expected = base64.b64encode(hashlib.md5(b"wood").digest()).decode()
     assert entries["wood.1001.tx"]["md5"] == expected
     assert entries["wood.1001.tx"]["st_size"] == 4
