@@ -144,3 +144,22 @@ def test_payloads_match_prepare_and_entries(tmp_path: Path) -> None:
     bodies = payloads(prepared, upload_entries(md5s), owner="artist", metadata={"k": "v"})
     assert bodies["scout"]["owner"] == "artist"
     assert bodies["full"]["metadata"]["k"] == "v"
+
+
+def test_preview_and_submit_agree_byte_for_byte_but_the_placeholders(tmp_path: Path) -> None:
+    """What ``preview`` prints is what the flow posts, the submission id and run id aside."""
+    import json
+
+    scene = make_scene(tmp_path / "s")
+    preview = preview_of(make_job(), scene, tmp_path)
+    prepared = prepare(make_job(), scene, fixture_catalog())
+    submitted = payloads(
+        prepared, list(preview.uploads), submission_key="key-7", flow_run_id="run-42"
+    )
+    shown = json.dumps(dict(preview.bodies))
+    assert PREVIEW_SUBMISSION_KEY in shown and PREVIEW_FLOW_RUN in shown
+    filled = shown.replace(PREVIEW_SUBMISSION_KEY, "key-7").replace(PREVIEW_FLOW_RUN, "run-42")
+    assert filled == json.dumps(submitted)
+    assert submitted["scout"]["metadata"][SUBMISSION_METADATA_KEY] == "key-7:scout"
+    assert submitted["full"]["metadata"][SUBMISSION_METADATA_KEY] == "key-7:full"
+    assert submitted["full"]["metadata"]["prefect_flow_run"] == "run-42"
