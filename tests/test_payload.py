@@ -163,3 +163,33 @@ def test_preview_and_submit_agree_byte_for_byte_but_the_placeholders(tmp_path: P
     assert submitted["scout"]["metadata"][SUBMISSION_METADATA_KEY] == "key-7:scout"
     assert submitted["full"]["metadata"][SUBMISSION_METADATA_KEY] == "key-7:full"
     assert submitted["full"]["metadata"]["prefect_flow_run"] == "run-42"
+
+
+def test_windows_paths_lose_the_drive_in_the_command_and_keep_it_in_output_path(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+    import shlex
+
+    scene = make_scene(tmp_path / "s")
+    prepared = prepare(make_job(use_scout_frames=False), scene, fixture_catalog())
+    images = [
+        image.model_copy(update={"save_as": f"C:\\proj\\renders\\{i}\\img.####.exr"})
+        for i, image in enumerate(scene.images)
+    ]
+    windows = scene.model_copy(
+        update={
+            "render_package": "C:\\proj\\shot 010.cio.project",
+            "images": images,
+            "config_file": "c:/Users/me/jobs.cfg",
+        }
+    )
+    prepared = dataclasses.replace(prepared, scene=windows)
+    md5s = {path: "AAAAAAAAAAAAAAAAAAAAAA==" for path in prepared.files}
+    body = payloads(prepared, upload_entries(md5s))["full"]
+    words = shlex.split(body["tasks_data"][0]["command"])
+    assert words[words.index("--") + 2] == "/proj/shot 010.cio.project"
+    assert words[words.index("--config-file") + 1] == "/Users/me/jobs.cfg"
+    mkdir = words[words.index("--mkdir") + 1 : words.index("--config-file")]
+    assert all(folder.startswith("/proj/renders/") for folder in mkdir) and mkdir
+    assert body["output_path"].startswith("C:/proj/renders")
