@@ -36,6 +36,9 @@ from prefect_conductor.conductor_cloud.template import (
         ("cnode \\<job>", "after a backslash"),
         ("cnode $<job>", "after a $"),
         ("cnode 'it''s' \"x\"<job> '<pdir>/x'", "inside single quotes"),
+        ("cat << EOF > notes\n<job>\nEOF\ncnode <render_package>", "in a here-document"),
+        ("[[ <job> -eq 1 ]] && cnode", "inside [[ ]]"),
+        ("echo $(( <project> + 1 ))", "inside (( ))"),
     ],
 )
 def test_a_quoted_token_is_refused_naming_the_field_and_the_token(
@@ -56,6 +59,8 @@ def test_a_quoted_token_is_refused_naming_the_field_and_the_token(
         'cnode <render_package> -title "fixed text" <job>',
         "cnode 'it''s' \"x\"<job> -o=<directories> > \"log file\" 2>&1",
         "a=<job>; cnode <render_package> && echo '$(done)'",
+        "cnode <render_package> -log \"frame_<chunkstart>-<ct_chunkend>.log\" -t '<tiles>'",
+        "echo $(( <chunkstart> - 1 )) <<< <job>; [[ <tile_number> -eq 1 ]] && cnode <sources>",
     ],
 )
 def test_bare_tokens_beside_quoted_text_are_fine(template: str) -> None:

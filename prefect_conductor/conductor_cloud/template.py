@@ -78,6 +78,28 @@ OUR_TOKENS: Mapping[str, str] = {
 
 TOKENS: Mapping[str, str] = {**REFERENCE_TOKENS, **OUR_TOKENS}
 
+#: Tokens whose value is a number or a fixed word, never text from a person or a file: they are
+#: safe in any shell context, so quotes or arithmetic around them are allowed.
+PLAIN_TOKENS = frozenset(
+    {
+        "chunksize",
+        "chunkcount",
+        "scoutcount",
+        "sequencelength",
+        "sequencemin",
+        "sequencemax",
+        "tiles",
+        "preemptible",
+        "retries",
+        "tile_number",
+        "chunklength",
+        "chunkstart",
+        "chunkend",
+        "task",
+        "task_scout",
+    }
+)
+
 
 @dataclass(frozen=True)
 class TemplateContext:
@@ -118,17 +140,34 @@ def _quoting_at(template: str) -> dict[int, str]:
     A small lexer of the shell's quoting: single quotes, double quotes (with backslash escapes),
     backticks, and a backslash or ``$`` right before the token. It does not follow ``$(...)``
     inside double quotes; a token there counts as quoted, which refuses rather than risks.
+    Arithmetic (``((``, ``[[``) evaluates a quoted value's ``a[$(cmd)]`` and a here-document
+    expands ``$(cmd)`` inside quotes, so tokens there count as unsafe too.
     """
     contexts: dict[int, str] = {}
     tokens = {match.start() for match in TOKEN.finditer(template)}
     state = ""  # "", "'", '"', "`"
+    closer = ""  # "))" or "]]" while inside arithmetic or a [[ test
+    heredoc = False
     index = 0
     while index < len(template):
         char = template[index]
+        pair = template[index : index + 2]
+        if not state:
+            if closer and pair == closer:
+                closer = ""
+            elif not closer and pair in ("((", "[["):
+                closer = "))" if pair == "((" else "]]"
+            around = template[index - 1 : index] + template[index + 2 : index + 3]
+            if pair == "<<" and "<" not in around:
+                heredoc = True
         if index in tokens:
             previous = template[index - 1] if index else ""
             if state:
                 contexts[index] = state
+            elif heredoc:
+                contexts[index] = "<<"
+            elif closer:
+                contexts[index] = closer
             elif previous == "\\":
                 contexts[index] = "\\"
             elif previous == "$":
@@ -168,6 +207,9 @@ QUOTING_NAMES = {
     "`": "inside backticks",
     "\\": "after a backslash",
     "$": "after a $",
+    "<<": "in a here-document",
+    "))": "inside (( ))",
+    "]]": "inside [[ ]]",
 }
 
 
@@ -196,9 +238,9 @@ def check_template(template: str, field: str = "task_template") -> None:
             known = ", ".join(f"<{token}>" for token in TOKENS)
             raise TemplateError(field, f"unknown token <{name}>; known: {known}")
     for start, where in _quoting_at(template).items():
-        if where:
-            token = TOKEN.match(template, start)
-            assert token is not None
+        token = TOKEN.match(template, start)
+        assert token is not None
+        if where and canonical(token.group(1)) not in PLAIN_TOKENS:
             raise TemplateError(
                 field,
                 f"token {token.group(0)} sits {QUOTING_NAMES[where]}; tokens are already quoted"
