@@ -177,3 +177,10 @@ def test_a_command_that_names_its_own_license_server_keeps_it(
         capture_output=True,
     )
     assert received(log)[0]["argv"] == ["p", "-license_server", "mine:1"]
+
+
+def test_a_relative_config_file_is_anchored_at_the_export_folder(project: Path) -> None:
+    export = json.loads((project / "scene_export.json").read_text())
+    export["config_file"] = "jobs.cfg"
+    (project / "scene_export.json").write_text(json.dumps(export))
+    assert load_scene(project / "scene_export.json").config_file == str(project / "jobs.cfg")
