@@ -75,7 +75,7 @@ def test_preview_prints_the_payloads_offline(tmp_path: Path) -> None:
     assert document["info"] == "2 Scout / 10 Frames -- 5 Chunks -- 1-10"
     uploaded = {Path(u["path"]).name for u in document["uploads"]}
     assert "shot010.lighting.cio.project" in uploaded
-    assert "sim.0010.abc" in uploaded and "sim.0011.abc" not in uploaded  # only rendered frames
+    assert "sim.0010.abc" in uploaded and "sim.0011.abc" in uploaded  # every match (motion blur)
 
 
 def test_preview_with_a_bad_job_file(tmp_path: Path) -> None:

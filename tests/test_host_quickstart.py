@@ -177,7 +177,7 @@ def test_preview_shows_the_plan_and_payload_and_sends_nothing(
     assert scout["instance_type"] == "n1-standard-8"
     uploaded = {entry["destination"].rsplit("/", 1)[-1] for entry in scout["upload_files"]}
     assert {"wood.1001.tx", "wood.1002.tx", "sim.0001.abc", "sim.0010.abc"} <= uploaded
-    assert "sim.0011.abc" not in uploaded  # only the frames being rendered
+    assert "sim.0011.abc" in uploaded  # every file the pattern matches (motion blur)
     assert conductor_env.jobs() == []
     assert conductor_env.uploads() == {}
 

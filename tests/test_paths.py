@@ -19,6 +19,8 @@ from prefect_conductor.conductor_cloud.paths import (
     MAX_MISSING_FRAME_WARNINGS,
     ExpandedFiles,
     expand_dependencies,
+    local_posix_path,
+    node_path,
 )
 
 
@@ -102,19 +104,38 @@ def test_frame_token_in_folder_and_file_must_name_the_same_frame(tmp_path: Path)
     assert names(result, tmp_path) == ["shot_0001/img.0001.exr", "shot_0002/img.0002.exr"]
 
 
-def test_frame_aware_takes_only_the_rendered_frames_and_warns_per_missing_file(
+def test_a_frame_pattern_uploads_every_matching_file_and_warns_per_missing_rendered_frame(
     seq: Path,
 ) -> None:
     frames = FrameList.from_iterable([1000, 5, 3, 1, 3])
     result = expand_dependencies(["seq/img.####.exr"], base_dir=seq, frames=frames)
-    assert names(result, seq) == ["seq/img.0001.exr", "seq/img.0003.exr", "seq/img.1000.exr"]
+    assert names(result, seq) == [
+        "seq/img.0001.exr",
+        "seq/img.0002.exr",
+        "seq/img.0003.exr",
+        "seq/img.0010.exr",
+        "seq/img.1000.exr",
+    ]
     assert result.warnings == (f"dependencies: frame 5 has no file {seq}/seq/img.0005.exr",)
 
 
-def test_frame_aware_keeps_the_other_tokens_of_a_pattern(tmp_path: Path) -> None:
+def test_motion_blur_frame_reads_the_next_cache_frame_so_it_is_uploaded(tmp_path: Path) -> None:
+    touch(tmp_path, *(f"cache/sim.{frame:04d}.abc" for frame in range(1, 13)))
+    result = expand_dependencies(["cache/sim.####.abc"], base_dir=tmp_path, frames=range(9, 11))
+    uploaded = names(result, tmp_path)
+    assert "cache/sim.0011.abc" in uploaded
+    assert len(uploaded) == 12
+    assert result.warnings == ()
+
+
+def test_frame_pattern_keeps_the_other_tokens_of_a_pattern(tmp_path: Path) -> None:
     touch(tmp_path, "t/d.0001.1001.png", "t/d.0001.1002.png", "t/d.0002.1001.png")
     result = expand_dependencies(["t/d.####.<UDIM>.png"], base_dir=tmp_path, frames=[1])
-    assert names(result, tmp_path) == ["t/d.0001.1001.png", "t/d.0001.1002.png"]
+    assert names(result, tmp_path) == [
+        "t/d.0001.1001.png",
+        "t/d.0001.1002.png",
+        "t/d.0002.1001.png",
+    ]
 
 
 def test_frame_aware_caps_the_warning_lines(seq: Path) -> None:
@@ -126,9 +147,15 @@ def test_frame_aware_caps_the_warning_lines(seq: Path) -> None:
     )
 
 
-def test_frame_aware_with_no_file_for_any_frame_is_an_error(seq: Path) -> None:
-    with pytest.raises(FieldError, match=r"^dependencies: no files match 'seq/img.####.exr'$"):
-        expand_dependencies(["seq/img.####.exr"], base_dir=seq, frames=[500, 501])
+def test_no_file_for_any_rendered_frame_still_uploads_the_matches_with_warnings(
+    seq: Path,
+) -> None:
+    result = expand_dependencies(["seq/img.####.exr"], base_dir=seq, frames=[500, 501])
+    assert len(result.files) == 5
+    assert [line.split(" has no file")[0] for line in result.warnings] == [
+        "dependencies: frame 500",
+        "dependencies: frame 501",
+    ]
 
 
 def test_frame_filter_ignores_patterns_without_a_frame_token(tmp_path: Path) -> None:
@@ -269,3 +296,37 @@ def test_special_files_are_skipped_with_a_warning(tmp_path: Path) -> None:
     assert result.warnings == (f"dependencies: skipped special file {tmp_path}/d/pipe",)
     with pytest.raises(FieldError, match="is not a regular file or folder"):
         expand_dependencies(["d/pipe"], base_dir=tmp_path)
+
+
+# ------------------------------------------------------------------ Windows paths, as the reference
+
+WINDOWS_CASES = [
+    # (local path, on the render node (command, render package), in output_path / destinations)
+    ("C:\\proj\\shot 010\\a.tx", "/proj/shot 010/a.tx", "C:/proj/shot 010/a.tx"),
+    ("c:/proj/renders", "/proj/renders", "c:/proj/renders"),
+    ("Z:\\", "/", "Z:/"),
+    ("\\\\server\\share\\tex\\a.tx", "//server/share/tex/a.tx", "//server/share/tex/a.tx"),
+    ("//server/share/tex/a.tx", "//server/share/tex/a.tx", "//server/share/tex/a.tx"),
+    ("/mnt/proj/a.tx", "/mnt/proj/a.tx", "/mnt/proj/a.tx"),
+    ("renders\\beauty", "renders/beauty", "renders/beauty"),
+    ("renders/beauty", "renders/beauty", "renders/beauty"),
+    ("/cat/c:/dog.txt", "/cat/c:/dog.txt", "/cat/c:/dog.txt"),
+]
+
+
+@pytest.mark.parametrize(("local", "on_node", "in_payload"), WINDOWS_CASES)
+def test_drive_letters_are_stripped_on_the_node_and_kept_in_the_payload(
+    local: str, on_node: str, in_payload: str
+) -> None:
+    assert node_path(local) == on_node
+    assert local_posix_path(local) == in_payload
+
+
+@pytest.mark.parametrize(("local", "on_node", "in_payload"), WINDOWS_CASES)
+def test_node_paths_agree_with_ciocores_drive_stripping(
+    local: str, on_node: str, in_payload: str
+) -> None:
+    from ciocore.file_utils import strip_drive_letter
+
+    reference = strip_drive_letter(local).replace("\\", "/") or "/"
+    assert node_path(local) == reference

@@ -7,7 +7,10 @@ import hashlib
 from pathlib import Path
 
 from prefect_conductor.conductor_cloud.job import ConductorJob
+from prefect_conductor.conductor_cloud.payload import PREVIEW_FLOW_RUN, PREVIEW_SUBMISSION_KEY
+from prefect_conductor.conductor_cloud.render_wrapper import WRAPPER_PATH
 from prefect_conductor.conductor_cloud.scene import SceneExport
+from prefect_conductor.conductor_cloud.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.conductor_cloud.submission import (
     Preview,
     build_preview,
@@ -69,7 +72,11 @@ def test_payload_shapes(tmp_path: Path) -> None:
     body = preview_of(job, make_scene(tmp_path / "s"), tmp_path).bodies["scout"]
     assert body["notify"] == {"emails": ["lead@example.com"]}
     assert body["autoretry_policy"] == {"preempted": {"max_retries": 3}}
-    assert body["metadata"] == {"shot": "010"}
+    assert body["metadata"] == {
+        "shot": "010",
+        "prefect_flow_run": PREVIEW_FLOW_RUN,
+        SUBMISSION_METADATA_KEY: f"{PREVIEW_SUBMISSION_KEY}:scout",
+    }
     assert body["priority"] == 7 and body["chunk_size"] == 2 and body["local_upload"] is True
     assert body["output_path"] == str(tmp_path / "s" / "renders")
     assert body["software_package_ids"] and all(
@@ -89,7 +96,7 @@ def test_upload_files_carry_base64_md5_and_stat(tmp_path: Path) -> None:
     scene = make_scene(tmp_path / "s")
     body = preview_of(make_job(), scene, tmp_path).bodies["full"]
     entries = {Path(e["destination"]).name: e for e in body["upload_files"]}
-    assert set(entries) == {"shot.cio.project", "wood.1001.tx"}
+    assert set(entries) == {"shot.cio.project", "wood.1001.tx", WRAPPER_PATH.name}
     expected = base64.b64encode(hashlib.md5(b"wood").digest()).decode()
     assert entries["wood.1001.tx"]["md5"] == expected
     assert entries["wood.1001.tx"]["st_size"] == 4
@@ -137,3 +144,52 @@ def test_payloads_match_prepare_and_entries(tmp_path: Path) -> None:
     bodies = payloads(prepared, upload_entries(md5s), owner="artist", metadata={"k": "v"})
     assert bodies["scout"]["owner"] == "artist"
     assert bodies["full"]["metadata"]["k"] == "v"
+
+
+def test_preview_and_submit_agree_byte_for_byte_but_the_placeholders(tmp_path: Path) -> None:
+    """What ``preview`` prints is what the flow posts, the submission id and run id aside."""
+    import json
+
+    scene = make_scene(tmp_path / "s")
+    preview = preview_of(make_job(), scene, tmp_path)
+    prepared = prepare(make_job(), scene, fixture_catalog())
+    submitted = payloads(
+        prepared, list(preview.uploads), submission_key="key-7", flow_run_id="run-42"
+    )
+    shown = json.dumps(dict(preview.bodies))
+    assert PREVIEW_SUBMISSION_KEY in shown and PREVIEW_FLOW_RUN in shown
+    filled = shown.replace(PREVIEW_SUBMISSION_KEY, "key-7").replace(PREVIEW_FLOW_RUN, "run-42")
+    assert filled == json.dumps(submitted)
+    assert submitted["scout"]["metadata"][SUBMISSION_METADATA_KEY] == "key-7:scout"
+    assert submitted["full"]["metadata"][SUBMISSION_METADATA_KEY] == "key-7:full"
+    assert submitted["full"]["metadata"]["prefect_flow_run"] == "run-42"
+
+
+def test_windows_paths_lose_the_drive_in_the_command_and_keep_it_in_output_path(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+    import shlex
+
+    scene = make_scene(tmp_path / "s")
+    prepared = prepare(make_job(use_scout_frames=False), scene, fixture_catalog())
+    images = [
+        image.model_copy(update={"save_as": f"C:\\proj\\renders\\{i}\\img.####.exr"})
+        for i, image in enumerate(scene.images)
+    ]
+    windows = scene.model_copy(
+        update={
+            "render_package": "C:\\proj\\shot 010.cio.project",
+            "images": images,
+            "config_file": "c:/Users/me/jobs.cfg",
+        }
+    )
+    prepared = dataclasses.replace(prepared, scene=windows)
+    md5s = {path: "AAAAAAAAAAAAAAAAAAAAAA==" for path in prepared.files}
+    body = payloads(prepared, upload_entries(md5s))["full"]
+    words = shlex.split(body["tasks_data"][0]["command"])
+    assert words[words.index("--") + 2] == "/proj/shot 010.cio.project"
+    assert words[words.index("--config-file") + 1] == "/Users/me/jobs.cfg"
+    mkdir = words[words.index("--mkdir") + 1 : words.index("--config-file")]
+    assert all(folder.startswith("/proj/renders/") for folder in mkdir) and mkdir
+    assert body["output_path"].startswith("C:/proj/renders")

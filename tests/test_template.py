@@ -10,6 +10,7 @@ from prefect_conductor.conductor_cloud.errors import TemplateError
 from prefect_conductor.conductor_cloud.frames import image_range, parse_frame_spec, plan_frames
 from prefect_conductor.conductor_cloud.job import DEFAULT_TASK_TEMPLATE
 from prefect_conductor.conductor_cloud.template import (
+    REFERENCE_TOKENS,
     TOKENS,
     TemplateContext,
     check_template,
@@ -37,6 +38,7 @@ def context(**changes: object) -> TemplateContext:
         "project": "default",
         "instance_type": "n1-standard-8",
         "job_title": "shot010",
+        "wrapper": "/opt/prefect_conductor/conductor_render.py",
     }
     fields.update(changes)
     return TemplateContext(**fields)  # type: ignore[arg-type]
@@ -54,7 +56,11 @@ def test_default_template_renders_every_image_with_its_frames() -> None:
     )
     command = render_command(DEFAULT_TASK_TEMPLATE, plan.tasks[1], plan, context())
     words = shlex.split(command)
-    assert words[:2] == ["cnode", "/proj/shot.cio.project"]
+    assert words[:2] == ["python3", "/opt/prefect_conductor/conductor_render.py"]
+    assert words[words.index("--") + 1 : words.index("--") + 3] == [
+        "cnode",
+        "/proj/shot.cio.project",
+    ]
     assert words[words.index("-image") + 1 : words.index("-image_frames_list")] == [
         "project://scene/beauty",
         "project://scene/shadow",
@@ -75,15 +81,17 @@ def test_every_token_renders() -> None:
     command = render_command(template, plan.tasks[0], plan, context())
     assert "<" not in command
     words = shlex.split(command)
-    assert "1-5x2" in words  # <sequence>
-    assert words[words.index("1-5x2") + 1] == "1"  # <scout>
+    assert "1-5x2" in words  # <task_frames>
+    assert words[words.index("1-5x2") + 1] == "1"  # <task_scout>
+    ct_template = " ".join(f"<ct_{name}>" for name in REFERENCE_TOKENS)
+    assert "<" not in render_command(ct_template, plan.tasks[0], plan, context())
 
 
 def test_unknown_token_is_named() -> None:
     with pytest.raises(TemplateError) as caught:
         check_template("cnode <render_package> <frames>")
     message = str(caught.value)
-    assert message.startswith("task_template: unknown token <frames>; known: <render_package>")
+    assert message.startswith("task_template: unknown token <frames>; known: <pdir>")
     assert all(f"<{name}>" in message for name in TOKENS)
     assert template_tokens("a <b> c <d>") == ["b", "d"]
 
@@ -128,7 +136,7 @@ def test_numbers_are_bare_and_sources_follow_the_images_with_frames() -> None:
         },
     )
     template = (
-        "<sources> | <chunks> | <chunkstart> <chunkend> <chunklength> <sequence> <scout>"
+        "<sources> | <chunks> | <chunkstart> <chunkend> <chunklength> <task_frames> <task_scout>"
         " <chunksize> <chunkcount> <tiles> <tile_number> <task>"
     )
     first = render_command(template, plan.tasks[1], plan, context())
@@ -158,7 +166,7 @@ def test_hostile_values_stay_one_argument(hostile: str) -> None:
     )
     template = (
         "cnode <render_package> -image <sources> -f <chunks> -p <project> -i <instance_type>"
-        " -t <job> -d <pdir> -T <temp_dir> -s <sequence> ; echo done"
+        " -t <job> -d <pdir> -T <temp_dir> -s <task_frames> ; echo done"
     )
     words = shlex.split(render_command(template, plan.tasks[0], plan, ctx))
     assert words == [
@@ -192,3 +200,51 @@ def test_values_holding_token_text_are_not_expanded_again() -> None:
         "x <job> <project>", plan.tasks[0], plan, context(job_title="<project>")
     )
     assert shlex.split(command) == ["x", "<project>", "default"]
+
+
+def test_reference_tokens_keep_cioclarisses_meaning_with_or_without_ct() -> None:
+    """shot010's plan: frames 1-10, chunk 2, scouts 3,8; values as cioclarisse computes them."""
+    plan = plan_frames(parse_frame_spec("1-10"), 2, scout=parse_frame_spec("3,8"))
+    ctx = context(
+        instance="8 core, 30GB Mem",
+        preemptible=True,
+        retries=2,
+        temp_dir="/tmp/conductor",
+        pdir="/proj",
+        directories=("/proj/renders/beauty", "/proj/renders/shadow"),
+        timestamp="2026_12_02_08_00_00",
+    )
+    expected = {
+        "sequence": ["1-10"],
+        "sequencelength": ["10"],
+        "sequencemin": ["1"],
+        "sequencemax": ["10"],
+        "scout": ["3,8"],
+        "scoutcount": ["2"],
+        "chunksize": ["2"],
+        "chunkcount": ["5"],
+        "chunkstart": ["3"],
+        "chunkend": ["4"],
+        "chunklength": ["2"],
+        "chunks": ["3:4", "3:4"],
+        "sources": ["project://scene/beauty", "project://scene/shadow"],
+        "tiles": ["1"],
+        "tile_number": ["1"],
+        "instance_type": ["n1-standard-8"],
+        "instance": ["8 core, 30GB Mem"],
+        "preemptible": ["preemptible"],
+        "retries": ["2"],
+        "job": ["shot010"],
+        "submitter": ["shot010"],
+        "project": ["default"],
+        "render_package": ["/proj/shot.cio.project"],
+        "pdir": ["/proj"],
+        "temp_dir": ["/tmp/conductor"],
+        "timestamp": ["2026_12_02_08_00_00"],
+        "directories": ["/proj/renders/beauty", "/proj/renders/shadow"],
+    }
+    assert set(expected) == set(REFERENCE_TOKENS)
+    for name, words in expected.items():
+        for spelt in (name, f"ct_{name}"):
+            command = render_command(f"x <{spelt}>", plan.tasks[1], plan, ctx)
+            assert shlex.split(command)[1:] == words, spelt

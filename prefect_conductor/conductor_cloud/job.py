@@ -29,9 +29,13 @@ ScoutMode = Literal["gated", "native", "off"]
 Approval = Literal["auto", "manual"]
 
 DEFAULT_TASK_TEMPLATE = (
-    "cnode <render_package> -image <sources> -image_frames_list <chunks>"
+    "python3 <wrapper> --mkdir <directories> --config-file <config_file>"
+    " -- cnode <render_package> -image <sources> -image_frames_list <chunks>"
     " -tile_rendering <tiles> <tile_number> -log_width 0"
 )
+"""The render wrapper (uploaded with the job) creates the output folders, drops
+``-tile_rendering`` for single tiles, adds the config file and the license server, then runs
+the host's ``cnode``. See docs/render-command.md."""
 
 
 class EnvironmentVariable(BaseModel):
@@ -239,9 +243,14 @@ class ConductorJob(BaseModel):
         min_length=1,
         max_length=4000,
         description=(
-            "The command each task runs. Tokens in angle brackets are replaced per task:"
-            " <render_package>, <sources>, <chunks>, <chunkstart>, <chunkend>, <chunklength>,"
-            " <tiles>, <tile_number>, <project>, <instance_type>, <job> and more."
+            "The command each task runs. Tokens in angle brackets are replaced per task and"
+            " already quoted, so never put quotes around them. Every token of Conductor's own"
+            " submitter works, with or without its ct_ prefix: <render_package>, <sources>,"
+            " <chunks>, <chunkstart>, <chunkend>, <chunklength>, <tiles>, <tile_number>,"
+            " <directories>, <temp_dir>, <pdir>, <project>, <instance_type>, <instance>, <job>,"
+            " <sequence>, <scout> and more; ours add <wrapper>, <config_file>, <task>,"
+            " <task_frames> and <task_scout>. The default runs the host's cnode through the"
+            " render wrapper uploaded with the job."
         ),
     )
 

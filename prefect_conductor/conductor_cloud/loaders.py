@@ -119,6 +119,7 @@ def with_absolute_paths(scene: SceneExport, folder: Path) -> SceneExport:
         update={
             "project_path": anchor(scene.project_path, folder),
             "render_package": anchor(scene.render_package, folder),
+            "config_file": anchor(scene.config_file, folder),
             "dependencies": [anchor(entry, folder) for entry in scene.dependencies],
             "images": images,
         }

@@ -12,8 +12,10 @@ folder. Here:
   one digit (``####`` is 4-padded, ``@`` unpadded), ``%04d``/``%d``, Houdini ``$F``/``$F4``/
   ``${F4}``. ``<UDIM>`` is a 4-digit tile from 1001, ``<UVTILE>`` is ``u<U>_v<V>``, and ``*``,
   ``?``, ``[...]`` are globs. Tokens may sit in folder names too; one frame (or tile) per match;
-* when the frames being rendered are given, a pattern with a frame token takes only those frames'
-  files, and each frame with no file becomes a warning naming the file it expected.
+* every file a pattern matches is uploaded, as the reference submitter does, not only the
+  rendered frames' files: a motion-blurred frame 10 reads cache frame 11, a simulation reads its
+  previous frames. When the frames being rendered are given, each of them with no file becomes a
+  warning naming the file it expected.
 
 Errors are :class:`FieldError` naming the field and the entry; nothing here ever waits on input.
 """
@@ -316,8 +318,8 @@ class _Expander:
                 continue
             if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode):
                 found.append(candidate)
-        if has_frame and self.frames is not None:
-            found = self._only_frames(entry, absolute, found)
+        if has_frame and self.frames is not None and found:
+            self._warn_missing_frames(entry, absolute, found)
         if not found:
             raise FieldError(self.field, f"no files match {entry!r}")
         for candidate in found:
@@ -352,15 +354,11 @@ class _Expander:
                     result.append(_Match(f"{parent.path}/{name}", values))
         return result, used_pattern
 
-    def _only_frames(self, entry: str, absolute: str, found: list[_Match]) -> list[_Match]:
-        """Keep the rendered frames' files; warn once per rendered frame that has no file."""
+    def _warn_missing_frames(self, entry: str, absolute: str, found: list[_Match]) -> None:
+        """Warn once per rendered frame that has no file; every match is uploaded regardless."""
         assert self.frames is not None
-        wanted = set(self.frames)
-        kept = [m for m in found if m.values["frame"][0] in wanted]
-        present = {m.values["frame"][0] for m in kept}
+        present = {m.values["frame"][0] for m in found if "frame" in m.values}
         missing = [frame for frame in self.frames if frame not in present]
-        if not kept:
-            return kept
         for frame in missing[:MAX_MISSING_FRAME_WARNINGS]:
             self.warnings.append(
                 f"{self.field}: frame {frame} has no file {_with_frame(absolute, frame)}"
@@ -370,7 +368,6 @@ class _Expander:
                 f"{self.field}: {len(missing) - MAX_MISSING_FRAME_WARNINGS} more frames have no"
                 f" file for {entry!r}"
             )
-        return kept
 
 
 def _with_frame(pattern: str, frame: int) -> str:
@@ -399,8 +396,9 @@ def expand_dependencies(
 ) -> ExpandedFiles:
     """Expand files, folders and patterns into absolute, unique, sorted files to upload.
 
-    ``base_dir`` anchors relative entries (the project's folder). ``frames`` restricts patterns
-    with a frame token to the frames being rendered. ``field`` names the job or scene field in
+    ``base_dir`` anchors relative entries (the project's folder). ``frames`` (the frames being
+    rendered) only adds warnings for rendered frames a frame pattern has no file for; every
+    matching file is returned. ``field`` names the job or scene field in
     every error and warning, so a person knows where to look.
     """
     expander = _Expander(base_dir, frames, field)
@@ -408,3 +406,38 @@ def expand_dependencies(
         expander.add(entry)
     unique_warnings = tuple(dict.fromkeys(expander.warnings))
     return ExpandedFiles(tuple(Path(p) for p in sorted(expander.files)), unique_warnings)
+
+
+# ---------------------------------------------------------------------- paths on the render node
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_UNC = re.compile(r"^(\\\\|//)(?=[^\\/])")
+
+
+def node_path(path: str) -> str:
+    """A local path as the Linux render node sees it, following the reference submitter.
+
+    Conductor mounts uploaded files at their local path with the drive letter removed
+    (ciocore's ``posix_path(with_drive=False)``): ``C:\\proj\\a.tx`` and ``c:/proj/a.tx`` become
+    ``/proj/a.tx``. Backslashes become forward slashes; a UNC path ``\\\\server\\share\\x``
+    becomes ``//server/share/x``; POSIX and relative paths keep their text (relative ones with
+    forward slashes). Used in the task command and the render package path.
+    """
+    if not path:
+        return path
+    forward = path.replace("\\", "/")
+    if _UNC.match(path):
+        return forward
+    drive = _DRIVE.match(path)
+    if drive is None:
+        return forward
+    return forward[drive.end() :] or "/"
+
+
+def local_posix_path(path: str) -> str:
+    """A local path in the form ciocore sends in ``output_path`` and upload destinations.
+
+    Forward slashes, the drive letter kept (``C:/renders/shot010``): the downloader writes the
+    outputs back to this folder on the artist's machine, so the drive must survive.
+    """
+    return path.replace("\\", "/")

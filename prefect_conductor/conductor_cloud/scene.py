@@ -62,6 +62,13 @@ class SceneExport(BaseModel):
     variables: dict[str, str] = Field(
         default_factory=dict, description="Project variables such as PDIR and CTEMP."
     )
+    config_file: str = Field(
+        default="",
+        description=(
+            "The host's user config file the artist's session uses (empty: none). It is uploaded"
+            " and handed to the renderer with -config_file, as the reference submitter does."
+        ),
+    )
 
     @field_validator("exporter_version")
     @classmethod

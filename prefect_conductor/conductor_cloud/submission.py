@@ -3,11 +3,16 @@
 ``prepare`` validates and derives everything (plan, packages, environment, files); ``payloads``
 turns a prepared submission plus the files' md5s into the exact bodies of ``POST jobs/``. The
 flow's tasks call the same functions step by step, so ``preview`` prints exactly what ``submit``
-sends.
+sends; the only difference is the submission key and flow run id in the metadata, which a
+preview shows as named placeholders (``payload.PREVIEW_SUBMISSION_KEY``/``PREVIEW_FLOW_RUN``).
+
+The files are the scene's dependencies (every file a pattern matches), the render package, the
+render wrapper the task command calls and the host's config file when the scene names one.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -16,15 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from prefect_conductor.conductor_cloud.catalog import Catalog
+from prefect_conductor.conductor_cloud.errors import FieldError
 from prefect_conductor.conductor_cloud.frames import FramePlan, Task
 from prefect_conductor.conductor_cloud.job import ConductorJob
 from prefect_conductor.conductor_cloud.packages import ResolvedPackages, merge_environment
 from prefect_conductor.conductor_cloud.payload import (
+    TIMESTAMP_FORMAT,
     Step,
     UploadEntry,
     build_payload,
     job_steps,
 )
+from prefect_conductor.conductor_cloud.render_wrapper import WRAPPER_PATH
 from prefect_conductor.conductor_cloud.scene import SceneExport
 from prefect_conductor.conductor_cloud.uploads import STAT_FIELDS, Md5Cache, hash_files
 from prefect_conductor.conductor_cloud.validation import ValidationReport, validate
@@ -42,6 +50,7 @@ class Prepared:
     environment: Mapping[str, str]
     files: tuple[Path, ...]
     steps: Mapping[Step, tuple[Task, ...]]
+    instance: str = ""
 
 
 def prepare(
@@ -52,6 +61,9 @@ def prepare(
     report.raise_for_errors()
     assert ctx.plan is not None and ctx.resolved is not None and ctx.files is not None
     environment = merge_environment(ctx.resolved, catalog.extra_environment, job.environment)
+    instance = next(
+        (t.description for t in catalog.instance_types if t.name == job.instance_type), ""
+    )
     return Prepared(
         job=job,
         scene=scene,
@@ -59,9 +71,21 @@ def prepare(
         plan=ctx.plan,
         packages=ctx.resolved,
         environment=environment,
-        files=ctx.files.files,
+        files=job_files(ctx.files.files, scene),
         steps=job_steps(job, ctx.plan),
+        instance=instance,
     )
+
+
+def job_files(dependencies: Sequence[Path], scene: SceneExport) -> tuple[Path, ...]:
+    """The dependencies plus what the task command needs: the wrapper and the config file."""
+    files = {*dependencies, WRAPPER_PATH}
+    if scene.config_file:
+        config = Path(scene.config_file)
+        if not config.is_file():
+            raise FieldError("config_file", f"{config} does not exist")
+        files.add(config)
+    return tuple(sorted(files))
 
 
 def stat_fields(path: Path) -> dict[str, float | int]:
@@ -84,8 +108,16 @@ def payloads(
     *,
     owner: str | None = None,
     metadata: Mapping[str, str] | None = None,
+    submission_key: str | None = None,
+    flow_run_id: str | None = None,
+    timestamp: str | None = None,
 ) -> dict[Step, dict[str, Any]]:
-    """The body of every job this submission posts, keyed by step (``scout`` first)."""
+    """The body of every job this submission posts, keyed by step (``scout`` first).
+
+    ``submission_key`` and ``flow_run_id`` are what submit uses; None (a preview) shows the
+    placeholders. One timestamp serves every job of the submission.
+    """
+    stamp = timestamp or datetime.datetime.now().strftime(TIMESTAMP_FORMAT)
     return {
         step: build_payload(
             job=prepared.job,
@@ -98,6 +130,10 @@ def payloads(
             uploads=uploads,
             owner=owner,
             metadata=metadata,
+            submission_key=submission_key,
+            flow_run_id=flow_run_id,
+            instance=prepared.instance,
+            timestamp=stamp,
         )
         for step in prepared.steps
     }

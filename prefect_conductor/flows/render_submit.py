@@ -107,21 +107,23 @@ def render_submit(
         resolve_packages(prepared)
         info = chunk_frames(prepared)
         owner = options.submitted_by or None
-        metadata = {"prefect_flow_run": str(flow_run.id)}
+        key = submission_key(options)
+        run_id = str(flow_run.id)
         if options.preview:
             uploads = upload_entries(hash_files(list(prepared.files)))
-            bodies = payloads(prepared, uploads, owner=owner, metadata=metadata)
+            bodies = payloads(
+                prepared, uploads, owner=owner, submission_key=key, flow_run_id=run_id
+            )
             create_markdown_artifact(
                 preview_markdown(bodies), key="payload-preview", description="What would be sent"
             )
             logger.info("Preview only: nothing was uploaded or submitted")
             return {"preview": True, "info": info, "payloads": bodies}
         entries: list[UploadEntry] = upload_assets(prepared.files, job.project, options)
-        bodies = payloads(prepared, entries, owner=owner, metadata=metadata)
+        bodies = payloads(prepared, entries, owner=owner, submission_key=key, flow_run_id=run_id)
         create_markdown_artifact(
             preview_markdown(bodies), key="payload-preview", description="What was sent"
         )
-        key = submission_key(options)
         submitted: dict[str, Any] = {}
         if "scout" in bodies:
             scout = scout_submit(bodies["scout"], f"{key}:scout", "scout", options)
