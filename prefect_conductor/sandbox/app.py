@@ -156,6 +156,7 @@ def create_app(
         Route("/api/v1/jobs/", jobs.list, methods=["GET"]),
         Route("/api/v1/jobs/{jid}", jobs.get, methods=["GET"]),
         Route("/api/v1/jobs/{jid}/tasks", jobs.tasks, methods=["GET"]),
+        Route("/api/v1/tasks", jobs.task_list, methods=["GET"]),
         Route("/jobs_multi", jobs.jobs_multi, methods=["PUT"]),
         Route("/get_log_file", jobs.task_log, methods=["GET"]),
         Route("/_sandbox/faults", admin.faults, methods=["GET", "POST", "DELETE"]),

@@ -234,6 +234,28 @@ class Jobs:
             }
         )
 
+    async def task_list(self, request: Request) -> Response:
+        """``GET api/v1/tasks?filter=jobLabel_eq_<jid>`` (the Tractor bridge's form)."""
+        text = request.query_params.get("filter", "")
+        label = text[len("jobLabel_eq_") :] if text.startswith("jobLabel_eq_") else ""
+        row = self._job_row(label)
+        if row is None:
+            return JSONResponse({"data": []})
+        return JSONResponse(
+            {
+                "data": [
+                    {
+                        "jobLabel": f"{row['jid']:05d}",
+                        "taskLabel": f"{t['tid']:03d}",
+                        "frames": t["frames"],
+                        "command": t["command"],
+                        "status": str(self.task_status(t, float(row["killed"]))),
+                    }
+                    for t in self._tasks(row["jid"])
+                ]
+            }
+        )
+
     async def task_log(self, request: Request) -> Response:
         """``GET get_log_file?job=&task=``: no log lines, but the task's status."""
         row = self._job_row(request.query_params.get("job", ""))
