@@ -330,8 +330,8 @@ class TokenManager:
         except httpx.TransportError as error:
             reason = self.redact(" ".join(str(error).split())[:120])
             raise ConductorUnavailable(
-                f"cannot reach Conductor at {self.url} to sign in:"
-                f" {type(error).__name__}{': ' + reason if reason else ''}",
+                f"cannot reach Conductor at {self.url}:"
+                f" {type(error).__name__}{': ' + reason if reason else ''} (signing in)",
                 method="GET",
                 url=where,
             ) from None
