@@ -39,7 +39,7 @@ from prefect_conductor.conductor_cloud.client_errors import (
     ServerError,
     SubmissionUnresolved,
 )
-from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.conductor_cloud.errors import ServiceError, UserError
 from prefect_conductor.conductor_cloud.job_lookup import (
     Lookup,
     Outcome,
@@ -514,7 +514,8 @@ class ConductorClient:
     ) -> SubmittedJob:
         """After a POST that may have landed: look, with backoff, for ``lookup_seconds``.
 
-        Never posts. A failing or undecided lookup is tried again until the time is up; then
+        Never posts. A lookup that fails transiently or cannot tell is tried again until the time
+        is up (a refused one ends the wait at once); then
         :class:`SubmissionUnresolved` names the id, what happened and what to do.
         """
         give_up = time.monotonic() + self.lookup_seconds
@@ -523,8 +524,10 @@ class ConductorClient:
             lookups += 1
             try:
                 lookup = self.find_job(submission_id, first_attempt)
-            except ConductorError as error:
+            except ServiceError as error:
                 last = f"the last lookup failed ({error.message})"
+                if not error.transient:  # refused (4xx): asking again cannot help
+                    break
             else:
                 if lookup.outcome is Outcome.FOUND:
                     assert lookup.job is not None
