@@ -4,8 +4,9 @@ Retry what is transient and nothing else: transport failures (connect, read, wri
 timeouts, refused or reset connections, a connection dropped mid-response) and the statuses 408,
 425, 429, 500, 502, 503, 504. ``Retry-After`` (seconds or an HTTP date) is a floor for the wait,
 capped by ``max_delay``; when even that capped floor does not fit in what is left of the total
-``deadline``, we stop instead of asking again early. Otherwise the wait is exponential with full
-jitter, so many clients hit by the same outage do not come back in step. Any other 4xx returns at
+``deadline``, we stop instead of asking again early. Otherwise the wait is tenacity's
+``wait_random_exponential`` (:func:`jitter`, the project's one backoff formula), so many clients
+hit by the same outage do not come back in step. Any other 4xx returns at
 once: retrying a 400, 401 or 404 only hides the problem (the reference client retries them five
 times). Tenacity drives the loop; Prefect retries sit above it for whole steps, so keep
 ``attempts`` small.
