@@ -196,7 +196,7 @@ def test_a_retried_flow_run_posts_each_job_once(conductor_env: SandboxHandle) ->
     # The first attempt fails after the scout job was posted (its status read is refused); the
     # flow run's retry runs every step again under the same flow run id.
     conductor_env.faults(
-        {"method": "GET", "path": "/api/v1/jobs/*/tasks", "action": "status", "status": 400}
+        {"method": "GET", "path": "/api/v1/tasks", "action": "status", "status": 400}
     )
     retried = render_submit.with_options(retries=1, retry_delay_seconds=0)
     state = run_state(example_job(), flow=retried)
