@@ -91,6 +91,8 @@ def test_a_cached_token_for_another_host_is_exchanged_again(tmp_path: Path) -> N
     fake = FakeConductor(audience="https://api.elsewhere.test")
     with make(fake, tmp_path) as client:
         client.get_tasks("1")
+        client.get_tasks("1")  # this process's own token is kept: one exchange, not one a call
+    assert len(fake.sent("GET", "/api/oauth_jwt")) == 1
     with make(fake, tmp_path) as client:  # a new process: the cache holds another host's token
         client.get_tasks("1")
     assert len(fake.sent("GET", "/api/oauth_jwt")) == 2

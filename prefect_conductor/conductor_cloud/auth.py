@@ -199,6 +199,7 @@ class _Token:
     value: str = field(repr=False)
     expires_at: float  # wall-clock seconds since the epoch
     refresh_at: float  # when to stop handing it out: REFRESH_MARGIN (or half its life) earlier
+    exchanged_here: bool = False  # issued to this process for this URL: no host check needed
 
     def fresh(self) -> bool:
         return time.time() < self.refresh_at
@@ -209,9 +210,13 @@ class _Token:
     def for_host(self, api_url: str) -> bool:
         """ciocore's ``creds_same_domain``: the ``aud`` claim names the host we call.
 
-        A token without a readable ``aud`` is accepted: re-exchanging on every call would be
-        worse, and a wrong one is answered with a 401, which :class:`BearerAuth` handles.
+        Checked on tokens read back from the cache; one this process just exchanged at this
+        URL is what the server issued for it, even behind a proxy whose host differs (checking
+        it would exchange again on every call). A token without a readable ``aud`` is accepted:
+        a wrong one is answered with a 401, which :class:`BearerAuth` handles.
         """
+        if self.exchanged_here:
+            return True
         audience = self.claims().get("aud")
         if not isinstance(audience, str) or not audience:
             return True
@@ -221,7 +226,12 @@ class _Token:
     def issued(cls, value: str, lifetime: float) -> _Token:
         now = time.time()
         margin = min(REFRESH_MARGIN, lifetime / 2)
-        return cls(value=value, expires_at=now + lifetime, refresh_at=now + lifetime - margin)
+        return cls(
+            value=value,
+            expires_at=now + lifetime,
+            refresh_at=now + lifetime - margin,
+            exchanged_here=True,
+        )
 
 
 class TokenManager:
