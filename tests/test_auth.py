@@ -22,6 +22,7 @@ from prefect_conductor.conductor_cloud.auth import (
     api_key_from_env,
     default_token_dir,
 )
+from prefect_conductor.conductor_cloud.client_errors import ServerError
 from prefect_conductor.conductor_cloud.errors import UserError
 from prefect_conductor.conductor_cloud.retry import RetryPolicy
 from prefect_conductor.sandbox.handle import SandboxHandle
@@ -127,7 +128,7 @@ def test_default_token_dir_follows_the_home_setting(
 # token exchange -------------------------------------------------------------------------------
 
 
-def test_exchange_posts_the_secret_in_the_body_and_caches_privately(
+def test_exchange_is_a_get_and_caches_privately(
     sandbox: SandboxHandle, http: httpx.Client, tmp_path: Path
 ) -> None:
     cache = tmp_path / "tokens"
@@ -137,7 +138,7 @@ def test_exchange_posts_the_secret_in_the_body_and_caches_privately(
     token = tokens.token()
     assert token.count(".") == 2  # the sandbox issues JWTs
     assert tokens.token() == token
-    assert exchanges(sandbox) == [("POST", 200)]
+    assert exchanges(sandbox) == [("GET", 200)]
     assert tokens.cache_file.parent == cache
     assert tokens.cache_file.stat().st_mode & 0o777 == 0o600
     assert cache.stat().st_mode & 0o777 == 0o700
@@ -150,13 +151,13 @@ def test_cache_is_shared_by_url_and_client_id_only(
 ) -> None:
     first = manager(sandbox, http, tmp_path).token()
     assert manager(sandbox, http, tmp_path).token() == first  # a new process, same key
-    assert exchanges(sandbox) == [("POST", 200)]
+    assert exchanges(sandbox) == [("GET", 200)]
     real = ApiKey.from_text(sandbox.api_key)
     other = manager(sandbox, http, tmp_path, key=ApiKey("another-client", real.private_key))
     with pytest.raises(AuthError):  # its own exchange (refused): never the other key's token
         other.token()
     assert other.cache_file != manager(sandbox, http, tmp_path).cache_file
-    assert exchanges(sandbox) == [("POST", 200), ("POST", 401)]
+    assert exchanges(sandbox) == [("GET", 200), ("GET", 401)]
 
 
 def test_a_cache_file_others_could_write_is_not_trusted(
@@ -206,7 +207,7 @@ def test_invalidate_forgets_only_the_stale_token(
 def test_concurrent_callers_share_one_exchange(
     sandbox: SandboxHandle, http: httpx.Client, tmp_path: Path
 ) -> None:
-    sandbox.faults({"method": "POST", "path": "/api/oauth_jwt", "action": "delay", "seconds": 0.3})
+    sandbox.faults({"method": "GET", "path": "/api/oauth_jwt", "action": "delay", "seconds": 0.3})
     managers = [manager(sandbox, http, tmp_path) for _ in range(3)]  # as separate processes would
     seen: list[str] = []
 
@@ -219,22 +220,32 @@ def test_concurrent_callers_share_one_exchange(
     for thread in threads:
         thread.join()
     assert len(seen) == 9 and len(set(seen)) == 1
-    assert exchanges(sandbox) == [("POST", 200)]
+    assert exchanges(sandbox) == [("GET", 200)]
 
 
-def test_get_fallback_only_when_post_is_unsupported_and_never_logged(
+def test_exchange_sends_ciocores_query_and_the_secret_is_never_logged(
     sandbox: SandboxHandle,
     http: httpx.Client,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    secret = ApiKey.from_text(sandbox.api_key).private_key
-    sandbox.faults({"method": "POST", "path": "/api/oauth_jwt", "action": "status", "status": 405})
+    key = ApiKey.from_text(sandbox.api_key)
+    sent: list[httpx.Request] = []
+    http.event_hooks["request"].append(sent.append)
     token = manager(sandbox, http, tmp_path).token()
-    assert exchanges(sandbox) == [("POST", 405), ("GET", 200)]
+    assert exchanges(sandbox) == [("GET", 200)]
+    (request,) = sent
+    assert request.method == "GET" and request.url.path == "/api/oauth_jwt"
+    assert list(request.url.params.multi_items()) == [
+        ("grant_type", "client_credentials"),
+        ("scope", "owner admin user"),
+        ("client_id", key.client_id),
+        ("client_secret", key.private_key),
+    ]
+    assert request.content == b""
     assert "oauth_jwt" in caplog.text  # httpx did log the request line ...
-    assert secret not in caplog.text and token not in caplog.text  # ... without the secret
+    assert key.private_key not in caplog.text and token not in caplog.text  # ... redacted
     assert "client_secret=REDACTED" in caplog.text
 
 
@@ -251,7 +262,7 @@ def test_a_refused_key_is_one_line_without_secrets(
     assert "refused the API key" in str(error) and "\n" not in str(error)
     for text in (str(error), repr(error), error.url, error.body, caplog.text):
         assert "pk-wrong-secret-1234" not in text
-    assert exchanges(sandbox) == [("POST", 401)]  # a 401 is not retried
+    assert exchanges(sandbox) == [("GET", 401)]  # a 401 is not retried
     assert not any(tmp_path.glob("*.json"))
 
 
@@ -259,14 +270,14 @@ def test_exchange_outage_is_retried_then_reported(
     sandbox: SandboxHandle, http: httpx.Client, tmp_path: Path
 ) -> None:
     sandbox.faults(
-        {"method": "POST", "path": "/api/oauth_jwt", "status": 503, "retry_after": 0, "times": 2}
+        {"method": "GET", "path": "/api/oauth_jwt", "status": 503, "retry_after": 0, "times": 2}
     )
     assert manager(sandbox, http, tmp_path).token()
-    assert exchanges(sandbox) == [("POST", 503), ("POST", 503), ("POST", 200)]
+    assert exchanges(sandbox) == [("GET", 503), ("GET", 503), ("GET", 200)]
     sandbox.faults(
-        {"method": "POST", "path": "/api/oauth_jwt", "status": 500, "times": 0},
+        {"method": "GET", "path": "/api/oauth_jwt", "status": 500, "times": 0},
     )
-    with pytest.raises(AuthError, match=r"could not issue a token \(HTTP 500\)") as caught:
+    with pytest.raises(ServerError, match=r"could not issue a token \(HTTP 500\)") as caught:
         manager(sandbox, http, tmp_path / "other").token()
     assert caught.value.status == 500
 
@@ -274,7 +285,7 @@ def test_exchange_outage_is_retried_then_reported(
 def test_an_unreadable_token_answer_is_an_auth_error(
     sandbox: SandboxHandle, http: httpx.Client, tmp_path: Path
 ) -> None:
-    sandbox.faults({"method": "POST", "path": "/api/oauth_jwt", "status": 200})
+    sandbox.faults({"method": "GET", "path": "/api/oauth_jwt", "status": 200})
     with pytest.raises(AuthError, match="unreadable token answer"):
         manager(sandbox, http, tmp_path).token()
 
@@ -304,4 +315,4 @@ def test_unwritable_cache_folder_still_gives_a_token(
         cache.parent.chmod(0o500)
     tokens = manager(sandbox, http, cache)
     assert tokens.token() == tokens.token()
-    assert exchanges(sandbox) == [("POST", 200)]
+    assert exchanges(sandbox) == [("GET", 200)]

@@ -16,16 +16,17 @@ import pytest
 from prefect_conductor.conductor_cloud.auth import ApiKey, ApiKeyError, AuthError
 from prefect_conductor.conductor_cloud.client import (
     SUBMIT_ROUNDS,
-    AmbiguousSubmitError,
     ConductorClient,
     ConductorError,
     ConductorUnavailable,
     NotFoundError,
     RequestRejected,
     ServerError,
+    SubmissionUnresolved,
     UploadRequest,
 )
 from prefect_conductor.conductor_cloud.errors import ServiceError, SubmitterError, UserError
+from prefect_conductor.conductor_cloud.job_lookup import Outcome
 from prefect_conductor.conductor_cloud.retry import (
     RetryEvent,
     RetryPolicy,
@@ -48,7 +49,7 @@ def let_delayed_requests_finish() -> None:
 
 def make_client(sandbox: SandboxHandle, tmp_path: Path, **kwargs: Any) -> ConductorClient:
     kwargs.setdefault("policy", FAST)
-    kwargs.setdefault("submit_settle", 1.0)
+    kwargs.setdefault("lookup_seconds", 1.0)
     return ConductorClient(
         sandbox.url,
         kwargs.pop("api_key", None) or ApiKey.from_text(sandbox.api_key),
@@ -246,8 +247,12 @@ def test_listing_status_and_kill(sandbox: SandboxHandle, tmp_path: Path) -> None
         client.kill_jobs([first.jid])
         assert client.get_job(first.jid)["status"] == "killed"
         assert {t["status"] for t in client.get_tasks(first.jid)} == {"killed"}
-        assert client.find_job("run-9:full")["jid"] == second.jid  # type: ignore[index]
-        assert client.find_job("run-9:other") is None
+        found = client.find_job("run-9:full")
+        assert found.outcome is Outcome.FOUND and found.job is not None
+        assert found.job["jid"] == second.jid
+        assert client.find_job("run-9:other").outcome is Outcome.ABSENT
+    assert requests_to(sandbox, "GET", "/api/v1/tasks") == [200, 200]
+    assert requests_to(sandbox, "GET", f"/api/v1/jobs/{first.jid}") == []
 
 
 # submitting, and never twice -------------------------------------------------------------------
@@ -293,48 +298,54 @@ def test_connection_dropped_after_the_job_was_stored(
     assert requests_to(sandbox, "POST", "/jobs/") == [0]
 
 
-def test_connection_dropped_before_the_job_was_stored(
+def test_connection_dropped_before_the_job_was_stored_is_never_posted_again(
     sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
+    # From the client's side a dropped connection after sending looks the same either way: it
+    # looks, finds nothing, and fails rather than risk a second job.
     sandbox.faults(fault("POST", "/jobs/", "drop_before"))
-    with make_client(sandbox, tmp_path) as client:
-        job = client.submit_job(payload(), "run-4:full")
-    assert job.created
-    assert len(sandbox.jobs()) == 1
-    assert requests_to(sandbox, "POST", "/jobs/") == [0, 201]
+    with make_client(sandbox, tmp_path) as client, pytest.raises(SubmissionUnresolved) as caught:
+        client.submit_job(payload(), "run-4:full")
+    message = str(caught.value)
+    assert "submission 'run-4:full'" in message and "new submission key" in message
+    assert "\n" not in message and not caught.value.transient
+    assert sandbox.jobs() == []
+    assert requests_to(sandbox, "POST", "/jobs/") == [0]
 
 
-@pytest.mark.parametrize("status", [500, 502, 503])
-def test_server_error_bursts_on_submit_make_one_job(
+@pytest.mark.parametrize("status", [429, 503])
+def test_not_taken_answers_on_submit_are_posted_again(
     sandbox: SandboxHandle, tmp_path: Path, status: int
 ) -> None:
     sandbox.faults(fault("POST", "/jobs/", status=status, retry_after=0, times=2))
-    with make_client(sandbox, tmp_path, submit_settle=0.3) as client:
+    with make_client(sandbox, tmp_path) as client:
         job = client.submit_job(payload(), f"run-5-{status}:full")
     assert job.created and len(sandbox.jobs()) == 1
     assert requests_to(sandbox, "POST", "/jobs/") == [status, status, 201]
 
 
-def test_a_502_is_watched_for_a_while_before_posting_again(
-    sandbox: SandboxHandle, tmp_path: Path
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_5xx_that_may_have_landed_is_looked_up_never_posted_again(
+    sandbox: SandboxHandle, tmp_path: Path, status: int
 ) -> None:
-    sandbox.faults(fault("POST", "/jobs/", status=502))
-    with make_client(sandbox, tmp_path, submit_settle=0.5) as client:
-        started = time.monotonic()
-        client.submit_job(payload(), "run-5b:full")
-        elapsed = time.monotonic() - started
-    assert elapsed >= 0.5
+    sandbox.faults(fault("POST", "/jobs/", status=status, times=0))
+    with make_client(sandbox, tmp_path) as client, pytest.raises(SubmissionUnresolved) as caught:
+        client.submit_job(payload(), f"run-5b-{status}:full")
+    assert f"HTTP {status}" in str(caught.value) and "check the Conductor dashboard" in str(
+        caught.value
+    )
     kinds = [(r["method"], r["path"]) for r in sandbox.state()["requests"]]
-    between = kinds[kinds.index(("POST", "/jobs/")) + 1 : len(kinds) - 1]
-    assert len(between) >= 2 and set(between) == {("GET", "/api/v1/jobs")}
+    after = kinds[kinds.index(("POST", "/jobs/")) + 1 :]
+    assert len(after) >= 1 and set(after) == {("GET", "/api/v1/jobs")}
+    assert requests_to(sandbox, "POST", "/jobs/") == [status]
 
 
 def test_a_slow_submit_past_the_read_timeout_makes_one_job(
     sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
     # The sandbox stores the slow job after we gave up waiting: only the lookups that follow a
-    # read timeout (for submit_settle seconds) keep a second POST from making a second job.
-    with make_client(sandbox, tmp_path, timeout=SHORT, submit_settle=3.0) as client:
+    # read timeout (for lookup_seconds) find it; the client never posts again after a timeout.
+    with make_client(sandbox, tmp_path, timeout=SHORT, lookup_seconds=3.0) as client:
         client.projects()  # signed in, so only the job POST is slow
         sandbox.faults(fault("POST", "/jobs/", "delay", seconds=SLOW))
         job = client.submit_job(payload(), "run-6:full")
@@ -352,12 +363,12 @@ def test_posting_stops_after_bounded_rounds_and_says_no_job_exists(
     with make_client(sandbox, tmp_path) as client, pytest.raises(ServerError) as caught:
         client.submit_job(payload(), "run-7:full")
     message = str(caught.value)
-    assert "HTTP 503" in message and "no job with submission id 'run-7:full' was found" in message
+    assert "HTTP 503" in message and "none taken by Conductor" in message
     assert requests_to(sandbox, "POST", "/jobs/") == [503] * SUBMIT_ROUNDS
     assert sandbox.jobs() == []
 
 
-def test_a_lookup_failing_after_a_dropped_post_is_ambiguous(
+def test_a_lookup_failing_after_a_dropped_post_is_unresolved(
     sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
     sandbox.faults(
@@ -365,9 +376,10 @@ def test_a_lookup_failing_after_a_dropped_post_is_ambiguous(
         fault("GET", "/api/v1/jobs", status=500, times=0),  # every later one fails
         fault("POST", "/jobs/", "drop_after"),
     )
-    with make_client(sandbox, tmp_path) as client, pytest.raises(AmbiguousSubmitError) as caught:
+    with make_client(sandbox, tmp_path) as client, pytest.raises(SubmissionUnresolved) as caught:
         client.submit_job(payload(), "run-8:full")
-    assert "check the dashboard for submission id 'run-8:full'" in str(caught.value)
+    assert "submission 'run-8:full'" in str(caught.value)
+    assert "the last lookup failed" in str(caught.value)
     assert len(sandbox.jobs()) == 1  # it did land; we said we could not tell, and posted no more
     assert requests_to(sandbox, "POST", "/jobs/") == [0]
 
@@ -394,7 +406,7 @@ def test_401_on_submit_refreshes_the_token_and_posts_once(
         job = client.submit_job(payload(), "run-11:full")
     assert job.created and len(sandbox.jobs()) == 1
     assert requests_to(sandbox, "POST", "/jobs/") == [401, 201]
-    assert len(requests_to(sandbox, "POST", "/api/oauth_jwt")) == 2
+    assert len(requests_to(sandbox, "GET", "/api/oauth_jwt")) == 2
 
 
 # retries of plain calls ------------------------------------------------------------------------
@@ -431,10 +443,20 @@ def test_5xx_that_never_ends_is_a_server_error(sandbox: SandboxHandle, tmp_path:
 
 
 def test_404_is_not_retried(sandbox: SandboxHandle, tmp_path: Path) -> None:
+    sandbox.faults(fault("GET", "/api/v1/projects/", status=404))
+    with make_client(sandbox, tmp_path) as client, pytest.raises(NotFoundError) as caught:
+        client.projects()
+    assert caught.value.status == 404
+    assert requests_to(sandbox, "GET", "/api/v1/projects/") == [404]
+
+
+def test_a_job_missing_from_its_listing_is_not_found(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
     with make_client(sandbox, tmp_path) as client, pytest.raises(NotFoundError) as caught:
         client.get_job("00042")
-    assert caught.value.status == 404
-    assert requests_to(sandbox, "GET", "/api/v1/jobs/00042") == [404]
+    assert "no job 00042" in str(caught.value)
+    assert requests_to(sandbox, "GET", "/api/v1/jobs") == [200]
 
 
 def test_slow_response_past_the_read_timeout_is_retried(
@@ -471,7 +493,7 @@ def test_401_refreshes_the_token_once(sandbox: SandboxHandle, tmp_path: Path) ->
             client.projects()
     assert caught.value.status == 401 and caught.value.exit_code == 3
     assert requests_to(sandbox, "GET", "/api/v1/projects/") == [200, 401, 200, 401, 401]
-    assert len(requests_to(sandbox, "POST", "/api/oauth_jwt")) == 3
+    assert len(requests_to(sandbox, "GET", "/api/oauth_jwt")) == 3
 
 
 def test_403_is_an_auth_error_at_once(sandbox: SandboxHandle, tmp_path: Path) -> None:

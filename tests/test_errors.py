@@ -7,11 +7,11 @@ import pytest
 
 from prefect_conductor.conductor_cloud.auth import AuthError
 from prefect_conductor.conductor_cloud.client import (
-    AmbiguousSubmitError,
     ConductorUnavailable,
     NotFoundError,
     RequestRejected,
     ServerError,
+    SubmissionUnresolved,
 )
 from prefect_conductor.conductor_cloud.errors import (
     FieldError,
@@ -39,7 +39,7 @@ class _State:
 SERVICE_ERRORS = [AuthError, NotFoundError, RequestRejected, ServerError, ConductorUnavailable]
 
 
-@pytest.mark.parametrize("kind", [*SERVICE_ERRORS, AmbiguousSubmitError, UploadError])
+@pytest.mark.parametrize("kind", [*SERVICE_ERRORS, SubmissionUnresolved, UploadError])
 def test_a_service_failure_is_never_the_users_mistake(kind: type[Exception]) -> None:
     assert issubclass(kind, ServiceError)
     assert not issubclass(kind, UserError)
@@ -57,7 +57,7 @@ def test_both_families_share_one_base_with_an_exit_code() -> None:
     [
         (ServerError("503 from Conductor"), True),
         (ConductorUnavailable("connection refused"), True),
-        (AmbiguousSubmitError("POST may have reached Conductor"), True),
+        (SubmissionUnresolved("POST may have reached Conductor"), False),
         (UploadError("/a.tx", "storage kept failing"), True),
         (RequestRejected("400"), False),
         (AuthError("bad key"), False),

@@ -29,7 +29,6 @@ from pydantic import SecretStr
 from prefect_conductor.conductor_cloud.errors import ValidationFailed
 from prefect_conductor.conductor_cloud.job import ConductorJob
 from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
-from prefect_conductor.flows import render_submit as render_submit_module
 from prefect_conductor.flows.render_submit import render_submit
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.tasks.submit import ScoutFailed
@@ -173,33 +172,31 @@ def test_the_same_submission_key_never_posts_twice(conductor_env: SandboxHandle)
     assert uploads_after_second == uploads_after_first  # nothing uploaded again
 
 
-def test_a_retried_submit_step_posts_once(
-    conductor_env: SandboxHandle, monkeypatch: pytest.MonkeyPatch
+def test_a_post_that_may_have_landed_and_cannot_be_looked_up_fails_without_posting_again(
+    conductor_env: SandboxHandle,
 ) -> None:
-    # The scout POST is stored but its answer is lost, and the lookup after it fails too: the
-    # client cannot tell, so the step fails and Prefect retries it; the retry finds the job.
-    scout_submit = render_submit_module.scout_submit
-    monkeypatch.setattr(
-        render_submit_module, "scout_submit", scout_submit.with_options(retry_delay_seconds=0)
-    )
+    # The scout POST is stored but its answer is lost, and the lookup after it is refused: the
+    # client cannot tell, so the run fails naming the submission (docs/protocol.md) and neither
+    # the client nor a Prefect retry posts a second job.
     conductor_env.faults(
         {"method": "GET", "path": "/api/v1/jobs", "action": "delay", "seconds": 0},
         {"method": "POST", "path": "/jobs/", "action": "drop_after"},
         {"method": "GET", "path": "/api/v1/jobs", "action": "status", "status": 400},
     )
     state = run_state(example_job())
-    assert state.is_completed()
-    assert [frames_of(j) for j in conductor_env.jobs()] == [["3-4", "7-8"], ["1-2", "5-6", "9-10"]]
-    assert job_posts(conductor_env) == 2
-    counts = task_run_counts(run_id_of(state))
-    assert counts["scout-submit"] == 2 and counts["full-submit"] == 1
+    assert state.is_failed()
+    message = str(state.message)
+    assert ":scout'" in message and "new submission key" in message
+    assert len(conductor_env.jobs()) == 1
+    assert job_posts(conductor_env) == 1
+    assert task_run_counts(run_id_of(state))["scout-submit"] == 1
 
 
 def test_a_retried_flow_run_posts_each_job_once(conductor_env: SandboxHandle) -> None:
     # The first attempt fails after the scout job was posted (its status read is refused); the
     # flow run's retry runs every step again under the same flow run id.
     conductor_env.faults(
-        {"method": "GET", "path": "/api/v1/jobs/*/tasks", "action": "status", "status": 400}
+        {"method": "GET", "path": "/api/v1/tasks", "action": "status", "status": 400}
     )
     retried = render_submit.with_options(retries=1, retry_delay_seconds=0)
     state = run_state(example_job(), flow=retried)

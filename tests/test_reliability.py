@@ -81,7 +81,7 @@ def test_faults_everywhere_still_make_one_scout_and_one_full_job(
         {"method": "POST", "path": "/jobs/", "action": "drop_after", "times": 2},
         {
             "method": "GET",
-            "path": "/api/v1/jobs/*/tasks",
+            "path": "/api/v1/tasks",
             "action": "status",
             "status": 502,
             "retry_after": 0,

@@ -1,15 +1,19 @@
 """Conductor credentials: the API key, and bearer tokens exchanged for it and cached safely.
 
-The reference client sends the key's secret in a GET query string, caches tokens per domain (so
-switching keys reuses another account's token), returns a stale token when a refresh fails, lets
-parallel processes race on the refresh, and never refreshes on a 401. Here:
+The exchange is the one Conductor's own client makes (ciocore ``ApiClient``
+``get_api_key_bearer_token``): ``GET /api/oauth_jwt`` with ``grant_type``, ``scope``,
+``client_id`` and ``client_secret`` in the query. The secret therefore travels in a URL, so:
 
-* the secret goes in a POST body; the GET form is a fallback only when the server answers the POST
-  with 404 or 405, and httpx's request log line is redacted so the query never reaches a log;
+* httpx's request log line is redacted (a filter on the ``httpx`` logger), errors carry the URL
+  without its query, and :meth:`TokenManager.redact` blanks the secret (raw and URL-encoded) in
+  any text a server echoes back;
 * tokens are cached in memory and in a per-user file (0600, folder 0700) keyed by the URL *and*
-  the client id, refreshed 60 s before they expire, and thrown away on a 401; an exchange is done
-  under a lock (a thread lock, and a file lock where the platform has one) so concurrent callers
-  reuse one fresh token instead of each fetching their own;
+  the client id, replaced 60 s before they expire or when their ``aud`` claim names another host
+  than the one we call (ciocore ``creds_same_domain``), and thrown away on a 401;
+* an exchange is done under a thread lock and a ``filelock`` lock on the cache file, so concurrent
+  callers (threads or processes, on any OS) reuse one fresh token instead of each fetching one;
+* :class:`BearerAuth` is the ``httpx.Auth`` flow that signs requests and, on a 401, exchanges the
+  key once more and re-sends once (ciocore never refreshes on a 401);
 * a failed exchange raises :class:`AuthError`; the key and the token never appear in a repr, a
   log line or an exception text.
 """
@@ -25,13 +29,16 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
+import filelock
 import httpx
 
+from prefect_conductor.conductor_cloud.client_errors import ConductorUnavailable, ServerError
 from prefect_conductor.conductor_cloud.errors import ServiceError, UserError
 from prefect_conductor.conductor_cloud.retry import (
     RETRY_STATUSES,
@@ -40,11 +47,6 @@ from prefect_conductor.conductor_cloud.retry import (
     send_with_retries,
 )
 from prefect_conductor.conductor_cloud.settings import get_settings
-
-try:  # POSIX only; elsewhere the thread lock and atomic writes are all we have
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 REFRESH_MARGIN = 60.0
 """Seconds before expiry at which a token is replaced, so a call never carries a dying token."""
@@ -137,8 +139,8 @@ def default_token_dir() -> Path:
 class _RedactSecretsInUrls(logging.Filter):
     """Blank secret query values in httpx's ``HTTP Request: GET <url>`` log line.
 
-    Only the GET fallback of the token exchange puts a secret in a URL, but httpx logs every URL
-    at INFO, so the filter sits on the ``httpx`` logger for as long as the process lives.
+    The token exchange puts the key's secret in its URL and httpx logs every URL at INFO, so the
+    filter sits on the ``httpx`` logger for as long as the process lives.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -172,29 +174,73 @@ def install_log_redaction() -> None:
         httpx_logger.addFilter(_REDACTOR)
 
 
+def _claims(token: str) -> dict[str, Any]:
+    """The JWT's claims, decoded without verifying (as ciocore does); {} when not a JWT."""
+    try:
+        body = token.split(".")[1]
+        data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _domain(url: str) -> str:
+    """What ciocore compares: the text after the last ``/`` (``api.conductortech.com``)."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def api_url_for(url: str) -> str:
+    """Conductor's API host for a dashboard URL, as ciocore derives it ("dashboard" -> "api")."""
+    return url.replace("dashboard", "api")
+
+
 @dataclass
 class _Token:
     value: str = field(repr=False)
     expires_at: float  # wall-clock seconds since the epoch
     refresh_at: float  # when to stop handing it out: REFRESH_MARGIN (or half its life) earlier
+    exchanged_here: bool = False  # issued to this process for this URL: no host check needed
 
     def fresh(self) -> bool:
         return time.time() < self.refresh_at
+
+    def claims(self) -> dict[str, Any]:
+        return _claims(self.value)
+
+    def for_host(self, api_url: str) -> bool:
+        """ciocore's ``creds_same_domain``: the ``aud`` claim names the host we call.
+
+        Checked on tokens read back from the cache; one this process just exchanged at this
+        URL is what the server issued for it, even behind a proxy whose host differs (checking
+        it would exchange again on every call). A token without a readable ``aud`` is accepted:
+        a wrong one is answered with a 401, which :class:`BearerAuth` handles.
+        """
+        if self.exchanged_here:
+            return True
+        audience = self.claims().get("aud")
+        if not isinstance(audience, str) or not audience:
+            return True
+        return _domain(audience) == _domain(api_url)
 
     @classmethod
     def issued(cls, value: str, lifetime: float) -> _Token:
         now = time.time()
         margin = min(REFRESH_MARGIN, lifetime / 2)
-        return cls(value=value, expires_at=now + lifetime, refresh_at=now + lifetime - margin)
+        return cls(
+            value=value,
+            expires_at=now + lifetime,
+            refresh_at=now + lifetime - margin,
+            exchanged_here=True,
+        )
 
 
 class TokenManager:
     """Bearer tokens for one (Conductor URL, client id): cached, refreshed, thread-safe.
 
     :meth:`token` raises :class:`AuthError` when Conductor refuses the key or answers the exchange
-    with something unreadable or a 4xx; when Conductor cannot be reached it re-raises the last
-    ``httpx.TransportError`` after the retries, and when it keeps answering 5xx/429 it raises
-    ``AuthError`` with that ``status``, so a caller can tell an outage from a bad key.
+    with something unreadable or a 4xx; when Conductor cannot be reached it raises
+    ``ConductorUnavailable`` after the retries, and when it keeps answering 5xx/429 it raises
+    ``ServerError``, so a caller can tell an outage from a bad key.
     """
 
     def __init__(
@@ -213,6 +259,7 @@ class TokenManager:
         self.cache_dir = cache_dir or default_token_dir()
         digest = hashlib.sha256(f"{self.url}|{api_key.client_id}".encode()).hexdigest()
         self.cache_file = self.cache_dir / f"{digest}.json"
+        self.api_url = api_url_for(self.url)
         self._lock = threading.Lock()
         self._token: _Token | None = None
         install_log_redaction()
@@ -223,7 +270,8 @@ class TokenManager:
     def token(self) -> str:
         """A token valid for at least REFRESH_MARGIN more seconds (or half its lifetime)."""
         with self._lock:
-            if self._token is not None and self._token.fresh():
+            if self._usable(self._token):
+                assert self._token is not None
                 return self._token.value
             self._token = self._read_cache()
             if self._token is None:
@@ -234,6 +282,15 @@ class TokenManager:
                         self._token = self._exchange()
                         self._write_cache(self._token)
             return self._token.value
+
+    def _usable(self, token: _Token | None) -> bool:
+        return token is not None and token.fresh() and token.for_host(self.api_url)
+
+    def account_id(self) -> str | None:
+        """The account the key belongs to: the token's ``account`` claim (ciocore
+        ``account_id_from_jwt``), or None when the token does not say."""
+        account = _claims(self.token()).get("account")
+        return str(account) if isinstance(account, str | int) and str(account) else None
 
     def invalidate(self, stale: str | None = None) -> None:
         """Forget the token (after a 401) so the next call exchanges the key again.
@@ -256,7 +313,8 @@ class TokenManager:
         For texts that come from elsewhere (a server echoing a request back in an error body).
         """
         held = self._token
-        for secret in (self.api_key.private_key, held.value if held is not None else ""):
+        key = self.api_key.private_key
+        for secret in (key, quote_plus(key), quote(key, safe=""), held.value if held else ""):
             if secret:
                 text = text.replace(secret, "[redacted]")
         return text
@@ -264,35 +322,45 @@ class TokenManager:
     # exchange ---------------------------------------------------------------------------------
 
     def _exchange(self) -> _Token:
-        form = {
+        """``GET /api/oauth_jwt`` with the query ciocore sends; typed errors, never the secret."""
+        query = {
             "grant_type": "client_credentials",
             "scope": SCOPE,
             "client_id": self.api_key.client_id,
             "client_secret": self.api_key.private_key,
         }
         endpoint = f"{self.url}{EXCHANGE_PATH}"
-        response = send_with_retries(
-            self.http,
-            lambda: self.http.build_request("POST", endpoint, data=form),
-            self.policy,
-        )
-        if response.status_code in (404, 405):  # an older server: only the reference GET form
+        where = redacted_url(endpoint)
+        try:
             response = send_with_retries(
                 self.http,
-                lambda: self.http.build_request("GET", endpoint, params=form),
+                lambda: self.http.build_request("GET", endpoint, params=query),
                 self.policy,
             )
-        where = redacted_url(endpoint)
+        except httpx.TransportError as error:
+            reason = self.redact(" ".join(str(error).split())[:120])
+            raise ConductorUnavailable(
+                f"cannot reach Conductor at {self.url}:"
+                f" {type(error).__name__}{': ' + reason if reason else ''} (signing in)",
+                method="GET",
+                url=where,
+            ) from None
         status = response.status_code
         if status != 200:
-            if status in RETRY_STATUSES:
-                message = f"Conductor at {self.url} could not issue a token (HTTP {status})"
-            else:
-                message = (
-                    f"Conductor at {self.url} refused the API key for client"
-                    f" {self.api_key.client_id!r} (HTTP {status}): check CONDUCTOR_API_KEY"
+            if status in RETRY_STATUSES or status >= 500:
+                raise ServerError(
+                    f"Conductor at {self.url} could not issue a token (HTTP {status})",
+                    method="GET",
+                    url=where,
+                    status=status,
                 )
-            raise AuthError(message, method=response.request.method, url=where, status=status)
+            raise AuthError(
+                f"Conductor at {self.url} refused the API key for client"
+                f" {self.api_key.client_id!r} (HTTP {status}): check CONDUCTOR_API_KEY",
+                method="GET",
+                url=where,
+                status=status,
+            )
         try:
             body: Any = response.json()
             value = body["access_token"]
@@ -302,6 +370,7 @@ class TokenManager:
         except (ValueError, KeyError, TypeError, AttributeError):
             raise AuthError(
                 f"Conductor at {self.url} sent an unreadable token answer",
+                method="GET",
                 url=where,
                 status=status,
             ) from None
@@ -326,7 +395,7 @@ class TokenManager:
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        return token if token.fresh() else None
+        return token if self._usable(token) else None
 
     def _ensure_dir(self) -> None:
         self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -354,28 +423,43 @@ class TokenManager:
 
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
-        """Hold ``<cache>.lock`` so parallel processes exchange the key once, not each."""
-        if fcntl is None:
-            yield
-            return
+        """Hold ``<cache>.lock`` so parallel processes exchange the key once, not each.
+
+        ``filelock`` works on every OS. A lock not won within the policy's deadline, or a cache
+        folder we cannot write, means working without it: a second exchange is harmless, a hang
+        is not.
+        """
         try:
             self._ensure_dir()
-            lock_file = self.cache_file.with_suffix(".lock")
-            descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError:
-            yield  # an unwritable cache folder: work without the cross-process lock
+            lock = filelock.FileLock(
+                str(self.cache_file.with_suffix(".lock")), timeout=self.policy.deadline
+            )
+            lock.acquire()
+        except (OSError, filelock.Timeout):
+            yield
             return
         try:
-            # Poll rather than block: a stuck process must not stall every other one forever.
-            give_up = time.monotonic() + self.policy.deadline
-            while True:
-                try:
-                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError:
-                    if time.monotonic() >= give_up:
-                        break  # proceed unlocked: a second exchange is harmless, a hang is not
-                    time.sleep(0.05)
             yield
         finally:
-            os.close(descriptor)  # closing releases the lock
+            lock.release()
+
+
+class BearerAuth(httpx.Auth):
+    """Signs each request with a bearer token; on a 401, exchanges the key once and re-sends.
+
+    Only requests sent with ``auth=`` carry it: the storage client and the token exchange never
+    see the token. Exchange failures surface as the client's typed errors (they are not httpx
+    errors, so a transport retry loop does not repeat an exchange that already retried).
+    """
+
+    def __init__(self, tokens: TokenManager) -> None:
+        self.tokens = tokens
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self.tokens.token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            self.tokens.invalidate(token)
+            request.headers["Authorization"] = f"Bearer {self.tokens.token()}"
+            yield request

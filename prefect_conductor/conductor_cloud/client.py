@@ -1,20 +1,22 @@
 """ConductorClient: every Conductor endpoint the submitter uses, over one httpx client.
 
-What it fixes in the reference client (research/conductor-client-facts.md section 6): explicit
-connect/read/write/pool timeouts on every call, one pooled connection, retries only of what is
-transient (``retry.py``), a typed error per failure that carries method, URL and status but never
-a secret, a token refresh on a 401, and a job POST that does not create two jobs: the submission
-id is written into the job's metadata, looked up before posting, and looked up again after any
-failure that may have reached the server (see :meth:`ConductorClient.submit_job`). The job- and
-task-status shapes we rely on are stated in ``status.py``.
+Each request has the form Conductor's own clients send (docs/protocol.md lists them with their
+sources). What it fixes in the reference client: explicit connect/read/write/pool timeouts on
+every call, one pooled connection, retries only of what is transient (``retry.py``), a typed
+error per failure (``client_errors.py``) that carries method, URL and status but never a secret,
+a token refresh on a 401 (``auth.BearerAuth``), and a job POST that does not create two jobs:
+the submission id is written into the job's metadata, looked up before posting
+(``job_lookup.py``), and after a POST that may have reached Conductor the client only looks,
+never posts again (see :meth:`ConductorClient.submit_job`). Records it returns are in
+``wire_types.py``; the job and task shapes we rely on are stated in ``status.py``.
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +24,51 @@ import httpx
 
 from prefect_conductor import __version__
 from prefect_conductor.conductor_cloud.auth import (
-    EXCHANGE_PATH,
     ApiKey,
     ApiKeyError,
     AuthError,
+    BearerAuth,
     TokenManager,
     api_key_from_env,
 )
+from prefect_conductor.conductor_cloud.client_errors import (
+    ConductorError,
+    ConductorUnavailable,
+    NotFoundError,
+    RequestRejected,
+    ServerError,
+    SubmissionUnresolved,
+)
 from prefect_conductor.conductor_cloud.errors import ServiceError, UserError
+from prefect_conductor.conductor_cloud.job_lookup import (
+    Lookup,
+    Outcome,
+    find_submission,
+    jid_number,
+    jid_text,
+)
 from prefect_conductor.conductor_cloud.retry import (
     NEVER_SENT_ERRORS,
     RETRY_STATUSES,
     RetryPolicy,
     backoff_delay,
+    jitter,
     redacted_url,
     send_with_retries,
 )
 from prefect_conductor.conductor_cloud.settings import DEFAULT_CONDUCTOR_URL, get_settings
 from prefect_conductor.conductor_cloud.status import SUBMISSION_METADATA_KEY
+from prefect_conductor.conductor_cloud.wire_types import (
+    MultiPartUrl,
+    SinglePartUrl,
+    SubmittedJob,
+    UploadRequest,
+    UploadUrls,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "DEFAULT_URL",
-    "AmbiguousSubmitError",
     "AuthError",
     "ConductorClient",
     "ConductorError",
@@ -54,6 +78,7 @@ __all__ = [
     "RequestRejected",
     "ServerError",
     "SinglePartUrl",
+    "SubmissionUnresolved",
     "SubmittedJob",
     "UploadRequest",
     "UploadUrls",
@@ -62,109 +87,14 @@ __all__ = [
 DEFAULT_URL = DEFAULT_CONDUCTOR_URL
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=10.0)
 SUBMIT_ROUNDS = 3
-"""How many times one ``submit_job`` call may POST, each after a lookup found no job."""
+"""How many times one ``submit_job`` call may POST, each after an answer that says the job was
+not taken (a refused connection, 408/425/429/503)."""
 
-IN_FLIGHT_STATUSES = frozenset({502, 504})
-"""A proxy gave up waiting for the backend, which may still be storing the job."""
+NOT_TAKEN_STATUSES = frozenset({408, 425, 429, 503})
+"""Answers that say the request was not processed: posting again cannot make a second job.
+Every other 5xx (500, 502, 504...) may come after the job was stored, or while it is stored."""
 
-IN_FLIGHT_ERRORS: tuple[type[Exception], ...] = (httpx.ReadTimeout, httpx.WriteTimeout)
-"""We gave up waiting; the server may still be storing the job."""
-
-
-class ConductorError(ServiceError):
-    """A Conductor call failed. Carries method, URL (no query) and status; never a secret."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        method: str = "",
-        url: str = "",
-        status: int | None = None,
-        body: str = "",
-    ) -> None:
-        super().__init__(
-            message,
-            method=method,
-            url=redacted_url(url) if url else "",
-            status=status,
-            body=body,
-        )
-
-
-class ConductorUnavailable(ConductorError):
-    """Conductor could not be reached, or timed out, after the retries."""
-
-    transient = True
-
-
-class NotFoundError(ConductorError):
-    """404: the thing asked for does not exist."""
-
-
-class RequestRejected(ConductorError):
-    """Another 4xx: Conductor refused the request as made; retrying cannot help."""
-
-
-class ServerError(ConductorError):
-    """5xx (or 408/425/429) after the retries ran out."""
-
-    transient = True
-
-
-class AmbiguousSubmitError(ConductorError):
-    """The job POST may have reached Conductor, and looking it up could not tell.
-
-    Transient: the submit step looks its submission id up again before it posts anything.
-    """
-
-    transient = True
-
-
-@dataclass(frozen=True)
-class UploadRequest:
-    """One file in a ``get_upload_urls`` request (``hash`` is the base64 md5)."""
-
-    path: str
-    hash: str
-    size: int
-
-
-@dataclass(frozen=True)
-class SinglePartUrl:
-    file_path: str
-    file_size: int
-    url: str
-
-
-@dataclass(frozen=True)
-class MultiPartUrl:
-    upload_id: str
-    file_path: str
-    md5: str
-    part_size: int
-    file_size: int
-    parts: tuple[tuple[int, str], ...]  # (part number, signed URL)
-
-
-@dataclass(frozen=True)
-class UploadUrls:
-    """Which files Conductor wants, and where to PUT them. Files not listed it already has."""
-
-    single_part: tuple[SinglePartUrl, ...] = ()
-    multi_part: tuple[MultiPartUrl, ...] = ()
-    kms_key_name: str | None = None
-
-
-@dataclass(frozen=True)
-class SubmittedJob:
-    """A job Conductor holds for a submission id; ``created`` is False when it was found."""
-
-    jid: str
-    uri: str
-    dashboard_url: str
-    submission_id: str
-    created: bool
+ACCEPT_JSON = {"Accept": "application/json"}
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -203,10 +133,10 @@ def _checked_url(url: str) -> str:
 class ConductorClient:
     """Talks to Conductor (or the sandbox) at ``url`` with an API key.
 
-    ``submit_settle`` is how long, after a job POST that may still be in flight (a read timeout,
-    a 502/504), the client keeps looking for the job before it dares to post again. By default
-    one more read timeout (within the policy's deadline): a server that took longer than that in
-    all has almost certainly given up on the request. Posting again sooner risks a second job.
+    ``lookup_seconds`` (default: the ``submit_lookup_seconds`` setting) is how long, after a job
+    POST that may have reached Conductor, the client keeps looking for the job before it gives
+    up with :class:`SubmissionUnresolved`; it never posts again in that case. ``sleep`` is
+    injectable so tests wait for nothing.
     """
 
     def __init__(
@@ -218,9 +148,12 @@ class ConductorClient:
         policy: RetryPolicy | None = None,
         token_cache_dir: Path | None = None,
         user_agent: str | None = None,
-        submit_settle: float | None = None,
+        lookup_seconds: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.url = _checked_url(url or get_settings().conductor_url)
+        settings = get_settings()
+        self.url = _checked_url(url or settings.conductor_url)
         key = api_key if api_key is not None else api_key_from_env()
         if key is None:
             raise ApiKeyError(
@@ -229,18 +162,21 @@ class ConductorClient:
             )
         self.policy = policy or RetryPolicy()
         self.timeout = timeout or DEFAULT_TIMEOUT
-        read = self.timeout.read if self.timeout.read is not None else 60.0
-        self.submit_settle = (
-            submit_settle if submit_settle is not None else min(self.policy.deadline, read)
+        self.lookup_seconds = (
+            lookup_seconds if lookup_seconds is not None else settings.submit_lookup_seconds
         )
+        self.lookback_days = settings.submission_lookback_days
+        self.sleep = sleep
         self.http = httpx.Client(
             timeout=self.timeout,
             headers={"User-Agent": user_agent or f"prefect-conductor/{__version__}"},
             follow_redirects=False,
+            transport=transport,
         )
         self.tokens = TokenManager(
             self.url, key, self.http, cache_dir=token_cache_dir, policy=self.policy
         )
+        self.auth = BearerAuth(self.tokens)
 
     def __repr__(self) -> str:
         return f"ConductorClient(url={self.url!r})"
@@ -272,41 +208,22 @@ class ConductorClient:
             url=url,
         )
 
-    def _bearer(self) -> str:
-        """A token, with the exchange's failures turned into the client's typed errors."""
-        try:
-            return self.tokens.token()
-        except httpx.TransportError as error:
-            raise self._unavailable("POST", self._endpoint(EXCHANGE_PATH), error) from None
-        except AuthError as error:
-            if error.status is not None and (error.status in RETRY_STATUSES or error.status >= 500):
-                raise ServerError(
-                    str(error), method=error.method, url=error.url, status=error.status
-                ) from None
-            raise
-
-    def _build(self, method: str, url: str, token: str, kwargs: Mapping[str, Any]) -> httpx.Request:
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        return self.http.build_request(method, url, headers=headers, **kwargs)
-
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send with retries and one token refresh on a 401; raise a typed error on failure."""
+        """Send with retries (a 401 refreshes the token once); raise a typed error on failure."""
         url = self._endpoint(path)
-        refreshed = False
-        while True:
-            token = self._bearer()
-            factory = functools.partial(self._build, method, url, token, kwargs)
-            try:
-                response = send_with_retries(self.http, factory, self.policy)
-            except httpx.TransportError as error:
-                raise self._unavailable(method, url, error) from None
-            if response.status_code == 401 and not refreshed:
-                refreshed = True
-                self.tokens.invalidate(token)
-                continue
-            if response.is_success:
-                return response
-            raise self._error(method, url, response)
+
+        def build() -> httpx.Request:
+            return self.http.build_request(method, url, headers=ACCEPT_JSON, **kwargs)
+
+        try:
+            response = send_with_retries(
+                self.http, build, self.policy, auth=self.auth, sleep=self.sleep
+            )
+        except httpx.TransportError as error:
+            raise self._unavailable(method, url, error) from None
+        if response.is_success:
+            return response
+        raise self._error(method, url, response)
 
     def _error(self, method: str, url: str, response: httpx.Response) -> ConductorError | AuthError:
         """The typed error for a final non-2xx answer: one line, the server's reason, no secret."""
@@ -315,7 +232,7 @@ class ConductorClient:
         detail = self._scrub(_message_of(response))
         kwargs: dict[str, Any] = {
             "method": method,
-            "url": url,
+            "url": redacted_url(url),
             "status": status,
             "body": self._scrub(response.text),
         }
@@ -323,7 +240,7 @@ class ConductorClient:
             return AuthError(
                 f"{where}: Conductor refused the credentials (HTTP {status}): {detail};"
                 " check the API key",
-                **{**kwargs, "url": redacted_url(url)},
+                **kwargs,
             )
         if status == 404:
             return NotFoundError(f"{where}: not found (HTTP 404)", **kwargs)
@@ -433,138 +350,149 @@ class ConductorClient:
         }
         self._call("POST", "/api/v2/files/multipart/complete", json=body)
 
-    # jobs -------------------------------------------------------------------------------------
+    # jobs and tasks ---------------------------------------------------------------------------
 
-    def find_job(self, submission_id: str) -> dict[str, Any] | None:
-        """The job carrying this submission id in its metadata, or None.
-
-        Asks with the metadata filter (see status.py) and checks the metadata itself, so a server
-        that ignores the filter still gives a right answer. Should two jobs carry the id (only
-        possible if something else posted it), the oldest is the one.
-        """
-        response = self._call(
-            "GET",
-            "api/v1/jobs",
-            params={"filter": f"metadata.{SUBMISSION_METADATA_KEY}=eq:{submission_id}"},
-        )
-        jobs = [
-            job
-            for job in self._list(response)
-            if isinstance(job.get("metadata"), dict)
-            and job["metadata"].get(SUBMISSION_METADATA_KEY) == submission_id
-        ]
-        return min(jobs, key=lambda job: str(job.get("jid"))) if jobs else None
+    def _job_listing(self, filter_text: str) -> list[dict[str, Any]]:
+        """``GET api/v1/jobs?filter=<filter_text>`` (ciocore ``get_jobs``, the desktop client)."""
+        return self._list(self._call("GET", "api/v1/jobs", params={"filter": filter_text}))
 
     def list_jobs(
         self, first_jid: int | None = None, last_jid: int | None = None
     ) -> list[dict[str, Any]]:
-        """Jobs with ``first_jid <= jid <= last_jid`` (either bound optional)."""
+        """Jobs with ``first_jid <= jid <= last_jid`` (ciocore's ``jid_gt_``/``jid_lt_`` bounds)."""
         parts = []
         if first_jid is not None:
-            parts.append(f"jid_gt_{first_jid - 1:05d}")
+            parts.append(f"jid_gt_{jid_text(first_jid - 1)}")
         if last_jid is not None:
-            parts.append(f"jid_lt_{last_jid + 1:05d}")
-        params = {"filter": ",".join(parts)} if parts else {}
-        return self._list(self._call("GET", "api/v1/jobs", params=params))
+            parts.append(f"jid_lt_{jid_text(last_jid + 1)}")
+        jobs = self._job_listing(",".join(parts))
+        low = first_jid if first_jid is not None else -1
+        high = last_jid if last_jid is not None else float("inf")
+        return [job for job in jobs if (n := jid_number(job)) is not None and low <= n <= high]
 
     def get_job(self, jid: str) -> dict[str, Any]:
-        data = self._data(self._call("GET", f"api/v1/jobs/{jid}"))
-        if not isinstance(data, dict):
-            raise ServerError(f"GET {self._endpoint(f'api/v1/jobs/{jid}')}: expected a job object")
-        return data
+        """One job's record, read through the jid-range listing (there is no per-job GET)."""
+        number = _jid(jid)
+        for job in self.list_jobs(number, number):
+            return job
+        raise NotFoundError(
+            f"GET {self._endpoint('api/v1/jobs')}: no job {jid_text(number)}",
+            method="GET",
+            url=self._endpoint("api/v1/jobs"),
+        )
 
     def get_tasks(self, jid: str) -> list[dict[str, Any]]:
-        return self._list(self._call("GET", f"api/v1/jobs/{jid}/tasks"))
+        """The job's task records: ``GET api/v1/tasks?filter=jobLabel_eq_<jid>``.
+
+        Records naming another job (a server that ignored the filter) are dropped.
+        """
+        label = jid_text(_jid(jid))
+        tasks = self._list(
+            self._call("GET", "api/v1/tasks", params={"filter": f"jobLabel_eq_{label}"})
+        )
+        return [t for t in tasks if str(t.get("jobLabel", label)) == label]
 
     def kill_jobs(self, jids: Sequence[str]) -> None:
-        self._call("PUT", "jobs_multi", json={"action": "kill", "jobids": list(jids)})
+        """``PUT jobs_multi {"action": "kill", "jobids": [...]}`` (ciocore ``kill_jobs``)."""
+        body = {"action": "kill", "jobids": [jid_text(_jid(j)) for j in jids]}
+        self._call("PUT", "jobs_multi", json=body)
 
-    def submit_job(self, payload: Mapping[str, Any], submission_id: str) -> SubmittedJob:
+    def find_job(self, submission_id: str, first_attempt: datetime | None = None) -> Lookup:
+        """Whether a job carries ``submission_id`` (``job_lookup.py``: listings, no metadata
+        filter), looking back from ``first_attempt`` (default now)."""
+        return find_submission(
+            self._job_listing,
+            submission_id,
+            account=self.tokens.account_id(),
+            created_after=self._created_after(first_attempt),
+        )
+
+    def _created_after(self, first_attempt: datetime | None) -> date:
+        utc = timezone.utc  # noqa: UP017 - datetime.UTC is 3.11+
+        when = first_attempt or datetime.now(utc)
+        if when.tzinfo is not None:
+            when = when.astimezone(utc)
+        return when.date() - timedelta(days=self.lookback_days)
+
+    def submit_job(
+        self,
+        payload: Mapping[str, Any],
+        submission_id: str,
+        *,
+        first_attempt: datetime | None = None,
+    ) -> SubmittedJob:
         """Post the job for ``submission_id`` so that Conductor ends up holding it once.
 
-        1. Look the id up first: a retried step whose earlier try got through finds its job.
-        2. POST with no transport-level retry (the POST is not idempotent on Conductor's side).
-        3. After a failure that may have reached the server, look the id up: at once after a
-           dropped connection or a 5xx; repeatedly for ``submit_settle`` seconds after a read
-           timeout or a 502/504, when the server may still be storing it. Found: return it with
-           ``created=False``.
-        4. Otherwise wait (backoff, ``Retry-After``), look once more, and post again; at most
-           ``SUBMIT_ROUNDS`` posts. A 4xx raises at once; a 401 refreshes the token once.
+        1. Look the id up first (``find_job``): a retried step or a rerun with the same
+           submission key finds its job. If the lookup cannot tell, nothing is posted.
+        2. ``POST jobs/`` with the id in ``metadata``; no transport-level retry.
+        3. A refused connection or an answer that says "not taken" (408/425/429/503): wait
+           (backoff, ``Retry-After``) and post again, at most ``SUBMIT_ROUNDS`` posts.
+        4. Anything that may have reached Conductor (a read timeout, a connection dropped after
+           sending, another 5xx, a 2xx without a jid): never post again. Look the job up with
+           backoff for ``lookup_seconds``; found, return it (``created=False``); otherwise raise
+           :class:`SubmissionUnresolved` (not transient: the run fails, a person decides).
 
-        Raises ServerError or ConductorUnavailable when every round failed and no job was found
-        (running again is then safe), AmbiguousSubmitError when a lookup after a possibly
-        delivered POST failed itself.
+        A 4xx raises at once; a 401 refreshes the token once (``BearerAuth``).
         """
-        existing = self.find_job(submission_id)
-        if existing is not None:
-            return self._found(existing, submission_id)
+        lookup = self.find_job(submission_id, first_attempt)
+        if lookup.outcome is Outcome.FOUND:
+            assert lookup.job is not None
+            return self._found(lookup.job, submission_id)
+        url = self._endpoint("jobs/")
+        if lookup.outcome is Outcome.CANNOT_TELL:
+            raise SubmissionUnresolved(
+                f"submission {submission_id!r}: cannot tell whether it was posted before"
+                f" ({lookup.reason}), so nothing was posted; check the Conductor dashboard, and"
+                " rerun with a new submission key only if no job is there",
+                method="POST",
+                url=url,
+            )
         body = dict(payload)
         body["metadata"] = {
             **dict(payload.get("metadata") or {}),
             SUBMISSION_METADATA_KEY: submission_id,
         }
-        url = self._endpoint("jobs/")
         started = time.monotonic()
-        refreshed = False
-        maybe_delivered = False  # could any POST so far have reached the server?
-        posts = 0
         failure: ConductorError | None = None
         last_response: httpx.Response | None = None
-        while posts < SUBMIT_ROUNDS:
-            if posts > 0:
+        for post in range(1, SUBMIT_ROUNDS + 1):
+            if post > 1:
                 remaining = self.policy.deadline - (time.monotonic() - started)
-                time.sleep(backoff_delay(self.policy, posts, last_response, remaining))
-                if maybe_delivered:
-                    found = self._lookup_after_ambiguity(submission_id)
-                    if found is not None:
-                        return found
-            posts += 1
+                if remaining <= 0:
+                    break
+                self.sleep(backoff_delay(self.policy, post - 1, last_response, remaining))
             last_response = None
-            found = None
-            token = self._bearer()
+            request = self.http.build_request("POST", url, json=body, headers=ACCEPT_JSON)
             try:
-                response = self.http.send(self._build("POST", url, token, {"json": body}))
+                response = self.http.send(request, auth=self.auth)
             except NEVER_SENT_ERRORS as error:
                 failure = self._unavailable("POST", url, error)
                 continue
-            except IN_FLIGHT_ERRORS as error:
-                maybe_delivered = True
-                failure = self._unavailable("POST", url, error)
-                found = self._settle(submission_id, self.submit_settle)
             except httpx.TransportError as error:
-                maybe_delivered = True
-                failure = self._unavailable("POST", url, error)
-                found = self._lookup_after_ambiguity(submission_id)
-            else:
-                status = response.status_code
-                if response.is_success:
-                    return self._created(response, submission_id)
-                if status == 401 and not refreshed:
-                    refreshed = True
-                    posts -= 1  # refused at the door: the job was not looked at
-                    self.tokens.invalidate(token)
-                    continue
-                rejected = self._error("POST", url, response)
-                if not isinstance(rejected, ServerError):
-                    raise rejected
-                maybe_delivered = True
-                failure = rejected
-                last_response = response
-                if status in IN_FLIGHT_STATUSES:
-                    found = self._settle(submission_id, self.submit_settle)
-                else:
-                    found = self._lookup_after_ambiguity(submission_id)
-            if found is not None:
-                return found
+                return self._resolve(
+                    submission_id, first_attempt, f"the POST ended with {_reason(error)}"
+                )
+            except (ConductorUnavailable, ServerError) as error:  # signing in failed: not sent
+                failure = error
+                continue
+            if response.is_success:
+                return self._created(response, submission_id, first_attempt)
+            refused = self._error("POST", url, response)
+            if not isinstance(refused, ServerError):
+                raise refused
+            if response.status_code not in NOT_TAKEN_STATUSES:
+                return self._resolve(
+                    submission_id,
+                    first_attempt,
+                    f"Conductor answered the POST with HTTP {response.status_code}",
+                )
+            failure = refused
+            last_response = response
         assert failure is not None  # every round that did not return recorded why
-        checked = (
-            f"no job with submission id {submission_id!r} was found"
-            if maybe_delivered
-            else "none of them reached Conductor"
-        )
         raise type(failure)(
-            f"{failure.message} (after {SUBMIT_ROUNDS} tries; {checked}, so running again"
-            " will not duplicate the job)",
+            f"{failure.message} (after {SUBMIT_ROUNDS} tries, none taken by Conductor, so"
+            " running again will not duplicate the job)",
             method="POST",
             url=url,
             status=failure.status,
@@ -581,36 +509,50 @@ class ConductorClient:
             created=False,
         )
 
-    def _lookup_after_ambiguity(self, submission_id: str) -> SubmittedJob | None:
-        """Look the id up after a POST that may have landed; a failed lookup is ambiguous."""
-        try:
-            found = self.find_job(submission_id)
-        except ConductorError as error:
-            raise AmbiguousSubmitError(
-                f"the job POST may have reached Conductor and looking it up failed"
-                f" ({error.message}); check the dashboard for submission id {submission_id!r}"
-                " before submitting again",
-                method="GET",
-                url=self._endpoint("api/v1/jobs"),
-                status=error.status,
-            ) from None
-        return self._found(found, submission_id) if found is not None else None
+    def _resolve(
+        self, submission_id: str, first_attempt: datetime | None, what: str
+    ) -> SubmittedJob:
+        """After a POST that may have landed: look, with backoff, for ``lookup_seconds``.
 
-    def _settle(self, submission_id: str, window: float) -> SubmittedJob | None:
-        """Keep looking for the job for ``window`` seconds: the server may still be storing it."""
-        give_up = time.monotonic() + window
+        Never posts. A lookup that fails transiently or cannot tell is tried again until the time
+        is up (a refused one ends the wait at once); then
+        :class:`SubmissionUnresolved` names the id, what happened and what to do.
+        """
+        give_up = time.monotonic() + self.lookup_seconds
         lookups = 0
         while True:
-            found = self._lookup_after_ambiguity(submission_id)
-            left = give_up - time.monotonic()
-            if found is not None or left <= 0:
-                return found
             lookups += 1
-            pause = min(self.policy.max_delay, self.policy.base_delay * 2 ** (lookups - 1))
-            time.sleep(min(left, max(pause, 0.05)))
+            try:
+                lookup = self.find_job(submission_id, first_attempt)
+            except ServiceError as error:
+                last = f"the last lookup failed ({error.message})"
+                if not error.transient:  # refused (4xx): asking again cannot help
+                    break
+            else:
+                if lookup.outcome is Outcome.FOUND:
+                    assert lookup.job is not None
+                    return self._found(lookup.job, submission_id)
+                last = (
+                    "no job carries it"
+                    if lookup.outcome is Outcome.ABSENT
+                    else f"the lookup cannot tell ({lookup.reason})"
+                )
+            left = give_up - time.monotonic()
+            if left <= 0:
+                break
+            self.sleep(min(left, max(jitter(self.policy, lookups), self.policy.base_delay)))
+        raise SubmissionUnresolved(
+            f"submission {submission_id!r}: {what}, so the job may exist, and after"
+            f" {lookups} lookup(s) in {self.lookup_seconds:g} s {last}; check the Conductor"
+            " dashboard, and rerun with a new submission key only if no job is there",
+            method="POST",
+            url=self._endpoint("jobs/"),
+        )
 
-    def _created(self, response: httpx.Response, submission_id: str) -> SubmittedJob:
-        """The SubmittedJob for a 2xx answer; an answer without the id is settled by lookup."""
+    def _created(
+        self, response: httpx.Response, submission_id: str, first_attempt: datetime | None
+    ) -> SubmittedJob:
+        """The SubmittedJob for a 2xx answer; an answer without the jid is settled by lookup."""
         jid = ""
         uri = ""
         try:
@@ -621,16 +563,10 @@ class ConductorClient:
             jid = str(answer.get("jobid") or answer.get("jid") or "")
             uri = str(answer.get("uri") or "")
         if not jid:  # a 204, or a body without the id: the lookup knows it
-            found = self._settle(submission_id, self.submit_settle)
-            if found is None:
-                raise AmbiguousSubmitError(
-                    "Conductor accepted the job but named no id, and submission id"
-                    f" {submission_id!r} is not listed yet; check the dashboard",
-                    method="POST",
-                    url=self._endpoint("jobs/"),
-                    status=response.status_code,
-                )
-            jid, uri = found.jid, found.uri
+            found = self._resolve(
+                submission_id, first_attempt, "Conductor accepted the POST but named no job id"
+            )
+            return dataclasses.replace(found, created=True)
         return SubmittedJob(
             jid=jid,
             uri=uri or f"/jobs/{jid}",
@@ -638,3 +574,11 @@ class ConductorClient:
             submission_id=submission_id,
             created=True,
         )
+
+
+def _jid(jid: str | int) -> int:
+    """A jid as a number; a caller passing something else is a bug, said plainly."""
+    text = str(jid).strip()
+    if not text.isdigit():
+        raise ValueError(f"not a Conductor job id: {jid!r}")
+    return int(text)

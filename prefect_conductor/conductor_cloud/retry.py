@@ -4,8 +4,9 @@ Retry what is transient and nothing else: transport failures (connect, read, wri
 timeouts, refused or reset connections, a connection dropped mid-response) and the statuses 408,
 425, 429, 500, 502, 503, 504. ``Retry-After`` (seconds or an HTTP date) is a floor for the wait,
 capped by ``max_delay``; when even that capped floor does not fit in what is left of the total
-``deadline``, we stop instead of asking again early. Otherwise the wait is exponential with full
-jitter, so many clients hit by the same outage do not come back in step. Any other 4xx returns at
+``deadline``, we stop instead of asking again early. Otherwise the wait is tenacity's
+``wait_random_exponential`` (:func:`jitter`, the project's one backoff formula), so many clients
+hit by the same outage do not come back in step. Any other 4xx returns at
 once: retrying a 400, 401 or 404 only hides the problem (the reference client retries them five
 times). Tenacity drives the loop; Prefect retries sit above it for whole steps, so keep
 ``attempts`` small.
@@ -17,14 +18,20 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_result
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    retry_if_result,
+    wait_random_exponential,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,20 +103,31 @@ def is_transient_error(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT_ERRORS)
 
 
+def jitter(policy: RetryPolicy, attempt: int) -> float:
+    """Tenacity's full-jitter wait after failed ``attempt`` (1-based): the project's one formula.
+
+    ``uniform(0, min(max_delay, base_delay * 2**(attempt-1)))``, so clients hit by the same outage
+    do not come back in step.
+    """
+    state = RetryCallState(cast(Any, None), None, (), {})
+    state.attempt_number = max(1, attempt)
+    wait = wait_random_exponential(multiplier=policy.base_delay, max=policy.max_delay)
+    return max(0.0, float(wait(state)))
+
+
 def backoff_delay(
     policy: RetryPolicy,
     attempt: int,
     response: httpx.Response | None = None,
     remaining: float | None = None,
 ) -> float:
-    """The wait after failed ``attempt`` (1-based): full jitter, ``Retry-After`` as a floor.
+    """The wait after failed ``attempt`` (1-based): :func:`jitter`, ``Retry-After`` as a floor.
 
-    The jittered part is ``uniform(0, min(max_delay, base_delay * 2**(attempt-1)))``; a
-    ``Retry-After`` on ``response`` raises it to at least ``min(Retry-After, max_delay)``; the
-    result never exceeds ``remaining`` (seconds left of the deadline) when that is given.
+    A ``Retry-After`` on ``response`` raises the jittered wait to at least
+    ``min(Retry-After, max_delay)``; the result never exceeds ``remaining`` (seconds left of the
+    deadline) when that is given.
     """
-    ceiling = min(policy.max_delay, policy.base_delay * 2 ** max(0, attempt - 1))
-    delay = random.uniform(0.0, max(0.0, ceiling))
+    delay = jitter(policy, attempt)
     floor = retry_after_seconds(response) if response is not None else None
     if floor is not None:
         delay = max(delay, min(floor, policy.max_delay))
@@ -141,6 +159,8 @@ def send_with_retries(
     *,
     retry_on_transport: bool = True,
     on_retry: Callable[[RetryEvent], None] | None = None,
+    auth: httpx.Auth | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> httpx.Response:
     """Send a request, retrying transient failures per ``policy``; return the final response.
 
@@ -149,7 +169,8 @@ def send_with_retries(
     retriable status that ran out of attempts: the caller turns it into its own error. A transport
     error that runs out of attempts is re-raised as is. With ``retry_on_transport=False``
     transport errors are raised at once (for requests that must not be repeated blindly).
-    Exceptions raised by ``request_factory`` itself are never retried.
+    Exceptions raised by ``request_factory`` itself are never retried. ``auth`` signs each
+    attempt (see ``auth.BearerAuth``); ``sleep`` is injectable so tests wait for nothing.
     """
     started = time.monotonic()
     sent: list[httpx.Request] = []
@@ -160,7 +181,7 @@ def send_with_retries(
     def attempt() -> httpx.Response:
         request = request_factory()
         sent[:] = [request]
-        return http.send(request)
+        return http.send(request, auth=auth)
 
     def should_stop(state: RetryCallState) -> bool:
         if state.attempt_number >= max(1, policy.attempts) or remaining() <= 0:
@@ -203,6 +224,7 @@ def send_with_retries(
         retry=retry_if_exception(transport_retriable) | retry_if_result(is_retriable_response),
         retry_error_callback=_last_outcome,
         reraise=True,
+        sleep=sleep,
     )
     response: httpx.Response = retrying(attempt)
     return response

@@ -100,6 +100,26 @@ class ConductorSettings(BaseSettings):
         """Render packages staged for upload."""
         return self.home / "staging"
 
+    submit_lookup_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description=(
+            "After a job POST that may have reached Conductor (a timeout, a dropped connection,"
+            " a 5xx), how long to keep looking for the job before failing the run instead of"
+            " posting again."
+        ),
+    )
+    submission_lookback_days: int = Field(
+        default=1,
+        ge=1,
+        le=366,
+        description=(
+            "The duplicate-job guard lists jobs created since this many days before the"
+            " submission's first attempt."
+        ),
+    )
+
 
 def get_settings() -> ConductorSettings:
     """The settings as the environment says now (cheap; read on every call on purpose)."""

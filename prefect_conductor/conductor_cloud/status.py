@@ -1,18 +1,33 @@
-"""Job and task status shapes: the one place that states what we assume Conductor returns.
+"""Job and task state: the one module that lists what we read from Conductor, and what we guess.
 
-The public client library shows no job- or task-status endpoint beyond the job listing
-(``GET api/v1/jobs?filter=jid_gt_A,jid_lt_B``) and a task log's ``task_status``. We assume, and the
-sandbox implements:
+Evidenced (Conductor's own clients; docs/protocol.md names each source):
 
-* ``GET api/v1/jobs?filter=jid_gt_A,jid_lt_B`` -> ``{"data": [job, ...]}``; the same endpoint
-  also takes ``filter=metadata.<key>=eq:<value>`` (the instance-type filter grammar). The client
-  always re-checks the metadata itself, so a server that ignores that filter is still safe.
-* ``GET api/v1/jobs/<jid>`` -> ``{"data": job}``.
-* ``GET api/v1/jobs/<jid>/tasks`` -> ``{"data": [task, ...]}``.
-* ``job``: ``{"jid": "00042", "job_title", "project", "status", "metadata": {..}, "created_at",
-  "task_count", "scout_frames"}``; ``task``: ``{"tid": "000", "frames": "1-2", "status",
-  "command"}``.
-* ``status`` values below. ``holding`` is a task Conductor keeps back in its native scout mode.
+* ``GET api/v1/jobs?filter=jid_gt_A,jid_lt_B`` -> ``{"data": [job, ...]}`` (ciocore
+  ``ApiClient.get_jobs``), jids 5-digit zero-padded strings.
+* ``GET api/v1/jobs?filter=account_id_eq_<acct>,created_gt_<YYYY-MM-DD>`` -> ``{"data": [...]}``
+  (the desktop client's job list); ``account`` is the JWT claim (ciocore
+  ``account_id_from_jwt``).
+* ``GET api/v1/tasks?filter=jobLabel_eq_<jid>`` -> ``{"data": [task, ...]}`` with ``status``,
+  ``taskLabel``, ``jobLabel`` and ``command`` (Conductor's Tractor bridge, ``conductor_poll.py``
+  and ``send_to_conductor.py``); tids are 3-digit zero-padded strings.
+* The status words in :class:`JobStatus` and :class:`TaskStatus` (Conductor's job-monitoring
+  docs, the Tractor bridge, the old dashboard's mock records).
+
+Assumed, and how a wrong guess fails safe:
+
+* Listings are complete or truncated to a page; no paging parameter is known. The duplicate
+  lookup (``job_lookup.py``) walks further with ``jid_gt_``/``jid_lt_`` bounds until a page comes
+  back empty, and answers "cannot tell" (so nothing is posted) when a page ignores the bound or
+  the walk exceeds its budget.
+* Filters can be combined with commas (both clients do, each with its own parts). A server that
+  ignores a part returns more records, never fewer; the client re-checks ``jid``, ``jobLabel`` and
+  the submission metadata itself.
+* A job record carries the ``metadata`` it was posted with (the dashboard mock shows the key). A
+  listing whose records lack the key cannot show our submission id: the lookup answers "cannot
+  tell" rather than "not there".
+* A task record's ``frames``: used only to name failed frames; the ``taskLabel`` stands in.
+* A status word not listed here parses to ``UNKNOWN``, which counts as "not finished": the scout
+  wait then runs to its limit and names the word, instead of crashing or passing a failed scout.
 """
 
 from __future__ import annotations
@@ -21,37 +36,73 @@ from enum import StrEnum
 
 
 class TaskStatus(StrEnum):
-    """The states a Conductor task passes through."""
+    """The states of a Conductor task; ``UNKNOWN`` stands for any word not listed."""
 
     PENDING = "pending"
     HOLDING = "holding"
     RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
     PREEMPTED = "preempted"
+    SUCCESS = "success"
+    DOWNLOADED = "downloaded"
+    FAILED = "failed"
     KILLED = "killed"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def parse(cls, word: object) -> TaskStatus:
+        """The state a record's ``status`` names; never raises (unknown words are UNKNOWN)."""
+        try:
+            return cls(str(word).strip().lower())
+        except ValueError:
+            return cls.UNKNOWN
 
     @property
     def finished(self) -> bool:
         """A task in this state will not change again without someone acting on it."""
-        return self in (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.KILLED)
+        return self in _TASK_FINISHED
+
+    @property
+    def succeeded(self) -> bool:
+        """Rendered: ``downloaded`` is a success whose frames a downloader already fetched."""
+        return self in (TaskStatus.SUCCESS, TaskStatus.DOWNLOADED)
+
+
+_TASK_FINISHED = frozenset(
+    {TaskStatus.SUCCESS, TaskStatus.DOWNLOADED, TaskStatus.FAILED, TaskStatus.KILLED}
+)
 
 
 class JobStatus(StrEnum):
-    """The states of a whole job, derived from its tasks."""
+    """The states of a whole job; ``UNKNOWN`` stands for any word not listed."""
 
     PENDING = "pending"
+    SYNCING = "syncing"
     HOLDING = "holding"
     RUNNING = "running"
+    PREEMPTED = "preempted"
     SUCCESS = "success"
+    DOWNLOADED = "downloaded"
     FAILED = "failed"
     KILLED = "killed"
-    SYNCING = "syncing"
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def parse(cls, word: object) -> JobStatus:
+        """The state a record's ``status`` names; never raises (unknown words are UNKNOWN)."""
+        try:
+            return cls(str(word).strip().lower())
+        except ValueError:
+            return cls.UNKNOWN
 
     @property
     def finished(self) -> bool:
         """A job in this state will not change again without someone acting on it."""
-        return self in (JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.KILLED)
+        return self in (
+            JobStatus.SUCCESS,
+            JobStatus.DOWNLOADED,
+            JobStatus.FAILED,
+            JobStatus.KILLED,
+        )
 
 
 def job_status_from_tasks(statuses: list[TaskStatus]) -> JobStatus:
@@ -63,6 +114,8 @@ def job_status_from_tasks(statuses: list[TaskStatus]) -> JobStatus:
     if all(status.finished for status in statuses):
         if any(status is TaskStatus.FAILED for status in statuses):
             return JobStatus.FAILED
+        if all(status is TaskStatus.DOWNLOADED for status in statuses):
+            return JobStatus.DOWNLOADED
         return JobStatus.SUCCESS
     if any(status in (TaskStatus.RUNNING, TaskStatus.PREEMPTED) for status in statuses):
         return JobStatus.RUNNING
@@ -72,4 +125,4 @@ def job_status_from_tasks(statuses: list[TaskStatus]) -> JobStatus:
 
 
 SUBMISSION_METADATA_KEY = "prefect_conductor_submission"
-"""The metadata key carrying our submission id; the duplicate-job guard looks jobs up by it."""
+"""The metadata key carrying our submission id; the duplicate-job guard matches jobs on it."""

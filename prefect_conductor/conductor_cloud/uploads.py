@@ -13,8 +13,9 @@ caller's thread) owns all state and reacts to completed futures of two pools:
   completions.
 
 Storage PUTs go through their own ``httpx.Client`` that never carries the Conductor credentials,
-with ``Content-MD5`` (single part), ``Content-Type: application/octet-stream`` and an explicit
-``Content-Length`` (S3 rejects chunked bodies). Every attempt re-opens the file at the right
+with ``Content-Type: application/octet-stream`` and an explicit ``Content-Length`` (S3 rejects
+chunked bodies), plus ``Content-MD5`` on single-part PUTs to GCS-style URLs only, as ciocore
+does (:func:`single_part_headers`). Every attempt re-opens the file at the right
 offset, and rolls back the progress the failed attempt had credited, so progress never exceeds
 100%. A file that changes or vanishes between hashing and upload is a :class:`UserError` naming
 it: its md5 is already in the job, so uploading the new bytes would be wrong.
@@ -371,6 +372,26 @@ def _file_slice(
             yield data
 
 
+S3_STYLE_HOSTS = ("amazonaws", "coreweave")
+"""ciocore ``UploadWorker.do_singlepart_upload``: a URL containing one of these is S3-style."""
+
+
+def single_part_headers(url: str, md5: str, kms_key: str | None) -> dict[str, str]:
+    """The extra headers of a single-part PUT, per storage host, as ciocore sends them.
+
+    S3-style URLs get none (a ``Content-MD5`` the URL was not signed with is refused); any other
+    (GCS-style) URL gets ``Content-MD5`` and the KMS key header when Conductor names a key.
+    ``Content-Type: application/octet-stream`` and ``Content-Length`` go on every PUT (``_put``);
+    the Conductor token never does.
+    """
+    if any(marker in url for marker in S3_STYLE_HOSTS):
+        return {}
+    headers = {"Content-MD5": md5}
+    if kms_key:
+        headers["x-goog-encryption-kms-key-name"] = kms_key
+    return headers
+
+
 def _storage_host(url: str) -> str:
     """Where a signed URL points, without its query (which holds the signature)."""
     parts = urlsplit(url)
@@ -465,10 +486,13 @@ class _Uploader:
         return response
 
     def put_single(self, spec: SinglePartUrl, hashed: _Hashed, kms_key: str | None) -> _Hashed:
-        headers = {"Content-MD5": hashed.md5}
-        if kms_key:
-            headers["x-goog-encryption-kms-key-name"] = kms_key
-        self._put(hashed, spec.url, 0, hashed.info.st_size, headers)
+        self._put(
+            hashed,
+            spec.url,
+            0,
+            hashed.info.st_size,
+            single_part_headers(spec.url, hashed.md5, kms_key),
+        )
         return hashed
 
     def put_part(self, upload: _Multipart, part_number: int, url: str) -> tuple[int, str]:

@@ -1,17 +1,25 @@
 """scout_submit / full_submit: post one job per step, once, and wait for tasks to finish.
 
 The submission id ``<submission key>:<step>`` goes into the job's metadata; the client looks it
-up before posting and after any ambiguous failure, so a retried task, a retried flow run or a
-second run with the same submission key never creates a second job.
+up before every POST (so a retried task, a retried flow run or a second run with the same
+submission key finds the job instead of posting), and after a POST that may have reached
+Conductor it only looks, then fails the run if the job does not show (docs/protocol.md).
+
+The scout wait reads ``GET api/v1/tasks?filter=jobLabel_eq_<jid>``; a status word nobody listed
+counts as "not finished" (``status.py``), so it can only make the wait run to its limit, which
+then names the job, a task and the word seen.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact
+from prefect.runtime import flow_run
 
 from prefect_conductor.conductor_cloud.client import SubmittedJob
 from prefect_conductor.conductor_cloud.errors import SubmitterError
@@ -41,7 +49,7 @@ def submit_job(
 ) -> SubmittedJob:
     """Post the job for ``submission_id`` (or find the one already posted) and link to it."""
     with client_for(options) as client:
-        job = client.submit_job(payload, submission_id)
+        job = client.submit_job(payload, submission_id, first_attempt=_first_attempt())
     verb = "submitted" if job.created else "already submitted"
     get_run_logger().info("%s job %s %s: %s", step, job.jid, verb, job.dashboard_url)
     create_link_artifact(
@@ -51,6 +59,12 @@ def submit_job(
         description=f"The {step} job on the Conductor dashboard",
     )
     return job
+
+
+def _first_attempt() -> datetime | None:
+    """When this flow run was first due: the lookup's window starts the day before it."""
+    when = flow_run.scheduled_start_time
+    return when if isinstance(when, datetime) else None
 
 
 scout_submit = submit_job.with_options(name="scout-submit")
@@ -75,27 +89,40 @@ def wait_for_tasks(jid: str, options: RunOptions) -> dict[str, int]:
     with client_for(options) as client:
         while True:
             tasks = client.get_tasks(jid)
-            statuses = [TaskStatus(t["status"]) for t in tasks]
+            statuses = [TaskStatus.parse(t.get("status")) for t in tasks]
             counts = {str(s): statuses.count(s) for s in set(statuses)}
             if counts != seen:
                 logger.info("job %s tasks: %s", jid, counts)
                 seen = counts
-            if all(s.finished for s in statuses):
+            if tasks and all(s.finished for s in statuses):
                 break
             if time.monotonic() > deadline:
-                raise ScoutFailed(
-                    f"scout job {jid} did not finish in {options.scout_timeout_minutes} minutes;"
-                    " nothing more was submitted"
-                )
+                raise ScoutFailed(_unfinished(jid, tasks, options.scout_timeout_minutes))
             time.sleep(interval)
             interval = min(MAX_POLL_SECONDS, interval * 1.5)
-    failed = [t for t in tasks if TaskStatus(t["status"]) is not TaskStatus.SUCCESS]
+    failed = [t for t in tasks if not TaskStatus.parse(t.get("status")).succeeded]
     if failed:
         frames = FrameList.from_iterable(
-            frame for t in failed for frame in parse_frame_spec(str(t["frames"]))
+            frame for t in failed if t.get("frames") for frame in parse_frame_spec(str(t["frames"]))
         )
+        named = f"frames {frames}" if frames else "tasks " + ", ".join(_label(t) for t in failed)
         raise ScoutFailed(
-            f"scout job {jid}: {len(failed)} task(s) failed, frames {frames}; the remaining"
+            f"scout job {jid}: {len(failed)} task(s) failed, {named}; the remaining"
             " frames were not submitted"
         )
     return seen
+
+
+def _label(task: Mapping[str, Any]) -> str:
+    return str(task.get("taskLabel") or task.get("tid") or "?")
+
+
+def _unfinished(jid: str, tasks: list[dict[str, Any]], minutes: int) -> str:
+    """One line: the job, the first task still open and the word Conductor showed for it."""
+    if not tasks:
+        return f"scout job {jid} showed no tasks in {minutes} minutes; nothing more was submitted"
+    task = next(t for t in tasks if not TaskStatus.parse(t.get("status")).finished)
+    return (
+        f"scout job {jid} did not finish in {minutes} minutes: task {_label(task)} is still"
+        f" {str(task.get('status'))!r}; nothing more was submitted"
+    )
