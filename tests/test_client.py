@@ -129,6 +129,17 @@ def test_backoff_is_full_jitter_with_retry_after_as_a_capped_floor() -> None:
     assert backoff_delay(policy, 1, very_slow, remaining=2.5) == 2.5
 
 
+def exchange_url(sandbox: SandboxHandle, secret: str = "pk-not-a-key") -> str:
+    """The token exchange in the form the strict sandbox accepts, with a key it will refuse."""
+    query = httpx.QueryParams(
+        grant_type="client_credentials",
+        scope="owner admin user",
+        client_id="x",
+        client_secret=secret,
+    )
+    return f"{sandbox.url}/api/oauth_jwt?{query}"
+
+
 def test_send_retries_transient_statuses_and_rebuilds_each_request(
     sandbox: SandboxHandle, plain_http: httpx.Client
 ) -> None:
@@ -137,7 +148,7 @@ def test_send_retries_transient_statuses_and_rebuilds_each_request(
     events: list[RetryEvent] = []
 
     def build() -> httpx.Request:
-        built.append(plain_http.build_request("GET", f"{sandbox.url}/api/oauth_jwt"))
+        built.append(plain_http.build_request("GET", exchange_url(sandbox)))
         return built[-1]
 
     response = send_with_retries(plain_http, build, FAST, on_retry=events.append)
@@ -148,7 +159,7 @@ def test_send_retries_transient_statuses_and_rebuilds_each_request(
 
 
 def test_send_never_retries_other_4xx(sandbox: SandboxHandle, plain_http: httpx.Client) -> None:
-    url = f"{sandbox.url}/api/oauth_jwt"  # open to all: the faults answer before the key check
+    url = exchange_url(sandbox)  # open to all: faults answer before the key check
     for status in (400, 401, 403, 404, 409, 422):
         sandbox.faults(fault("GET", "/api/oauth_jwt", status=status))
         response = send_with_retries(plain_http, lambda: plain_http.build_request("GET", url), FAST)
@@ -163,7 +174,7 @@ def test_send_gives_up_at_once_when_retry_after_is_past_the_deadline(
     policy = RetryPolicy(attempts=5, base_delay=0.01, max_delay=60, deadline=2)
     started = time.monotonic()
     response = send_with_retries(
-        plain_http, lambda: plain_http.build_request("GET", f"{sandbox.url}/api/oauth_jwt"), policy
+        plain_http, lambda: plain_http.build_request("GET", exchange_url(sandbox)), policy
     )
     assert response.status_code == 429 and time.monotonic() - started < 1.5
     assert requests_to(sandbox, "GET", "/api/oauth_jwt") == [429]
@@ -174,7 +185,7 @@ def test_send_stops_at_the_deadline(sandbox: SandboxHandle, plain_http: httpx.Cl
     policy = RetryPolicy(attempts=1000, base_delay=0.05, max_delay=0.2, deadline=0.6)
     started = time.monotonic()
     response = send_with_retries(
-        plain_http, lambda: plain_http.build_request("GET", f"{sandbox.url}/api/oauth_jwt"), policy
+        plain_http, lambda: plain_http.build_request("GET", exchange_url(sandbox)), policy
     )
     assert response.status_code == 500
     assert time.monotonic() - started < 2.0
@@ -184,7 +195,7 @@ def test_send_stops_at_the_deadline(sandbox: SandboxHandle, plain_http: httpx.Cl
 def test_send_transport_errors_retried_or_raised_at_once(
     sandbox: SandboxHandle, plain_http: httpx.Client
 ) -> None:
-    url = f"{sandbox.url}/api/oauth_jwt"
+    url = exchange_url(sandbox)
     sandbox.faults(fault("GET", "/api/oauth_jwt", "drop_before", times=2))
     response = send_with_retries(plain_http, lambda: plain_http.build_request("GET", url), FAST)
     assert response.status_code == 401
@@ -204,12 +215,12 @@ def test_retry_log_lines_carry_no_query(
 ) -> None:
     caplog.set_level(logging.INFO, logger="prefect_conductor")
     sandbox.faults(fault("GET", "/api/oauth_jwt", status=502, times=1))
-    url = f"{sandbox.url}/api/oauth_jwt?signature=abc123sig&client_secret=pk-shh"
+    url = exchange_url(sandbox, secret="pk-shh")
     send_with_retries(plain_http, lambda: plain_http.build_request("GET", url), FAST)
     retry_lines = [r.getMessage() for r in caplog.records if r.name.startswith("prefect_conductor")]
     assert len(retry_lines) == 1
     assert f"GET {sandbox.url}/api/oauth_jwt after HTTP 502" in retry_lines[0]
-    assert "abc123sig" not in retry_lines[0] and "pk-shh" not in retry_lines[0]
+    assert "pk-shh" not in retry_lines[0] and "client_secret" not in retry_lines[0]
 
 
 # catalogue, uploads, listing -------------------------------------------------------------------

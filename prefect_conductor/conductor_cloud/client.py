@@ -289,7 +289,7 @@ class ConductorClient:
 
     def packages(self) -> list[dict[str, Any]]:
         """Every software package record, unfiltered (no "3dsmax on linux" special case)."""
-        return self._list(self._call("GET", "api/v1/ee/packages", params={"all": "true"}))
+        return self._list(self._call("GET", "api/v1/ee/packages?all=true,"))
 
     def extra_environment(self) -> list[dict[str, Any]]:
         """The account-level extra environment records (``{account_id, env}``)."""
