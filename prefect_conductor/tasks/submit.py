@@ -2,7 +2,9 @@
 
 The submission id ``<submission key>:<step>`` goes into the job's metadata; the client looks it
 up before posting and after any ambiguous failure, so a retried task, a retried flow run or a
-second run with the same submission key never creates a second job.
+second run with the same submission key never creates a second job. Two runs posting the same id
+at once take turns on a Prefect concurrency limit (``submission_lock``), so the second one's
+lookup sees the first one's job.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from prefect_conductor.conductor_cloud.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.status import TaskStatus
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
+from prefect_conductor.tasks.submission_lock import submission_lock
 
 MAX_POLL_SECONDS = 60.0
 
@@ -40,7 +43,8 @@ def submit_job(
     payload: dict[str, Any], submission_id: str, step: str, options: RunOptions
 ) -> SubmittedJob:
     """Post the job for ``submission_id`` (or find the one already posted) and link to it."""
-    with client_for(options) as client:
+    # Lookup-then-post is not atomic: a Prefect-held lock makes it so across workers.
+    with submission_lock(submission_id), client_for(options) as client:
         job = client.submit_job(payload, submission_id)
     verb = "submitted" if job.created else "already submitted"
     get_run_logger().info("%s job %s %s: %s", step, job.jid, verb, job.dashboard_url)
