@@ -81,3 +81,30 @@ def test_four_concurrent_runs_with_one_key_make_one_scout_and_one_full_job(
     ours = [limit for limit in limits if limit["name"].startswith(LOCK_PREFIX)]
     assert ours and all(limit["limit"] == 1 for limit in ours)
     assert all(limit["active_slots"] == 0 for limit in ours)  # every run let go
+
+
+@pytest.mark.usefixtures("prefect_backend")
+def test_a_held_lock_makes_the_next_run_wait_then_fail_in_one_retryable_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    from prefect_conductor.conductor_cloud.errors import is_transient
+    from prefect_conductor.tasks.submission_lock import SubmissionLockError, submission_lock
+
+    monkeypatch.setenv("PREFECT_CONDUCTOR_SUBMIT_LOCK_WAIT_SECONDS", "1")
+    monkeypatch.setenv("PREFECT_CONDUCTOR_SUBMIT_LOCK_BUCKETS", "1")
+    with submission_lock("held:scout") as name:
+        with get_client(sync_client=True) as client:
+            assert client.read_global_concurrency_limit_by_name(name).active_slots == 1
+        with pytest.raises(SubmissionLockError) as waited, submission_lock("other:scout"):
+            pass  # one bucket: the other id waits for the same limit
+    assert is_transient(waited.value) and "\n" not in str(waited.value)
+    assert f"Prefect concurrency limit {name} stayed taken for 1 s" in str(waited.value)
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=5))
+        with submission_lock("held:scout"):
+            limit = client.read_global_concurrency_limit_by_name(name)
+            assert (limit.limit, limit.active_slots) == (1, 1)  # put back to one holder
+        assert client.read_global_concurrency_limit_by_name(name).active_slots == 0

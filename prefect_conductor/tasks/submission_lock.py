@@ -9,7 +9,10 @@ only serialise one machine.
 
 - The limit is taken with a lease (``lease_duration``, renewed while held): if the holder dies, the
   server's repossessor frees the slot once the lease runs out, so a crashed run never blocks the
-  key for good.
+  key for good. Leases live in the server process (Prefect's default lease storage is in memory):
+  a server restarted while a slot was held, or a local ephemeral backend that died with its run,
+  leaves the slot taken; the waiting run then fails after ``submit_lock_wait_seconds`` with one
+  line saying how to free it.
 - ``strict=True``: a missing limit is an error, never a silent pass-through (Prefect's default is
   to run unlocked when the limit does not exist). The limit is created on demand.
 - Limits are not made per submission id (they would pile up, and deleting one while another run
@@ -91,8 +94,9 @@ def submission_lock(submission_id: str) -> Iterator[str]:
     except AcquireConcurrencySlotTimeoutError:
         raise SubmissionLockError(
             f"submission {submission_id!r}: Prefect concurrency limit {name} stayed taken for"
-            f" {wait:g} s (another run with the same key is posting; if its holder died, the"
-            f" lease frees it within {LEASE_SECONDS:g} s)"
+            f" {wait:g} s: another run with the same key is posting (a dead holder's lease ends"
+            f" within {LEASE_SECONDS:g} s on a server; on a restarted local backend free it with"
+            f" `prefect gcl update {name} --active-slots 0`)"
         ) from None
     except ConcurrencySlotAcquisitionError as error:
         raise SubmissionLockError(
