@@ -175,3 +175,17 @@ def test_metadata_limit_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PREFECT_CONDUCTOR_MAX_METADATA_KEYS", "9")
     with pytest.raises(ValueError, match="10 keys, more than 9"):
         ConductorJob(metadata=labels)
+
+
+def test_a_render_package_staged_elsewhere_is_allowed_by_name_only(
+    home: Path, tmp_path: Path
+) -> None:
+    scene_file, _ = project(tmp_path)
+    staged = tmp_path / "custom-staging" / "abc" / "shot.project"
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(b"scene")
+    beside = staged.parent / "other.txt"
+    beside.write_text("x")
+    check_uploadable([staged], str(scene_file), extra_roots=[staged])
+    with pytest.raises(UploadRefused, match="outside the folders"):
+        check_uploadable([staged, beside], str(scene_file), extra_roots=[staged])

@@ -52,7 +52,12 @@ def prepare(
     report, ctx = validate(job, scene, catalog, base_dir=base_dir)
     report.raise_for_errors()
     assert ctx.plan is not None and ctx.resolved is not None and ctx.files is not None
-    check_uploadable(ctx.files.files, scene.project_path, base_dir=base_dir)
+    check_uploadable(
+        ctx.files.files,
+        scene.project_path,
+        base_dir=base_dir,
+        extra_roots=[ctx.base_dir / scene.render_package],
+    )
     environment = merge_environment(ctx.resolved, catalog.extra_environment, job.environment)
     return Prepared(
         job=job,

@@ -76,6 +76,8 @@ def check_uploadable(
     """Raise :class:`UploadRefused` for the first file that may not be uploaded.
 
     A relative ``project_path`` is taken from ``base_dir`` (as validation anchors dependencies).
+    ``extra_roots`` may name single files (the staged render package, whose source
+    :func:`loaders.load_scene` checked before it was copied).
     """
     settings = settings or get_settings()
     if project_path and base_dir is not None:
