@@ -164,8 +164,9 @@ def _checked_url(value: str) -> str:
     """``value`` if it is an http(s) address with a host; else ValueError saying what is wrong."""
     try:
         url = httpx.URL(value.strip())
-    except (httpx.InvalidURL, ValueError, TypeError) as error:
-        raise ValueError(f"not a valid address ({error})") from None
+    except (httpx.InvalidURL, ValueError, TypeError):
+        # httpx's reason may quote the address, and an address may carry credentials.
+        raise ValueError("not a valid address (expected http(s)://host[:port])") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError("must be an http:// or https:// address with a host name")
     return value.strip()
