@@ -18,9 +18,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from prefect_conductor.conductor_cloud.errors import FieldError
+from prefect_conductor.conductor_cloud.errors import FieldError, UserError
 from prefect_conductor.conductor_cloud.frames import parse_frame_spec, parse_scout_spec
-from prefect_conductor.conductor_cloud.settings import get_settings
+from prefect_conductor.conductor_cloud.settings import DEFAULT_MAX_METADATA_KEYS, get_settings
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch: "$" lets "\n" through
 METADATA_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -361,7 +361,10 @@ class ConductorJob(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _metadata_keys(cls, value: dict[str, str]) -> dict[str, str]:
-        most = get_settings().max_metadata_keys
+        try:
+            most = get_settings().max_metadata_keys
+        except UserError:  # another setting is broken: reported where it is used, not here
+            most = DEFAULT_MAX_METADATA_KEYS
         if len(value) > most:
             raise ValueError(
                 f"{len(value)} keys, more than {most} (PREFECT_CONDUCTOR_MAX_METADATA_KEYS)"

@@ -22,6 +22,7 @@ from prefect_conductor.conductor_cloud.errors import UserError
 
 DEFAULT_CONDUCTOR_URL = "https://dashboard.conductortech.com"
 DEFAULT_HOST_BATCH = "jobs -batch"
+DEFAULT_MAX_METADATA_KEYS = 256
 
 
 def _default_home() -> Path:
@@ -113,7 +114,9 @@ class ConductorSettings(BaseSettings):
         ),
     )
     max_metadata_keys: int = Field(
-        default=256, ge=0, description="Most metadata labels one job may carry."
+        default=DEFAULT_MAX_METADATA_KEYS,
+        ge=0,
+        description="Most metadata labels one job may carry.",
     )
     max_input_bytes: int = Field(
         default=64 * 1024 * 1024,
