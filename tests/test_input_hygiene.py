@@ -189,3 +189,11 @@ def test_a_render_package_staged_elsewhere_is_allowed_by_name_only(
     check_uploadable([staged], str(scene_file), extra_roots=[staged])
     with pytest.raises(UploadRefused, match="outside the folders"):
         check_uploadable([staged, beside], str(scene_file), extra_roots=[staged])
+
+
+def test_an_impossible_yaml_date_is_not_called_a_long_number(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text("title: 2020-13-45\n")
+    with pytest.raises(InputFileError) as caught:
+        read_mapping(path)
+    assert caught.value.problems == [f"{path}: a value cannot be read (month must be in 1..12)"]

@@ -178,9 +178,12 @@ def read_mapping(path: Path) -> dict[str, Any]:
         raise InputFileError(name, [f"{name}: invalid YAML{where}: {problem}"]) from None
     except RecursionError:
         raise InputFileError(name, [f"{name}: nested more than {MAX_DEPTH} levels deep"]) from None
-    except ValueError:
-        # int() refuses numbers of more than sys.get_int_max_str_digits() digits.
-        raise InputFileError(name, [f"{name}: a number is too long to read"]) from None
+    except ValueError as error:
+        # int() refuses numbers of more than sys.get_int_max_str_digits() digits; YAML's
+        # constructors refuse impossible dates (2020-13-45).
+        if "digits" in str(error):
+            raise InputFileError(name, [f"{name}: a number is too long to read"]) from None
+        raise InputFileError(name, [f"{name}: a value cannot be read ({error})"]) from None
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise InputFileError(name, [f"{name}: must hold a mapping of fields, not {kind}"])
