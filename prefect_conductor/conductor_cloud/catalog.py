@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -360,14 +361,44 @@ def save_catalog(catalog: Catalog, path: Path | None = None) -> Path:
     return target
 
 
+def writable_by_others(path: Path) -> bool:
+    """Whether someone other than us could have written ``path`` (owner, group or world bits)."""
+    info = path.stat()
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return True
+    return bool(stat.S_IMODE(info.st_mode) & 0o022)
+
+
+def check_cache_private(target: Path) -> None:
+    """Refuse the catalogue cache when another user could have written it or its folder.
+
+    The cache decides which packages and environment every job gets, so a poisoned one is trusted
+    as much as a poisoned md5 or token cache would be: like those, it is not used. An explicit
+    ``--catalog`` file is the caller's own choice and is read as given.
+    """
+    for where in (target, target.parent):
+        if writable_by_others(where):
+            raise InputFileError(
+                str(target),
+                [
+                    f"{target}: the catalogue cache is not used: {where} can be written by other"
+                    " users (make it yours and `chmod go-w` it, then run `prefect-conductor"
+                    " refresh`)"
+                ],
+            )
+
+
 def load_catalog(path: Path | None = None) -> Catalog:
     """Read a catalogue file; every problem is a line of an InputFileError naming the file."""
     target = path or default_catalog_path()
-    if path is None and not target.exists():
+    is_cache = target.absolute() == default_catalog_path().absolute()
+    if is_cache and not target.exists():
         raise InputFileError(
             str(target),
             [f"{target}: no catalogue yet; run `prefect-conductor refresh` or pass --catalog"],
         )
+    if is_cache:
+        check_cache_private(target)
     data = read_mapping(target)
     try:
         return Catalog.model_validate(data)

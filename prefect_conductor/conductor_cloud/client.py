@@ -121,12 +121,21 @@ def _reason(error: Exception) -> str:
 
 
 def _checked_url(url: str) -> str:
-    parsed = httpx.URL(url)
+    """``url`` without a trailing slash, or one line saying it is not an http(s) address.
+
+    Settings check CONDUCTOR_URL already; this catches the run's own ``conductor_url`` parameter.
+    httpx's own reason is not shown: it may quote an address that carries credentials.
+    """
+    problem = UserError(
+        "conductor_url: not a valid address (expected http(s)://host[:port]; check the run's"
+        " conductor_url or CONDUCTOR_URL)"
+    )
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        raise problem from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise UserError(
-            f"Conductor URL {redacted_url(url)!r}: expected http(s)://host[:port]"
-            " (check CONDUCTOR_URL)"
-        )
+        raise problem
     return url.rstrip("/")
 
 

@@ -13,16 +13,38 @@ the frames, ...) live in ``validation.py``; this module only checks what a value
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from prefect_conductor.conductor_cloud.errors import FieldError
+from prefect_conductor.conductor_cloud.errors import FieldError, UserError
 from prefect_conductor.conductor_cloud.frames import parse_frame_spec, parse_scout_spec
+from prefect_conductor.conductor_cloud.settings import DEFAULT_MAX_METADATA_KEYS, get_settings
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-METADATA_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch: "$" lets "\n" through
+METADATA_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+ENV_VALUE_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Control characters a render node's environment cannot carry (NUL ends the C string, a line
+break splits the variable); a tab is allowed."""
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+"""Bidirectional overrides: U+202E makes ``exr.evil`` display as ``live.rxe`` on the dashboard."""
+
+
+def unprintable(text: str) -> str | None:
+    """The first character that does not belong on one line of a dashboard, as ``U+XXXX``.
+
+    C0/C1 controls (U+0085 is a line break to some readers), line and paragraph separators
+    (U+2028, U+2029) and bidirectional overrides.
+    """
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in BIDI_CONTROLS:
+            return f"U+{ord(char):04X}"
+    return None
+
 
 MergePolicy = Literal["append", "prepend", "exclusive"]
 ScoutMode = Literal["gated", "native", "off"]
@@ -59,10 +81,21 @@ class EnvironmentVariable(BaseModel):
     @field_validator("name")
     @classmethod
     def _name_is_portable(cls, value: str) -> str:
-        if not ENV_NAME.match(value):
+        if not ENV_NAME.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a valid variable name (letters, digits, _; not starting with a"
                 " digit)"
+            )
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _value_is_one_line(cls, value: str) -> str:
+        found = ENV_VALUE_FORBIDDEN.search(value)
+        if found:
+            raise ValueError(
+                f"must not contain U+{ord(found.group()):04X} (NUL, line breaks and other control"
+                " characters cannot reach a render node's environment)"
             )
         return value
 
@@ -287,11 +320,23 @@ class ConductorJob(BaseModel):
         description="Write full tracebacks to the host log when an action fails.",
     )
 
-    @field_validator("title")
+    @field_validator("title", "location")
     @classmethod
     def _title_is_printable(cls, value: str) -> str:
         if CONTROL_CHARS.search(value):
             raise ValueError("must not contain control characters or line breaks")
+        char = unprintable(value)
+        if char:
+            raise ValueError(f"must not contain {char} (a line break or a text-direction control)")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_not_yes_no(cls, value: object, info: ValidationInfo) -> object:
+        """``chunk_size: yes`` is YAML for True, which a lax int would read as 1."""
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and field.annotation is int:
+            raise ValueError("must be a whole number, not yes/no or true/false")
         return value
 
     @field_validator("custom_frames")
@@ -325,8 +370,16 @@ class ConductorJob(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _metadata_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        try:
+            most = get_settings().max_metadata_keys
+        except UserError:  # another setting is broken: reported where it is used, not here
+            most = DEFAULT_MAX_METADATA_KEYS
+        if len(value) > most:
+            raise ValueError(
+                f"{len(value)} keys, more than {most} (PREFECT_CONDUCTOR_MAX_METADATA_KEYS)"
+            )
         for key, item in value.items():
-            if not METADATA_KEY.match(key):
+            if not METADATA_KEY.fullmatch(key):
                 raise ValueError(f"key {key!r} must be 1-64 letters, digits, '_', '.' or '-'")
             if len(item) > 1024:
                 raise ValueError(f"value of {key!r} is longer than 1024 characters")

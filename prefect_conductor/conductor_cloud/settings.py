@@ -14,11 +14,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+import httpx
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from prefect_conductor.conductor_cloud.errors import UserError
 
 DEFAULT_CONDUCTOR_URL = "https://dashboard.conductortech.com"
 DEFAULT_HOST_BATCH = "jobs -batch"
+DEFAULT_MAX_METADATA_KEYS = 256
 
 
 def _default_home() -> Path:
@@ -120,7 +124,99 @@ class ConductorSettings(BaseSettings):
         ),
     )
 
+    # reliability: concurrent submissions, upload roots, input limits --------------------------
+
+    upload_roots: str = Field(
+        default="",
+        description=(
+            "Folders (os.pathsep-separated) a scene may upload from besides its project folder;"
+            " anything else is refused."
+        ),
+    )
+    max_metadata_keys: int = Field(
+        default=DEFAULT_MAX_METADATA_KEYS,
+        ge=0,
+        description="Most metadata labels one job may carry.",
+    )
+    max_input_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest job file, scene export or catalogue read (bytes).",
+    )
+    submit_lock_buckets: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description=(
+            "How many Prefect concurrency limits (prefect-conductor-submit-N) the submission ids"
+            " are hashed onto; each serialises lookup-then-post for its ids."
+        ),
+    )
+    submit_lock_wait_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description="How long a run waits for another run posting the same submission id.",
+    )
+
+    @property
+    def upload_root_paths(self) -> tuple[Path, ...]:
+        """``upload_roots`` as absolute paths (``~`` expanded, empty entries skipped)."""
+        parts = (part.strip() for part in self.upload_roots.split(os.pathsep))
+        return tuple(Path(part).expanduser().absolute() for part in parts if part)
+
+    @field_validator("conductor_url", mode="after")
+    @classmethod
+    def _url_is_http(cls, value: str) -> str:
+        """A malformed address is one line naming the variable, not an httpx traceback later."""
+        return _checked_url(value)
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _home_is_a_folder(cls, value: Path) -> Path:
+        """The per-user folder (or its nearest existing parent) must be a folder, not a file."""
+        probe = value
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            where = "is" if probe == value else f"is inside {probe}, which is"
+            raise ValueError(f"{value} {where} a file, not a folder")
+        return value
+
+
+def _checked_url(value: str) -> str:
+    """``value`` if it is an http(s) address with a host; else ValueError saying what is wrong."""
+    try:
+        url = httpx.URL(value.strip())
+    except (httpx.InvalidURL, ValueError, TypeError):
+        # httpx's reason may quote the address, and an address may carry credentials.
+        raise ValueError("not a valid address (expected http(s)://host[:port])") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("must be an http:// or https:// address with a host name")
+    return value.strip()
+
+
+def _variable_for(field: str) -> str:
+    """The environment variable a settings field is read from (its first alias, else the prefix)."""
+    for name, info in ConductorSettings.model_fields.items():
+        alias = info.validation_alias
+        if not isinstance(alias, AliasChoices):
+            continue
+        choices = [choice for choice in alias.choices if isinstance(choice, str)]
+        if choices and (field == name or field in choices):
+            return choices[0]
+    return f"PREFECT_CONDUCTOR_{field.upper()}"
+
 
 def get_settings() -> ConductorSettings:
-    """The settings as the environment says now (cheap; read on every call on purpose)."""
-    return ConductorSettings()
+    """The settings as the environment says now (cheap; read on every call on purpose).
+
+    A bad value is a UserError naming the variable (``CONDUCTOR_URL: not a valid address``); the
+    value itself is not echoed, since a variable may hold a secret.
+    """
+    try:
+        return ConductorSettings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        raise UserError(f"{_variable_for(field)}: {message}") from None

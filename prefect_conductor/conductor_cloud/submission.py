@@ -34,6 +34,7 @@ from prefect_conductor.conductor_cloud.payload import (
 )
 from prefect_conductor.conductor_cloud.render_wrapper import WRAPPER_PATH
 from prefect_conductor.conductor_cloud.scene import SceneExport
+from prefect_conductor.conductor_cloud.upload_roots import check_uploadable
 from prefect_conductor.conductor_cloud.uploads import STAT_FIELDS, Md5Cache, hash_files
 from prefect_conductor.conductor_cloud.validation import ValidationReport, validate
 
@@ -60,6 +61,12 @@ def prepare(
     report, ctx = validate(job, scene, catalog, base_dir=base_dir)
     report.raise_for_errors()
     assert ctx.plan is not None and ctx.resolved is not None and ctx.files is not None
+    check_uploadable(
+        ctx.files.files,
+        scene.project_path,
+        base_dir=base_dir,
+        extra_roots=[ctx.base_dir / scene.render_package],
+    )
     environment = merge_environment(ctx.resolved, catalog.extra_environment, job.environment)
     instance = next(
         (t.description for t in catalog.instance_types if t.name == job.instance_type), ""

@@ -3,7 +3,9 @@
 The submission id ``<submission key>:<step>`` goes into the job's metadata; the client looks it
 up before every POST (so a retried task, a retried flow run or a second run with the same
 submission key finds the job instead of posting), and after a POST that may have reached
-Conductor it only looks, then fails the run if the job does not show (docs/protocol.md).
+Conductor it only looks, then fails the run if the job does not show (docs/protocol.md). Two
+runs posting the same id at once take turns on a Prefect concurrency limit (``submission_lock``),
+so the second one's lookup sees the first one's job.
 
 The scout wait reads ``GET api/v1/tasks?filter=jobLabel_eq_<jid>``; a status word nobody listed
 counts as "not finished" (``status.py``), so it can only make the wait run to its limit, which
@@ -27,6 +29,7 @@ from prefect_conductor.conductor_cloud.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.status import TaskStatus
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
+from prefect_conductor.tasks.submission_lock import submission_lock
 
 MAX_POLL_SECONDS = 60.0
 
@@ -48,7 +51,8 @@ def submit_job(
     payload: dict[str, Any], submission_id: str, step: str, options: RunOptions
 ) -> SubmittedJob:
     """Post the job for ``submission_id`` (or find the one already posted) and link to it."""
-    with client_for(options) as client:
+    # Lookup-then-post is not atomic: a Prefect-held lock makes it so across workers.
+    with submission_lock(submission_id), client_for(options) as client:
         job = client.submit_job(payload, submission_id, first_attempt=_first_attempt())
     verb = "submitted" if job.created else "already submitted"
     get_run_logger().info("%s job %s %s: %s", step, job.jid, verb, job.dashboard_url)

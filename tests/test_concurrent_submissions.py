@@ -1,0 +1,110 @@
+"""Concurrent runs with one submission key make one scout job and one full job.
+
+Four ``prefect-conductor submit --submission-key K`` processes start at once against one real
+Prefect server while the sandbox takes a second to answer ``POST jobs/``: without a lock shared
+through Prefect, several of them look the id up before any has posted, and each posts its own job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from prefect_conductor.sandbox.handle import SandboxHandle
+from prefect_conductor.tasks.submission_lock import LOCK_PREFIX, lock_name
+from tests.scenes import EXAMPLES
+
+RUNS = 4
+JOB_LINE = re.compile(r"^(scout|full) job (\S+): ", re.MULTILINE)
+
+
+def test_lock_names_are_stable_and_bounded() -> None:
+    names = {lock_name(f"key-{n}:scout", 8) for n in range(200)}
+    assert names == {f"{LOCK_PREFIX}{n}" for n in range(8)}
+    assert lock_name("click-7:scout", 64) == lock_name("click-7:scout", 64)
+
+
+@pytest.mark.e2e
+def test_four_concurrent_runs_with_one_key_make_one_scout_and_one_full_job(
+    prefect_server: str, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    sandbox.faults(
+        {"method": "POST", "path": "/jobs/", "action": "delay", "seconds": 1.0, "times": 0}
+    )
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_server,
+        "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "CONDUCTOR_URL": sandbox.url,
+        "CONDUCTOR_API_KEY": sandbox.api_key,
+        "PREFECT_CONDUCTOR_SUBMIT_LOCK_BUCKETS": "4",  # few limits on the shared test server
+    }
+    cli = Path(sys.executable).with_name("prefect-conductor")
+    processes = []
+    for number in range(RUNS):
+        run_env = {**env, "PREFECT_CONDUCTOR_HOME": str(tmp_path / f"home-{number}")}
+        command = [
+            str(cli),
+            "submit",
+            str(EXAMPLES / "job.yaml"),
+            "--submission-key",
+            "same-click",
+            "--poll-seconds",
+            "0.1",
+        ]
+        processes.append(
+            subprocess.Popen(
+                command, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    outputs = []
+    for process in processes:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-2000:]
+        outputs.append(dict(JOB_LINE.findall(out)))
+    jobs = sandbox.jobs()
+    assert [len(job["tasks_data"]) for job in jobs] == [2, 3]  # one scout job, one full job
+    expected = {"scout": jobs[0]["jid"], "full": jobs[1]["jid"]}
+    assert outputs == [expected] * RUNS  # every run prints the same two jobs
+    posts = [
+        r for r in sandbox.state()["requests"] if r["method"] == "POST" and r["path"] == "/jobs/"
+    ]
+    assert len(posts) == 2
+    limits = httpx.post(f"{prefect_server}/v2/concurrency_limits/filter", json={}).json()
+    ours = [limit for limit in limits if limit["name"].startswith(LOCK_PREFIX)]
+    assert ours and all(limit["limit"] == 1 for limit in ours)
+    assert all(limit["active_slots"] == 0 for limit in ours)  # every run let go
+
+
+@pytest.mark.usefixtures("prefect_backend")
+def test_a_held_lock_makes_the_next_run_wait_then_fail_in_one_retryable_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    from prefect_conductor.conductor_cloud.errors import is_transient
+    from prefect_conductor.tasks.submission_lock import SubmissionLockError, submission_lock
+
+    monkeypatch.setenv("PREFECT_CONDUCTOR_SUBMIT_LOCK_WAIT_SECONDS", "1")
+    monkeypatch.setenv("PREFECT_CONDUCTOR_SUBMIT_LOCK_BUCKETS", "1")
+    with submission_lock("held:scout") as name:
+        with get_client(sync_client=True) as client:
+            assert client.read_global_concurrency_limit_by_name(name).active_slots == 1
+        with pytest.raises(SubmissionLockError) as waited, submission_lock("other:scout"):
+            pass  # one bucket: the other id waits for the same limit
+    assert is_transient(waited.value) and "\n" not in str(waited.value)
+    assert f"Prefect concurrency limit {name} stayed taken for 1 s" in str(waited.value)
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=5))
+        with submission_lock("held:scout"):
+            limit = client.read_global_concurrency_limit_by_name(name)
+            assert (limit.limit, limit.active_slots) == (1, 1)  # put back to one holder
+        assert client.read_global_concurrency_limit_by_name(name).active_slots == 0
