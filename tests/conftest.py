@@ -18,6 +18,9 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("PREFECT_API_KEY", None)
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "true"
+# A 2-core CI machine running servers in parallel can take longer than Prefect's default 20 s to
+# migrate and start the temporary server; a slow start is not a failure of the code under test.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ["PREFECT_CONDUCTOR_HOME"] = str(_TEST_HOME / "conductor")
 for _name in ("CONDUCTOR_URL", "CONDUCTOR_API_KEY", "CONDUCTOR_API_KEY_PATH"):
     os.environ.pop(_name, None)
