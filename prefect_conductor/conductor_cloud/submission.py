@@ -41,7 +41,7 @@ class Prepared:
     packages: ResolvedPackages
     environment: Mapping[str, str]
     files: tuple[Path, ...]
-    steps: Mapping[Step, tuple[Task, ...]]
+    steps: Mapping[Step, Sequence[Task]]
 
 
 def prepare(
