@@ -29,9 +29,10 @@ from pydantic import (
     field_validator,
 )
 
+from prefect_conductor.conductor_cloud.environment import EnvEntry
 from prefect_conductor.conductor_cloud.errors import FieldError, InputFileError
 from prefect_conductor.conductor_cloud.loaders import read_mapping, validation_problems
-from prefect_conductor.conductor_cloud.packages import PLATFORMS, EnvEntry, Package, PackageCatalog
+from prefect_conductor.conductor_cloud.packages import PLATFORMS, Package, PackageCatalog
 from prefect_conductor.conductor_cloud.settings import get_settings
 
 NUMBER = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:gb|gib)?\s*$", re.IGNORECASE)

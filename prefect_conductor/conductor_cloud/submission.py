@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from prefect_conductor.conductor_cloud.catalog import Catalog
+from prefect_conductor.conductor_cloud.environment import merge_environment
 from prefect_conductor.conductor_cloud.frames import FramePlan, Task
 from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.packages import ResolvedPackages, merge_environment
+from prefect_conductor.conductor_cloud.packages import ResolvedPackages
 from prefect_conductor.conductor_cloud.payload import (
     Step,
     UploadEntry,
