@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from prefect_conductor.conductor_cloud.errors import FieldError
 from prefect_conductor.conductor_cloud.frames import parse_frame_spec, parse_scout_spec
@@ -285,22 +285,14 @@ class ConductorJob(BaseModel):
             raise ValueError("must not contain control characters or line breaks")
         return value
 
-    @field_validator("custom_frames")
+    @field_validator("custom_frames", "scout_frames")
     @classmethod
-    def _custom_frames_parse(cls, value: str) -> str:
+    def _frames_parse(cls, value: str, info: ValidationInfo) -> str:
+        """Frame specs parse as Conductor reads them (scout frames also take auto:N, fml:N)."""
+        parse = parse_frame_spec if info.field_name == "custom_frames" else parse_scout_spec
         if value:
             try:
-                parse_frame_spec(value, field="custom_frames")
-            except FieldError as error:
-                raise ValueError(error.reason) from None
-        return value
-
-    @field_validator("scout_frames")
-    @classmethod
-    def _scout_frames_parse(cls, value: str) -> str:
-        if value:
-            try:
-                parse_scout_spec(value, field="scout_frames")
+                parse(value, field=info.field_name or "frames")
             except FieldError as error:
                 raise ValueError(error.reason) from None
         return value
