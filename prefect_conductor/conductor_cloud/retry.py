@@ -21,10 +21,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_result
+
+UTC = timezone.utc  # noqa: UP017 (datetime.UTC is 3.11+; host_export runs on 3.10)
 
 logger = logging.getLogger(__name__)
 
