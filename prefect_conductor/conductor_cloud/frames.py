@@ -34,7 +34,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal, overload
+from typing import Literal, TypeVar, overload
 
 from prefect_conductor.conductor_cloud.errors import FieldError, FrameSpecError
 from prefect_conductor.conductor_cloud.settings import get_settings
@@ -481,7 +481,33 @@ class FramePlan:
         return tuple(task for task in self.tasks if not task.scout)
 
 
-class Chunks(Sequence[FrameList]):
+Item = TypeVar("Item")
+
+
+class _MadeWhenRead(Sequence[Item]):
+    """A read-only sequence whose item ``i`` is made by ``_make(i)`` each time it is read."""
+
+    __slots__ = ()
+
+    def _make(self, index: int) -> Item:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> Item: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Item]: ...
+    def __getitem__(self, index: int | slice) -> Item | list[Item]:
+        if isinstance(index, slice):
+            return [self._make(number) for number in range(*index.indices(len(self)))]
+        count = len(self)
+        if index < 0:
+            index += count
+        if not 0 <= index < count:
+            raise IndexError(f"{type(self).__name__.lower()} index out of range")
+        return self._make(index)
+
+
+class Chunks(_MadeWhenRead[FrameList]):
     """A plan's chunks as index ranges into the sorted frames; each FrameList made when read."""
 
     __slots__ = ("_size", "_values")
@@ -493,18 +519,7 @@ class Chunks(Sequence[FrameList]):
     def __len__(self) -> int:
         return -(-len(self._values) // self._size)
 
-    @overload
-    def __getitem__(self, index: int) -> FrameList: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[FrameList]: ...
-    def __getitem__(self, index: int | slice) -> FrameList | list[FrameList]:
-        if isinstance(index, slice):
-            return [self[number] for number in range(*index.indices(len(self)))]
-        count = len(self)
-        if index < 0:
-            index += count
-        if not 0 <= index < count:
-            raise IndexError("chunk index out of range")
+    def _make(self, index: int) -> FrameList:
         start = index * self._size
         return _sorted_list(self._values[start : start + self._size])
 
@@ -552,7 +567,7 @@ class _ImageCutter:
         return mapping
 
 
-class Tasks(Sequence[Task]):
+class Tasks(_MadeWhenRead[Task]):
     """A plan's tasks in submission order; each Task (and its chunk) made when read.
 
     Task ``i`` is tile ``i % tiles + 1`` of chunk ``i // tiles``; the tiles of one chunk share
@@ -567,18 +582,7 @@ class Tasks(Sequence[Task]):
     def __len__(self) -> int:
         return len(self._plan.chunks) * self._plan.tiles
 
-    @overload
-    def __getitem__(self, index: int) -> Task: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Task]: ...
-    def __getitem__(self, index: int | slice) -> Task | list[Task]:
-        if isinstance(index, slice):
-            return [self[number] for number in range(*index.indices(len(self)))]
-        count = len(self)
-        if index < 0:
-            index += count
-        if not 0 <= index < count:
-            raise IndexError("task index out of range")
+    def _make(self, index: int) -> Task:
         plan = self._plan
         chunk_index, tile = divmod(index, plan.tiles)
         chunk = plan.chunks[chunk_index]
