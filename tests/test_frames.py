@@ -373,6 +373,8 @@ def test_image_frames_are_the_chunk_within_the_image(
             else:
                 assert path not in task.image_frames
         assert task.image_frames["covering"] is task.frames
+    tasks = plan.tasks  # read in order (bulk cuts) and one by one (binary search): the same
+    assert list(tasks) == [tasks[index] for index in range(len(tasks))]
 
 
 @settings(max_examples=200, deadline=None)

@@ -34,6 +34,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import repeat
 from typing import Literal, TypeVar, overload
 
 from prefect_conductor.conductor_cloud.errors import FieldError, FrameSpecError
@@ -519,6 +520,10 @@ class Chunks(_MadeWhenRead[FrameList]):
     def __len__(self) -> int:
         return -(-len(self._values) // self._size)
 
+    def starts(self) -> tuple[int, ...]:
+        """Every chunk's first frame, in order."""
+        return self._values[:: self._size]
+
     def _make(self, index: int) -> FrameList:
         start = index * self._size
         return _sorted_list(self._values[start : start + self._size])
@@ -566,6 +571,35 @@ class _ImageCutter:
                 mapping[path] = _sorted_list(mine[low:high])
         return mapping
 
+    def cut_in_order(self, chunks: Chunks) -> Iterator[tuple[FrameList, dict[str, FrameList]]]:
+        """Every chunk with its mapping, in order, as ``cut`` gives them but in bulk.
+
+        Each image is cut at every chunk's first frame in one ``map(bisect_left, ...)`` (C
+        speed), and chunk k's part is what lies between cut k and cut k + 1; one binary-search
+        pair per image and chunk in Python costs twice as much on a million chunks.
+        """
+        starts = chunks.starts()
+        cuts = [
+            (
+                path,
+                mine,
+                None
+                if mine is None
+                else [*map(bisect.bisect_left, repeat(mine), starts), len(mine)],
+            )
+            for path, mine in self._parts
+        ]
+        for index, chunk in enumerate(chunks):
+            mapping: dict[str, FrameList] = {}
+            for path, mine, cut in cuts:
+                if mine is None or cut is None:
+                    mapping[path] = chunk
+                    continue
+                low, high = cut[index], cut[index + 1]
+                if high > low:
+                    mapping[path] = _sorted_list(mine[low:high])
+            yield chunk, mapping
+
 
 class Tasks(_MadeWhenRead[Task]):
     """A plan's tasks in submission order; each Task (and its chunk) made when read.
@@ -601,8 +635,7 @@ class Tasks(_MadeWhenRead[Task]):
         tiles, scouts = plan.tiles, plan.scout_chunk_indexes
         cutter = _ImageCutter(plan.image_parts)
         number = 0
-        for chunk_index, chunk in enumerate(plan.chunks):
-            images = cutter.cut(chunk)
+        for chunk_index, (chunk, images) in enumerate(cutter.cut_in_order(plan.chunks)):
             scout = chunk_index in scouts
             for tile in range(1, tiles + 1):
                 yield Task(number, chunk_index, chunk, tile, tiles, scout, images)
