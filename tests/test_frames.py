@@ -423,7 +423,8 @@ def test_frames_command_with_tiles_and_auto_scouts() -> None:
         "import sys\n"
         "from prefect_conductor.cli import main\n"
         "for args in (['frames', '10-1', '--chunk-size', '3', '--scout', 'auto:2', '--tiles', '4',"
-        " '--json'], ['frames', '1-99999999999', '--chunk-size', '3']):\n"
+        " '--json'], ['frames', '1-99999999999', '--chunk-size', '3'],"
+        " ['frames', '1-10', '--tiles', '100000000']):\n"
         "    sys.argv = ['prefect-conductor', *args]\n"
         "    try:\n"
         "        main()\n"
@@ -440,11 +441,11 @@ def test_frames_command_with_tiles_and_auto_scouts() -> None:
         "scout_chunks": [0, 2],
         "info": "2 Scout / 10 Frames -- 4 Chunks -- 1-10 -- 4 Tiles",
     }
-    assert lines[1:] == ["exit 0", "exit 2"]
-    assert (
-        result.stderr.strip() == "error: frames: frame 99999999999 is beyond ±1000000000 in"
-        " '1-99999999999'"
-    )
+    assert lines[1:] == ["exit 0", "exit 2", "exit 2"]
+    assert result.stderr.strip().splitlines() == [
+        "error: frames: frame 99999999999 is beyond ±1000000000 in '1-99999999999'",
+        "error: tiles: 100000000 tiles is more than the 1024 allowed (PREFECT_CONDUCTOR_MAX_TILES)",
+    ]
 
 
 def test_tiles_and_tasks_beyond_the_limits_are_refused_before_building() -> None:
