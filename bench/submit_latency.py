@@ -35,6 +35,7 @@ from prefect_conductor.conductor_cloud.auth import ApiKey  # noqa: E402
 from prefect_conductor.conductor_cloud.client import ConductorClient  # noqa: E402
 from prefect_conductor.conductor_cloud.md5cache import Md5Cache  # noqa: E402
 from prefect_conductor.conductor_cloud.uploads import upload_files  # noqa: E402
+from prefect_conductor.sandbox.ciocore_env import ciocore_environment  # noqa: E402
 from prefect_conductor.sandbox.handle import SandboxHandle  # noqa: E402
 from prefect_conductor.sandbox.server import SandboxServer  # noqa: E402
 from tests.host_standin.fixtures import standin_module  # noqa: E402
@@ -111,13 +112,7 @@ def anchor_ciocore(server: SandboxServer, files: list[Path], work: Path) -> floa
         return None
     listing = work / "paths.json"
     listing.write_text(json.dumps([str(p) for p in files]))
-    env = {
-        **os.environ,
-        "CONDUCTOR_URL": server.url,
-        "CONDUCTOR_API_KEY": server.api_key,
-        "HOME": str(work / "cio-home"),
-        "CIO_DISABLE_VERSION_CHECK": "1",
-    }
+    env = ciocore_environment(server.url, server.api_key, work / "cio-home")
     finished = subprocess.run(
         [sys.executable, "-c", CIOCORE_SUBMIT, str(listing), str(work / "cio.db")],
         env=env,

@@ -29,6 +29,7 @@ from prefect_conductor.conductor_cloud.auth import ApiKey
 from prefect_conductor.conductor_cloud.client import ConductorClient
 from prefect_conductor.conductor_cloud.md5cache import Md5Cache
 from prefect_conductor.conductor_cloud.uploads import hash_files, upload_files
+from prefect_conductor.sandbox.ciocore_env import ciocore_environment
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.sandbox.server import SandboxServer
 
@@ -163,13 +164,7 @@ def ciocore_upload(server: SandboxServer, files: list[Path], work: Path, tag: st
         return None
     listing = work / f"{tag}.json"
     listing.write_text(json.dumps([str(p) for p in files]))
-    env = {
-        **os.environ,
-        "CONDUCTOR_URL": server.url,
-        "CONDUCTOR_API_KEY": server.api_key,
-        "HOME": str(work / "home"),
-        "CIO_DISABLE_VERSION_CHECK": "1",
-    }
+    env = ciocore_environment(server.url, server.api_key, work / "home")
     finished = subprocess.run(
         [sys.executable, "-c", CIOCORE_SCRIPT, str(listing), str(work / f"{tag}-cio.db")],
         env=env,

@@ -88,12 +88,13 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``prefect server start`` on loopback (its own home); yields the API URL."""
-    import signal
     import subprocess
     import sys
     import time
 
     import httpx
+
+    from tests.processes import stop
 
     port = _free_port()
     home = tmp_path_factory.mktemp("prefect-server")
@@ -137,10 +138,5 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.5)
         yield api
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()

@@ -13,7 +13,6 @@ does not exit, and only the process group it started is signalled.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,8 +24,9 @@ from typing import Any
 
 import httpx
 
+from tests.processes import stop
+
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
 
 
 def free_port() -> int:
@@ -40,19 +40,6 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(STOP_TIMEOUT)
-    except ProcessLookupError:
-        process.wait(STOP_TIMEOUT)
 
 
 @contextmanager
@@ -102,7 +89,7 @@ def running_prefect_server(root: Path, timeout: float = START_TIMEOUT) -> Iterat
             time.sleep(0.2)
         yield api_url
     finally:
-        _stop(process)
+        stop(process, group=True)
 
 
 def flow_parameter_schema() -> dict[str, Any]:

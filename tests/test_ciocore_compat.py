@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+from prefect_conductor.sandbox.ciocore_env import ciocore_environment
 from prefect_conductor.sandbox.fixture_catalog import fixture_records
 from prefect_conductor.sandbox.handle import SandboxHandle
 
@@ -54,13 +54,7 @@ def test_ciocore_reads_the_catalogue_uploads_submits_lists_reads_logs_and_kills(
     big = tmp_path / "cache.bin"
     big.write_bytes(bytes(range(256)) * 20)  # 5120 bytes: four parts, the last one short
     out = tmp_path / "result.json"
-    env = {
-        **os.environ,
-        "CONDUCTOR_URL": sandbox.url,
-        "CONDUCTOR_API_KEY": sandbox.api_key,
-        "HOME": str(tmp_path / "home"),
-        "CIO_DISABLE_VERSION_CHECK": "1",
-    }
+    env = ciocore_environment(sandbox.url, sandbox.api_key, tmp_path / "home")
     finished = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(small), str(big), str(out)],
         env=env,

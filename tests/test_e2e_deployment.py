@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from prefect_conductor.conductor_cloud.payload import FULL_TITLE_SUFFIX
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.host_scenes import build_shot
 from tests.host_standin.fixtures import standin_environment
+from tests.processes import stop
 
 REPO = Path(__file__).resolve().parent.parent
 POOL = "render-submit-pool"
@@ -77,12 +77,7 @@ def worker(prefect_server: str, sandbox: SandboxHandle, tmp_path: Path) -> Itera
     try:
         yield
     finally:
-        process.send_signal(signal.SIGINT)  # the worker ignores SIGTERM (prefect-notes.md)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, 20)  # SIGINT first: the worker ignores SIGTERM
         log.close()
 
 

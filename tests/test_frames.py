@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import tracemalloc
+from pathlib import Path
 
 import fileseq
 import pytest
@@ -18,6 +19,7 @@ from prefect_conductor.conductor_cloud.errors import FieldError, FrameSpecError,
 from prefect_conductor.conductor_cloud.frames import (
     MAX_FRAME_NUMBER,
     FrameList,
+    PlanLimits,
     ScoutSpec,
     image_range,
     parse_frame_spec,
@@ -25,6 +27,8 @@ from prefect_conductor.conductor_cloud.frames import (
     plan_frames,
     resolve_scout,
 )
+from prefect_conductor.conductor_cloud.plan import plan_for_job
+from tests.scenes import make_job, make_scene
 
 
 def frames(text: str) -> list[int]:
@@ -203,7 +207,10 @@ def test_tiles_multiply_tasks_and_keep_scout_flags() -> None:
         (1, 4, 4, True),
     ]
     assert len(plan.scout_tasks) == 8 and len(plan.other_tasks) == 12
-    assert all(t.frames is plan.chunks[t.chunk_index] for t in plan.tasks)
+    assert all(t.frames == plan.chunks[t.chunk_index] for t in plan.tasks)
+    assert plan.tasks[-1] == list(plan.tasks)[-1] and plan.tasks[5] == plan.tasks[-15]
+    with pytest.raises(IndexError):
+        _ = plan.tasks[20]
 
 
 def test_per_image_frames_when_ranges_differ() -> None:
@@ -281,16 +288,26 @@ def test_chunking_a_million_frames() -> None:
     assert plan.info == "2 Scout / 1000000 Frames -- 100000 Chunks -- 1-1000000"
 
 
-def test_planning_restores_the_garbage_collector() -> None:
-    assert gc.isenabled()
-    plan_frames(parse_frame_spec("1-100"), 3)
-    assert gc.isenabled()
+def test_planning_builds_nothing_and_touches_no_process_state() -> None:
+    """A plan holds no chunk or task (they are made when read) and leaves the collector alone."""
+    big = parse_frame_spec("1-1000000")
+    limits = PlanLimits(max_frames=10**7, max_tiles=4, max_tasks=10**7)
     gc.disable()
     try:
-        plan_frames(parse_frame_spec("1-100"), 3)
+        plan_frames(big, 1, tiles=4, limits=limits)
         assert not gc.isenabled()
     finally:
         gc.enable()
+    tracemalloc.start()
+    try:
+        plan = plan_frames(big, 1, scout=parse_frame_spec("7"), tiles=4, limits=limits)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000, peak  # four million tasks, none of them built
+    assert gc.isenabled()
+    assert len(plan.tasks) == 4_000_000 and plan.tasks[27].frames == FrameList((7,))
+    assert [t.index for t in plan.scout_tasks] == [24, 25, 26, 27]
 
 
 def test_plan_survives_pickling() -> None:
@@ -356,6 +373,8 @@ def test_image_frames_are_the_chunk_within_the_image(
             else:
                 assert path not in task.image_frames
         assert task.image_frames["covering"] is task.frames
+    tasks = plan.tasks  # read in order (bulk cuts) and one by one (binary search): the same
+    assert list(tasks) == [tasks[index] for index in range(len(tasks))]
 
 
 @settings(max_examples=200, deadline=None)
@@ -404,7 +423,8 @@ def test_frames_command_with_tiles_and_auto_scouts() -> None:
         "import sys\n"
         "from prefect_conductor.cli import main\n"
         "for args in (['frames', '10-1', '--chunk-size', '3', '--scout', 'auto:2', '--tiles', '4',"
-        " '--json'], ['frames', '1-99999999999', '--chunk-size', '3']):\n"
+        " '--json'], ['frames', '1-99999999999', '--chunk-size', '3'],"
+        " ['frames', '1-10', '--tiles', '100000000']):\n"
         "    sys.argv = ['prefect-conductor', *args]\n"
         "    try:\n"
         "        main()\n"
@@ -421,8 +441,64 @@ def test_frames_command_with_tiles_and_auto_scouts() -> None:
         "scout_chunks": [0, 2],
         "info": "2 Scout / 10 Frames -- 4 Chunks -- 1-10 -- 4 Tiles",
     }
-    assert lines[1:] == ["exit 0", "exit 2"]
-    assert (
-        result.stderr.strip() == "error: frames: frame 99999999999 is beyond ±1000000000 in"
-        " '1-99999999999'"
+    assert lines[1:] == ["exit 0", "exit 2", "exit 2"]
+    assert result.stderr.strip().splitlines() == [
+        "error: frames: frame 99999999999 is beyond ±1000000000 in '1-99999999999'",
+        "error: tiles: 100000000 tiles is more than the 1024 allowed (PREFECT_CONDUCTOR_MAX_TILES)",
+    ]
+
+
+def test_tiles_and_tasks_beyond_the_limits_are_refused_before_building() -> None:
+    """Issue 14: ``--tiles 100000000`` hung and ``1-1000000`` at chunk size 1 ran out of memory."""
+    million = parse_frame_spec("1-1000000")
+    with pytest.raises(FieldError, match=r"^tiles: 100000000 tiles is more than the 1024 allowed"):
+        plan_frames(parse_frame_spec("1-10"), 1, tiles=100_000_000)
+    with pytest.raises(FieldError) as caught:
+        plan_frames(million, 1)
+    assert str(caught.value) == (
+        "chunk_size: 1000000 frames at chunk size 1 make 1000000 tasks, more than the 100000 a"
+        " job may have (PREFECT_CONDUCTOR_MAX_TASKS_PER_JOB); use a larger chunk size"
     )
+    with pytest.raises(FieldError, match=r"^tiles: 100000 frames at chunk size 1 and 1024 tiles"):
+        plan_frames(parse_frame_spec("1-100000"), 1, tiles=1024)
+    assert len(plan_frames(million, 10).tasks) == 100_000  # exactly the limit is allowed
+
+
+def test_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_CONDUCTOR_MAX_TASKS_PER_JOB", "4")
+    monkeypatch.setenv("PREFECT_CONDUCTOR_MAX_TILES", "2")
+    monkeypatch.setenv("PREFECT_CONDUCTOR_MAX_FRAMES", "10")
+    assert len(plan_frames(parse_frame_spec("1-8"), 2).tasks) == 4
+    with pytest.raises(FieldError, match="^chunk_size: 9 frames at chunk size 2 make 5 tasks"):
+        plan_frames(parse_frame_spec("1-9"), 2)
+    with pytest.raises(FieldError, match="^tiles: 3 tiles is more than the 2 allowed"):
+        plan_frames(parse_frame_spec("1"), 1, tiles=3)
+    with pytest.raises(FrameSpecError, match="11 frames is more than the 10 allowed"):
+        parse_frame_spec("1-11", field="custom_frames")
+
+
+def test_huge_image_ranges_are_refused_without_memory() -> None:
+    """A scene's ``last_frame: 2000000000`` was a MemoryError traceback."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(FieldError, match=r"^images\[1\]: last_frame 2000000000 is beyond"):
+            image_range(1, 2_000_000_000, field="images[1]")
+        with pytest.raises(FieldError, match=r"^images: frames 1-20000000x1: 20000000 frames is"):
+            image_range(1, 20_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, peak
+    assert list(image_range(1, 20_000_000, 4_000_000)) == [1, 4000001, 8000001, 12000001, 16000001]
+
+
+def test_custom_frames_never_build_the_images_own_ranges(tmp_path: Path) -> None:
+    """With custom frames a huge image range is not built (it was a MemoryError even then)."""
+    scene = make_scene(tmp_path)
+    huge = scene.images[0].model_copy(update={"last_frame": 2_000_000_000})
+    scene = scene.model_copy(update={"images": [huge, scene.images[1]]})
+    plan = plan_for_job(make_job(), scene)
+    assert plan.info == "2 Scout / 10 Frames -- 5 Chunks -- 1-10"
+    assert list(plan.tasks[0].image_frames) == ["project://scene/beauty", "project://scene/shadow"]
+    with pytest.raises(FieldError, match=r"^images\[0\]: last_frame 2000000000 is beyond"):
+        plan_for_job(make_job(use_custom_frames=False), scene)

@@ -6,15 +6,17 @@ from typing import Any
 
 import pytest
 
+from prefect_conductor.conductor_cloud.environment import (
+    EnvEntry,
+    EnvironmentMerge,
+    merge_environment,
+)
 from prefect_conductor.conductor_cloud.errors import PackageError
 from prefect_conductor.conductor_cloud.job import EnvironmentVariable
 from prefect_conductor.conductor_cloud.packages import (
-    EnvEntry,
-    EnvironmentMerge,
     Package,
     PackageCatalog,
     ResolvedPackages,
-    merge_environment,
     version_key,
 )
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog, fixture_records

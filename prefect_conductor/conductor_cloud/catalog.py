@@ -16,7 +16,7 @@ import re
 import stat
 import tempfile
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -30,10 +30,13 @@ from pydantic import (
     field_validator,
 )
 
+from prefect_conductor.conductor_cloud.environment import EnvEntry
 from prefect_conductor.conductor_cloud.errors import FieldError, InputFileError
 from prefect_conductor.conductor_cloud.loaders import read_mapping, validation_problems
-from prefect_conductor.conductor_cloud.packages import PLATFORMS, EnvEntry, Package, PackageCatalog
+from prefect_conductor.conductor_cloud.packages import PLATFORMS, Package, PackageCatalog
 from prefect_conductor.conductor_cloud.settings import get_settings
+
+UTC = timezone.utc  # noqa: UP017 (datetime.UTC is 3.11+; host_export runs on 3.10)
 
 NUMBER = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:gb|gib)?\s*$", re.IGNORECASE)
 

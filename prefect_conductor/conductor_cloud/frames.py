@@ -17,27 +17,29 @@ chunking are ours:
   equally spaced frames compress to ``A-BxS``, a pair stays ``3,8``: exactly fileseq's
   ``framesToFrameRange`` (checked by a property test). cioseq writes ``3-8x5`` for a pair; both
   parse back to the same frames, and ours is the one a person reads without arithmetic.
-* Chunking slices the sorted frames once: linear in the number of frames (cioseq is quadratic).
+* A plan holds no chunk and no task: chunk k is the index range ``[k * size, (k + 1) * size)`` of
+  the sorted frames, and ``FramePlan.chunks`` / ``FramePlan.tasks`` are sequences that make each
+  one when it is read. Planning is therefore constant in the number of tasks (a million frames at
+  chunk size 1 plan as fast as ten), and reading every task is linear (cioseq is quadratic).
+  Nothing here touches process-wide state: this runs inside a multi-threaded Prefect worker.
+* Sizes are bounded before anything is built (``PlanLimits``, from the settings): the number of
+  frames, of tiles and of tasks per job, each refused with one line naming the field.
 """
 
 from __future__ import annotations
 
 import bisect
-import gc
 import operator
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from dataclasses import field as dataclass_field
 from functools import cached_property
-from itertools import pairwise, repeat
-from typing import Literal
+from itertools import repeat
+from typing import Literal, TypeVar, overload
 
 from prefect_conductor.conductor_cloud.errors import FieldError, FrameSpecError
+from prefect_conductor.conductor_cloud.settings import get_settings
 
-MAX_FRAMES = 10_000_000
-"""Most frames one spec may hold; more is certainly a typo (and would exhaust memory)."""
 MAX_FRAME_NUMBER = 10**9
 """Largest frame number magnitude; renderers and file names break long before."""
 
@@ -45,44 +47,90 @@ TOKEN = re.compile(r"(-?[0-9]+)(?:-(-?[0-9]+)(?:x([0-9]+))?)?")
 SEPARATORS = re.compile(r"[,\s]+")
 SCOUT_KEYWORD = re.compile(r"(auto|fml)\s*:(.*)", re.IGNORECASE | re.DOTALL)
 
-_new = object.__new__
-_set = object.__setattr__
+MAX_FRAMES_VARIABLE = "PREFECT_CONDUCTOR_MAX_FRAMES"
+MAX_TASKS_VARIABLE = "PREFECT_CONDUCTOR_MAX_TASKS_PER_JOB"
+MAX_TILES_VARIABLE = "PREFECT_CONDUCTOR_MAX_TILES"
 
 
 @dataclass(frozen=True)
+class PlanLimits:
+    """The most frames, tiles and tasks one job may have; beyond them memory runs out first.
+
+    Defaults come from the settings (``max_frames``, ``max_tiles``, ``max_tasks_per_job``) so a
+    studio can raise them; a benchmark passes its own.
+    """
+
+    max_frames: int
+    max_tiles: int
+    max_tasks: int
+
+    @classmethod
+    def from_settings(cls) -> PlanLimits:
+        """The limits as the environment sets them now."""
+        settings = get_settings()
+        return cls(settings.max_frames, settings.max_tiles, settings.max_tasks_per_job)
+
+
 class FrameList:
     """A sorted set of unique integer frames; immutable, hashable, equal when the frames are.
 
-    Constructing one from an unsorted tuple sorts it, so the invariant cannot be broken from
-    outside; slices of an existing list skip that check (``_wrap``), which keeps chunking linear.
+    The constructor sorts and de-duplicates whatever it is given, so the invariant cannot be
+    broken from outside; ``_sorted_list`` wraps frames already sorted and unique without it.
     """
 
-    frames: tuple[int, ...] = ()
+    __slots__ = ("_frames", "_spec")
 
-    def __post_init__(self) -> None:
-        values = self.frames
-        if not isinstance(values, tuple) or not all(map(operator.lt, values, values[1:])):
-            _set(self, "frames", tuple(sorted(set(values))))
+    def __init__(self, frames: Iterable[int] = ()) -> None:
+        values = tuple(frames)
+        if not all(map(operator.lt, values, values[1:])):
+            values = tuple(sorted(set(values)))
+        self._frames = values
+        self._spec: str | None = None
 
     @classmethod
     def from_iterable(cls, frames: Iterable[int]) -> FrameList:
         """Sort and de-duplicate any iterable of ints."""
-        return _wrap(tuple(sorted(set(frames))))
+        return _sorted_list(tuple(sorted(set(frames))))
+
+    @classmethod
+    def from_range(cls, frames: range) -> FrameList:
+        """The frames of a range, either direction (sorted without a sort)."""
+        return _sorted_list(tuple(frames if frames.step > 0 else reversed(frames)))
+
+    @property
+    def frames(self) -> tuple[int, ...]:
+        """The frames, ascending (read-only)."""
+        return self._frames
+
+    def __reduce__(self) -> tuple[type[FrameList], tuple[tuple[int, ...]]]:
+        """Pickle as the frames alone (Prefect may hash or persist a plan)."""
+        return (FrameList, (self._frames,))
+
+    def __repr__(self) -> str:
+        return f"FrameList({self.spec!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FrameList):
+            return NotImplemented
+        return self._frames == other._frames
+
+    def __hash__(self) -> int:
+        return hash(self._frames)
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return len(self._frames)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.frames)
+        return iter(self._frames)
 
     def __contains__(self, frame: object) -> bool:
-        if not isinstance(frame, int) or not self.frames:
+        if not isinstance(frame, int) or not self._frames:
             return False
-        index = bisect.bisect_left(self.frames, frame)
-        return index < len(self.frames) and self.frames[index] == frame
+        index = bisect.bisect_left(self._frames, frame)
+        return index < len(self._frames) and self._frames[index] == frame
 
     def __bool__(self) -> bool:
-        return bool(self.frames)
+        return bool(self._frames)
 
     def __str__(self) -> str:
         return self.spec
@@ -90,16 +138,16 @@ class FrameList:
     @property
     def first(self) -> int:
         """The lowest frame; ValueError when empty (there is no sensible default frame)."""
-        if not self.frames:
+        if not self._frames:
             raise ValueError("an empty frame list has no first frame")
-        return self.frames[0]
+        return self._frames[0]
 
     @property
     def last(self) -> int:
         """The highest frame; ValueError when empty."""
-        if not self.frames:
+        if not self._frames:
             raise ValueError("an empty frame list has no last frame")
-        return self.frames[-1]
+        return self._frames[-1]
 
     def progressions(self) -> list[tuple[int, int, int]]:
         """Greedy ``(start, end, step)`` runs in one pass.
@@ -107,7 +155,7 @@ class FrameList:
         A run extends while the gap stays equal. Two frames with a gap are not a run (they print
         as ``3,8``), but two adjacent frames are (``1-2``), as fileseq compresses them.
         """
-        frames = self.frames
+        frames = self._frames
         runs: list[tuple[int, int, int]] = []
         count = len(frames)
         i = 0
@@ -144,24 +192,30 @@ class FrameList:
                 parts.append(f"{start}{to}{end}{step}{every}")
         return between.join(parts)
 
-    @cached_property
+    @property
     def spec(self) -> str:
         """Canonical Conductor text: ``1-9x2,22-25``; negatives as ``-5--1x2``; empty as ``""``."""
-        return self.format("-", "x", ",")
+        if self._spec is None:
+            self._spec = self.format("-", "x", ",")
+        return self._spec
 
     def host_spec(self) -> str:
         """The host renderer's per-image dialect: ``1:9%2;22:25``, ``-10:-2%2;5``."""
         return self.format(":", "%", ";")
 
 
-def _wrap(frames: tuple[int, ...]) -> FrameList:
-    """A FrameList around frames already sorted and unique (slices of a FrameList).
+_new = object.__new__
 
-    Skips ``__init__`` and its sortedness check: chunking makes one of these per chunk, and a
-    million chunks must cost a million cheap objects, not a million checks.
+
+def _sorted_list(frames: tuple[int, ...]) -> FrameList:
+    """A FrameList around frames the caller guarantees sorted and unique (slices of another).
+
+    Skips the constructor's copy and sortedness check, a large share of the cost of reading a
+    million one-frame chunks; it sets the same two slots, on a new object nobody else holds.
     """
     frame_list: FrameList = _new(FrameList)
-    _set(frame_list, "frames", frames)
+    frame_list._frames = frames
+    frame_list._spec = None
     return frame_list
 
 
@@ -203,32 +257,72 @@ def _parse_token(token: str, field_name: str, text: str) -> range:
     return range(start, end + 1, step) if start <= end else range(start, end - 1, -step)
 
 
-def parse_frame_spec(text: str, field: str = "frames") -> FrameList:
+def _too_many(count: int, limit: int) -> str:
+    """The reason a frame count is refused, naming the setting that raises the limit."""
+    return f"{count} frames is more than the {limit} allowed ({MAX_FRAMES_VARIABLE})"
+
+
+def parse_frame_spec(text: str, field: str = "frames", max_frames: int | None = None) -> FrameList:
     """Parse a Conductor frame spec into sorted unique frames, or raise FrameSpecError.
 
     ``field`` names the setting in the error (``custom_frames: a range has no end in '1-'``).
+    ``max_frames`` (default: the ``max_frames`` setting) is checked on the arithmetic count,
+    before a single frame is made.
     """
     tokens = [token for token in SEPARATORS.split(text.strip()) if token]
     if not tokens:
         raise FrameSpecError(field, text, "no frames given")
     ranges = [_parse_token(token, field, text) for token in tokens]
     total = sum(len(frames) for frames in ranges)
-    if total > MAX_FRAMES:
-        raise FrameSpecError(field, text, f"{total} frames is more than the {MAX_FRAMES} allowed")
+    limit = get_settings().max_frames if max_frames is None else max_frames
+    if total > limit:
+        raise FrameSpecError(field, text, _too_many(total, limit))
     if len(ranges) == 1:
-        only = ranges[0]
-        return _wrap(tuple(only) if only.step > 0 else tuple(reversed(only)))
+        return FrameList.from_range(ranges[0])
     merged: set[int] = set()
     for frames in ranges:
         merged.update(frames)
-    return _wrap(tuple(sorted(merged)))
+    return _sorted_list(tuple(sorted(merged)))
 
 
-def image_range(first: int, last: int, step: int = 1) -> FrameList:
-    """An image's own frame range ``first..last`` every ``step``; empty when it ends first."""
+def checked_range(
+    first: int,
+    last: int,
+    step: int = 1,
+    *,
+    field: str = "images",
+    max_frames: int | None = None,
+) -> range:
+    """The range ``first..last`` every ``step`` (empty when it ends first), not yet built.
+
+    A range beyond ±MAX_FRAME_NUMBER or holding more than ``max_frames`` (default: the setting)
+    raises FieldError naming ``field``: a scene's ``last_frame: 2000000000`` must be one line,
+    not a MemoryError.
+    """
     if step < 1 or last < first:
-        return FrameList()
-    return _wrap(tuple(range(first, last + 1, step)))
+        return range(0)
+    for name, number in (("first_frame", first), ("last_frame", last)):
+        if abs(number) > MAX_FRAME_NUMBER:
+            raise FieldError(field, f"{name} {number} is beyond ±{MAX_FRAME_NUMBER}")
+    frames = range(first, last + 1, step)
+    limit = get_settings().max_frames if max_frames is None else max_frames
+    if len(frames) > limit:
+        raise FieldError(field, f"frames {first}-{last}x{step}: {_too_many(len(frames), limit)}")
+    return frames
+
+
+def image_range(
+    first: int,
+    last: int,
+    step: int = 1,
+    *,
+    field: str = "images",
+    max_frames: int | None = None,
+) -> FrameList:
+    """An image's own frame range, bounded as ``checked_range`` says, then built."""
+    return FrameList.from_range(
+        checked_range(first, last, step, field=field, max_frames=max_frames)
+    )
 
 
 @dataclass(frozen=True)
@@ -277,43 +371,96 @@ def resolve_scout(spec: ScoutSpec, frames: FrameList) -> FrameList:
         span = total - 1
         gaps = count - 1
         indexes = [(2 * i * span + gaps) // (2 * gaps) for i in range(count)]
-    return _wrap(tuple(values[index] for index in indexes))
+    return _sorted_list(tuple(values[index] for index in indexes))
 
 
-@dataclass(frozen=True, slots=True)
 class Task:
     """One Conductor task: a chunk of frames (and one tile of them when tiling).
 
     ``image_frames`` maps each image path to the frames of this chunk that image renders; images
-    with no frame in the chunk are absent. Tasks of one chunk share the mapping: treat it as
-    read-only.
+    with no frame in the chunk are absent, and an image that renders the whole chunk maps to the
+    task's own ``frames`` object. A plain slotted record, read-only by contract: nothing assigns
+    to a task after ``Tasks`` makes it. Not a frozen dataclass, whose ``__init__`` sets every
+    field through ``object.__setattr__`` and made reading a million tasks a quarter slower.
     """
 
-    index: int
-    chunk_index: int
-    frames: FrameList
-    tile_number: int
-    tiles: int
-    scout: bool
-    image_frames: Mapping[str, FrameList] = dataclass_field(default_factory=dict)
+    __slots__ = ("chunk_index", "frames", "image_frames", "index", "scout", "tile_number", "tiles")
+
+    def __init__(
+        self,
+        index: int,
+        chunk_index: int,
+        frames: FrameList,
+        tile_number: int,
+        tiles: int,
+        scout: bool,
+        image_frames: Mapping[str, FrameList],
+    ) -> None:
+        self.index = index
+        self.chunk_index = chunk_index
+        self.frames = frames
+        self.tile_number = tile_number
+        self.tiles = tiles
+        self.scout = scout
+        self.image_frames = image_frames
+
+    def _key(self) -> tuple[object, ...]:
+        return (
+            self.index,
+            self.chunk_index,
+            self.frames,
+            self.tile_number,
+            self.tiles,
+            self.scout,
+            dict(self.image_frames),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Task):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Task(index={self.index}, chunk_index={self.chunk_index}, frames={self.frames!r},"
+            f" tile={self.tile_number}/{self.tiles}, scout={self.scout})"
+        )
+
+
+ImagePart = tuple[str, tuple[int, ...] | None]
+"""An image path and its frames within the sequence, or None when it renders every frame."""
 
 
 @dataclass(frozen=True)
 class FramePlan:
     """Frames, their chunks, which chunks scout, and the tasks in submission order.
 
-    ``scouting`` says whether scout frames were asked for at all, so Frames Info can show
-    ``0 Scout`` when none of them falls inside the frames instead of hiding the mistake.
+    A plan stores what defines it (frames, chunk size, scout chunks, tiles, each image's frames);
+    ``chunks`` and ``tasks`` are read-only sequences that make a chunk or a task when it is read,
+    so a plan costs the same for ten tasks as for a million. ``scouting`` says whether scout
+    frames were asked for at all, so Frames Info can show ``0 Scout`` when none of them falls
+    inside the frames instead of hiding the mistake.
     """
 
     frames: FrameList
     chunk_size: int
-    chunks: tuple[FrameList, ...]
     scout_frames: FrameList
     scout_chunk_indexes: frozenset[int]
-    tiles: int
-    tasks: tuple[Task, ...]
+    tiles: int = 1
     scouting: bool = False
+    image_parts: tuple[ImagePart, ...] = ()
+
+    @property
+    def chunks(self) -> Chunks:
+        """Chunk k: the frames at sorted positions ``[k * chunk_size, (k + 1) * chunk_size)``."""
+        return Chunks(self.frames.frames, self.chunk_size)
+
+    @property
+    def tasks(self) -> Tasks:
+        """Every chunk's ``tiles`` tasks (tile 1..tiles), in submission order."""
+        return Tasks(self)
 
     @property
     def info(self) -> str:
@@ -322,8 +469,13 @@ class FramePlan:
 
     @cached_property
     def scout_tasks(self) -> tuple[Task, ...]:
-        """Tasks whose chunk holds a scout frame, in submission order."""
-        return tuple(task for task in self.tasks if task.scout)
+        """Tasks whose chunk holds a scout frame, in submission order (made without a scan)."""
+        tasks = self.tasks
+        return tuple(
+            tasks[chunk_index * self.tiles + tile]
+            for chunk_index in sorted(self.scout_chunk_indexes)
+            for tile in range(self.tiles)
+        )
 
     @cached_property
     def other_tasks(self) -> tuple[Task, ...]:
@@ -331,23 +483,171 @@ class FramePlan:
         return tuple(task for task in self.tasks if not task.scout)
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building a plan.
+Item = TypeVar("Item")
 
-    A plan of a million chunks allocates millions of small acyclic objects; each allocation burst
-    triggers collections that rescan everything built so far, which costs more than the building.
-    Nothing built here can form a cycle, so pausing loses nothing; the previous state is restored.
-    The switch is process-wide: concurrent plans overlap harmlessly, because only the one that
-    found the collector enabled turns it back on.
+
+class _MadeWhenRead(Sequence[Item]):
+    """A read-only sequence whose item ``i`` is made by ``_make(i)`` each time it is read."""
+
+    __slots__ = ()
+
+    def _make(self, index: int) -> Item:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> Item: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Item]: ...
+    def __getitem__(self, index: int | slice) -> Item | list[Item]:
+        if isinstance(index, slice):
+            return [self._make(number) for number in range(*index.indices(len(self)))]
+        count = len(self)
+        if index < 0:
+            index += count
+        if not 0 <= index < count:
+            raise IndexError(f"{type(self).__name__.lower()} index out of range")
+        return self._make(index)
+
+
+class Chunks(_MadeWhenRead[FrameList]):
+    """A plan's chunks as index ranges into the sorted frames; each FrameList made when read."""
+
+    __slots__ = ("_size", "_values")
+
+    def __init__(self, values: tuple[int, ...], size: int) -> None:
+        self._values = values
+        self._size = size
+
+    def __len__(self) -> int:
+        return -(-len(self._values) // self._size)
+
+    def starts(self) -> tuple[int, ...]:
+        """Every chunk's first frame, in order."""
+        return self._values[:: self._size]
+
+    def _make(self, index: int) -> FrameList:
+        start = index * self._size
+        return _sorted_list(self._values[start : start + self._size])
+
+    def __iter__(self) -> Iterator[FrameList]:
+        values, size = self._values, self._size
+        trusted = _sorted_list
+        for start in range(0, len(values), size):
+            yield trusted(values[start : start + size])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Chunks):
+            return self._size == other._size and self._values == other._values
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _ImageCutter:
+    """Cuts each image's frames at a chunk's bounds: two binary searches per image and chunk.
+
+    Every image's frames are within the sequence (``plan_frames`` filters them), and a chunk is a
+    contiguous run of the sorted sequence, so the image's frames between the chunk's first and
+    last frame are exactly its frames in the chunk.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, parts: tuple[ImagePart, ...]) -> None:
+        self._parts = parts
+
+    def cut(self, chunk: FrameList) -> dict[str, FrameList]:
+        """Image path -> its frames in ``chunk``, image order kept; absent when it has none."""
+        mapping: dict[str, FrameList] = {}
+        if not self._parts:
+            return mapping
+        first, last = chunk.first, chunk.last
+        for path, mine in self._parts:
+            if mine is None:
+                mapping[path] = chunk
+                continue
+            low = bisect.bisect_left(mine, first)
+            high = bisect.bisect_right(mine, last, low)
+            if high > low:
+                mapping[path] = _sorted_list(mine[low:high])
+        return mapping
+
+    def cut_in_order(self, chunks: Chunks) -> Iterator[tuple[FrameList, dict[str, FrameList]]]:
+        """Every chunk with its mapping, in order, as ``cut`` gives them but in bulk.
+
+        Each image is cut at every chunk's first frame in one ``map(bisect_left, ...)`` (C
+        speed), and chunk k's part is what lies between cut k and cut k + 1; one binary-search
+        pair per image and chunk in Python costs twice as much on a million chunks.
+        """
+        starts = chunks.starts()
+        cuts = [
+            (
+                path,
+                mine,
+                None
+                if mine is None
+                else [*map(bisect.bisect_left, repeat(mine), starts), len(mine)],
+            )
+            for path, mine in self._parts
+        ]
+        for index, chunk in enumerate(chunks):
+            mapping: dict[str, FrameList] = {}
+            for path, mine, cut in cuts:
+                if mine is None or cut is None:
+                    mapping[path] = chunk
+                    continue
+                low, high = cut[index], cut[index + 1]
+                if high > low:
+                    mapping[path] = _sorted_list(mine[low:high])
+            yield chunk, mapping
+
+
+class Tasks(_MadeWhenRead[Task]):
+    """A plan's tasks in submission order; each Task (and its chunk) made when read.
+
+    Task ``i`` is tile ``i % tiles + 1`` of chunk ``i // tiles``; the tiles of one chunk share
+    the chunk and its per-image mapping when read in order.
+    """
+
+    __slots__ = ("_plan",)
+
+    def __init__(self, plan: FramePlan) -> None:
+        self._plan = plan
+
+    def __len__(self) -> int:
+        return len(self._plan.chunks) * self._plan.tiles
+
+    def _make(self, index: int) -> Task:
+        plan = self._plan
+        chunk_index, tile = divmod(index, plan.tiles)
+        chunk = plan.chunks[chunk_index]
+        return Task(
+            index,
+            chunk_index,
+            chunk,
+            tile + 1,
+            plan.tiles,
+            chunk_index in plan.scout_chunk_indexes,
+            _ImageCutter(plan.image_parts).cut(chunk),
+        )
+
+    def __iter__(self) -> Iterator[Task]:
+        plan = self._plan
+        tiles, scouts = plan.tiles, plan.scout_chunk_indexes
+        cutter = _ImageCutter(plan.image_parts)
+        number = 0
+        for chunk_index, (chunk, images) in enumerate(cutter.cut_in_order(plan.chunks)):
+            scout = chunk_index in scouts
+            for tile in range(1, tiles + 1):
+                yield Task(number, chunk_index, chunk, tile, tiles, scout, images)
+                number += 1
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Tasks):
+            return self._plan == other._plan
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _scout_positions(values: tuple[int, ...], scout: FrameList) -> list[int]:
@@ -368,25 +668,47 @@ def _scout_positions(values: tuple[int, ...], scout: FrameList) -> list[int]:
     return [index for index, frame in enumerate(values) if frame in wanted]
 
 
-def _image_parts(
-    image: FrameList,
-    values: tuple[int, ...],
-    value_set: set[int],
-    chunk_starts: tuple[int, ...],
-) -> list[FrameList | None] | None:
-    """One image's frames cut at the chunk boundaries: entry k is its part of chunk k (None when
-    it has none there). Returns None when the image renders every frame of the sequence, so the
-    caller reuses the chunks themselves (the common case costs no copies).
+def _image_parts(frames: FrameList, image_frames: Mapping[str, FrameList]) -> tuple[ImagePart, ...]:
+    """Each image's frames within the sequence (None when it renders all of them), in order.
+
+    Linear in the frames: an image equal to the sequence costs nothing, any other is filtered
+    once against a set of the sequence.
     """
-    mine = image.frames
-    if mine != values:
-        mine = tuple(frame for frame in mine if frame in value_set)
-    if len(mine) == len(values):
-        return None
-    # cut k starts at the first of the image's frames >= chunk k's first frame
-    cuts = list(map(bisect.bisect_left, repeat(mine), chunk_starts))
-    cuts.append(len(mine))
-    return [_wrap(mine[low:high]) if high > low else None for low, high in pairwise(cuts)]
+    values = frames.frames
+    value_set: set[int] | None = None
+    parts: list[ImagePart] = []
+    for path, image in image_frames.items():
+        mine = image.frames
+        if mine != values:
+            if value_set is None:
+                value_set = set(values)
+            mine = tuple(frame for frame in mine if frame in value_set)
+        parts.append((path, None if len(mine) == len(values) else mine))
+    return tuple(parts)
+
+
+def check_plan_size(frame_count: int, chunk_size: int, tiles: int, limits: PlanLimits) -> None:
+    """Refuse a plan whose tiles or task count is beyond the limits, naming the field to change.
+
+    Arithmetic only: ``1-1000000`` at chunk size 1 or ``tiles: 100000000`` fail at once.
+    """
+    if tiles > limits.max_tiles:
+        raise FieldError(
+            "tiles",
+            f"{tiles} tiles is more than the {limits.max_tiles} allowed ({MAX_TILES_VARIABLE})",
+        )
+    chunk_count = -(-frame_count // chunk_size)
+    task_count = chunk_count * tiles
+    if task_count > limits.max_tasks:
+        tiled = f" and {tiles} tiles" if tiles > 1 else ""
+        field = "tiles" if tiles > 1 and chunk_count <= limits.max_tasks else "chunk_size"
+        remedy = "fewer tiles" if field == "tiles" else "a larger chunk size"
+        raise FieldError(
+            field,
+            f"{frame_count} frames at chunk size {chunk_size}{tiled} make {task_count} tasks,"
+            f" more than the {limits.max_tasks} a job may have ({MAX_TASKS_VARIABLE}); use"
+            f" {remedy}",
+        )
 
 
 def plan_frames(
@@ -395,122 +717,33 @@ def plan_frames(
     scout: FrameList | None = None,
     tiles: int = 1,
     image_frames: Mapping[str, FrameList] | None = None,
+    limits: PlanLimits | None = None,
 ) -> FramePlan:
-    """Chunk ``frames`` linearly by ``chunk_size`` and mark the chunks holding a scout frame.
+    """Chunk ``frames`` by ``chunk_size`` and mark the chunks holding a scout frame.
 
     Chunks are consecutive slices of the sorted frames: all hold ``chunk_size`` frames but the
     last. Every chunk yields ``tiles`` tasks (tile 1..tiles), all flagged scout when the chunk
     holds a scout frame. ``image_frames`` gives each image's own frames; a task lists, per image,
     the chunk frames that image renders, and images whose frames cover the whole sequence share
-    the chunk object itself. Linear in frames plus tasks: a million frames plan in well under a
-    second at chunk size 10 (bench/frames.py).
+    the chunk object itself. ``limits`` (default: the settings) bound tiles and tasks, checked
+    before anything is built. No chunk or task is built here (see ``FramePlan``).
     """
     if chunk_size < 1:
         raise FieldError("chunk_size", f"must be at least 1 (got {chunk_size})")
     if tiles < 1:
         raise FieldError("tiles", f"must be at least 1 (got {tiles})")
+    check_plan_size(len(frames), chunk_size, tiles, limits or PlanLimits.from_settings())
     values = frames.frames
-    with _collector_paused():
-        chunks = _slice_chunks(values, chunk_size)
-        positions = _scout_positions(values, scout) if scout is not None else []
-        inside = _wrap(tuple(values[index] for index in positions))
-        scout_indexes = frozenset(index // chunk_size for index in positions)
-        per_chunk_images = _per_chunk_images(frames, chunks, chunk_size, image_frames or {})
-        tasks = _build_tasks(chunks, per_chunk_images, scout_indexes, tiles)
+    positions = _scout_positions(values, scout) if scout is not None else []
     return FramePlan(
         frames=frames,
         chunk_size=chunk_size,
-        chunks=chunks,
-        scout_frames=inside,
-        scout_chunk_indexes=scout_indexes,
+        scout_frames=_sorted_list(tuple(values[index] for index in positions)),
+        scout_chunk_indexes=frozenset(index // chunk_size for index in positions),
         tiles=tiles,
-        tasks=tasks,
         scouting=scout is not None,
+        image_parts=_image_parts(frames, image_frames or {}),
     )
-
-
-def _slice_chunks(values: tuple[int, ...], chunk_size: int) -> tuple[FrameList, ...]:
-    """Consecutive ``chunk_size`` slices of the sorted frames, each wrapped without a check."""
-    chunks: list[FrameList] = []
-    append = chunks.append
-    for start in range(0, len(values), chunk_size):
-        chunk: FrameList = _new(FrameList)
-        _set(chunk, "frames", values[start : start + chunk_size])
-        append(chunk)
-    return tuple(chunks)
-
-
-_TASK_SETTERS = tuple(getattr(Task, name).__set__ for name in Task.__slots__)
-
-
-def _build_tasks(
-    chunks: tuple[FrameList, ...],
-    per_chunk_images: list[dict[str, FrameList]],
-    scout_indexes: frozenset[int],
-    tiles: int,
-) -> tuple[Task, ...]:
-    """Every chunk's ``tiles`` tasks, in submission order.
-
-    Fills the slots directly instead of calling the frozen ``__init__`` (which goes through
-    ``object.__setattr__`` once per field): the same objects at half the cost, which matters when
-    a chunk size of 1 turns a million frames into a million tasks.
-    """
-    (set_index, set_chunk, set_frames, set_tile, set_tiles, set_scout, set_images) = _TASK_SETTERS
-    tasks: list[Task] = []
-    append = tasks.append
-    number = 0
-    for chunk_index, chunk in enumerate(chunks):
-        images = per_chunk_images[chunk_index]
-        is_scout = chunk_index in scout_indexes
-        for tile in range(1, tiles + 1) if tiles > 1 else (1,):
-            task: Task = _new(Task)
-            set_index(task, number)
-            set_chunk(task, chunk_index)
-            set_frames(task, chunk)
-            set_tile(task, tile)
-            set_tiles(task, tiles)
-            set_scout(task, is_scout)
-            set_images(task, images)
-            append(task)
-            number += 1
-    return tuple(tasks)
-
-
-def _per_chunk_images(
-    frames: FrameList,
-    chunks: tuple[FrameList, ...],
-    chunk_size: int,
-    image_frames: Mapping[str, FrameList],
-) -> list[dict[str, FrameList]]:
-    """For each chunk, the mapping image path -> that image's frames in the chunk, image order
-    kept. Linear: each image is cut once at the chunk boundaries (binary search per boundary)."""
-    if not image_frames:
-        empty: dict[str, FrameList] = {}
-        return [empty] * len(chunks)
-    values = frames.frames
-    value_set: set[int] = set()
-    if any(image.frames != values for image in image_frames.values()):
-        value_set = set(values)
-    chunk_starts = values[::chunk_size]
-    parts = {
-        path: _image_parts(image, values, value_set, chunk_starts)
-        for path, image in image_frames.items()
-    }
-    if all(cut is None for cut in parts.values()):
-        paths = list(parts)
-        return [dict.fromkeys(paths, chunk) for chunk in chunks]
-    mappings: list[dict[str, FrameList]] = []
-    for index, chunk in enumerate(chunks):
-        mapping: dict[str, FrameList] = {}
-        for path, cut in parts.items():
-            if cut is None:
-                mapping[path] = chunk
-            else:
-                part = cut[index]
-                if part is not None:
-                    mapping[path] = part
-        mappings.append(mapping)
-    return mappings
 
 
 def frames_info(plan: FramePlan) -> str:

@@ -339,22 +339,14 @@ class ConductorJob(BaseModel):
             raise ValueError("must be a whole number, not yes/no or true/false")
         return value
 
-    @field_validator("custom_frames")
+    @field_validator("custom_frames", "scout_frames")
     @classmethod
-    def _custom_frames_parse(cls, value: str) -> str:
+    def _frames_parse(cls, value: str, info: ValidationInfo) -> str:
+        """Frame specs parse as Conductor reads them (scout frames also take auto:N, fml:N)."""
+        parse = parse_frame_spec if info.field_name == "custom_frames" else parse_scout_spec
         if value:
             try:
-                parse_frame_spec(value, field="custom_frames")
-            except FieldError as error:
-                raise ValueError(error.reason) from None
-        return value
-
-    @field_validator("scout_frames")
-    @classmethod
-    def _scout_frames_parse(cls, value: str) -> str:
-        if value:
-            try:
-                parse_scout_spec(value, field="scout_frames")
+                parse(value, field=info.field_name or "frames")
             except FieldError as error:
                 raise ValueError(error.reason) from None
         return value

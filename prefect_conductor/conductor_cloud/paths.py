@@ -38,15 +38,17 @@ if TYPE_CHECKING:
 #: Beyond this many missing frame files of one entry, the rest are summed up in one warning line.
 MAX_MISSING_FRAME_WARNINGS = 20
 
-# One alternative per token kind. The Houdini forms use a possessive ``\d*+`` so that
-# ``$F4_beauty`` is read as the variable ``F4_beauty``, never as ``$F`` followed by ``4_beauty``.
+# One alternative per token kind. The Houdini forms take every digit and then refuse a following
+# letter, digit or ``_`` so that ``$F4_beauty`` is read as the variable ``F4_beauty``, never as
+# ``$F`` followed by ``4_beauty`` (a possessive ``\d*+`` says the same but needs Python 3.11, and
+# the host's Python is 3.10: docs/architecture.md).
 _TOKEN = re.compile(
     r"""
       (?P<udim><UDIM>)
     | (?P<uvtile><UVTILE>)
     | (?P<printf>%(?P<printf_width>0\d+)?d)
     | (?P<hbrace>\$\{F(?P<hbrace_width>\d*)\})
-    | (?P<houdini>\$F(?P<houdini_width>\d*+)(?![A-Za-z_]))
+    | (?P<houdini>\$F(?P<houdini_width>\d*)(?![A-Za-z0-9_]))
     | (?P<hashes>\#+)
     | (?P<ats>@+)
     | (?P<star>\*)
@@ -55,7 +57,7 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_HOUDINI_FRAME = re.compile(r"\$\{F\d*\}|\$F\d*+(?![A-Za-z_])")
+_HOUDINI_FRAME = re.compile(r"\$\{F\d*\}|\$F\d*(?![A-Za-z0-9_])")
 _FRAME_TEXT = r"-?\d+"
 _UDIM_TEXT = r"\d{4}"
 _UVTILE_TEXT = r"u(?P<{u}>\d+)_v(?P<{v}>\d+)"

@@ -70,10 +70,10 @@ class UploadEntry:
         return entry
 
 
-def job_steps(job: ConductorJob, plan: FramePlan) -> dict[Step, tuple[Task, ...]]:
+def job_steps(job: ConductorJob, plan: FramePlan) -> dict[Step, Sequence[Task]]:
     """Which tasks each job of the submission holds, in submission order."""
     if job.scouting and job.scout_mode == "gated" and plan.scout_tasks:
-        steps: dict[Step, tuple[Task, ...]] = {"scout": plan.scout_tasks}
+        steps: dict[Step, Sequence[Task]] = {"scout": plan.scout_tasks}
         if plan.other_tasks:
             steps["full"] = plan.other_tasks
         return steps

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any, cast
 
 import httpx
@@ -32,6 +32,8 @@ from tenacity import (
     retry_if_result,
     wait_random_exponential,
 )
+
+UTC = timezone.utc  # noqa: UP017 (datetime.UTC is 3.11+; host_export runs on 3.10)
 
 logger = logging.getLogger(__name__)
 

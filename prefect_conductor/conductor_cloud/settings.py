@@ -124,6 +124,26 @@ class ConductorSettings(BaseSettings):
         ),
     )
 
+    # Resource bounds (issue 14): refused with one line before anything big is built.
+    max_frames: int = Field(
+        default=10_000_000,
+        ge=1,
+        description=(
+            "Most frames one frame spec or image range may hold; more is a typo that would"
+            " exhaust memory before anything is sent."
+        ),
+    )
+    max_tiles: int = Field(
+        default=1024, ge=1, description="Most tiles per frame (each tile is its own task)."
+    )
+    max_tasks_per_job: int = Field(
+        default=100_000,
+        ge=1,
+        description=(
+            "Most tasks one job may have (chunks times tiles); a larger chunk size makes fewer."
+        ),
+    )
+
     # reliability: concurrent submissions, upload roots, input limits --------------------------
 
     upload_roots: str = Field(

@@ -32,7 +32,18 @@ Assumed, and how a wrong guess fails safe:
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum
+
+
+class StrEnum(str, Enum):  # noqa: UP042 (enum.StrEnum is 3.11+)
+    """``enum.StrEnum`` (3.11+) as the host's Python 3.10 can run it: str() and format() give
+    the value, as Conductor writes it."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
 
 class TaskStatus(StrEnum):

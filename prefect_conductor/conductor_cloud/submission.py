@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from prefect_conductor.conductor_cloud.catalog import Catalog
+from prefect_conductor.conductor_cloud.environment import merge_environment
 from prefect_conductor.conductor_cloud.errors import FieldError
 from prefect_conductor.conductor_cloud.frames import FramePlan, Task
 from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.packages import ResolvedPackages, merge_environment
+from prefect_conductor.conductor_cloud.packages import ResolvedPackages
 from prefect_conductor.conductor_cloud.payload import (
     TIMESTAMP_FORMAT,
     Step,
@@ -50,7 +51,7 @@ class Prepared:
     packages: ResolvedPackages
     environment: Mapping[str, str]
     files: tuple[Path, ...]
-    steps: Mapping[Step, tuple[Task, ...]]
+    steps: Mapping[Step, Sequence[Task]]
     instance: str = ""
 
 

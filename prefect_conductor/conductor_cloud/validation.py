@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Literal
 
 from prefect_conductor.conductor_cloud.catalog import Catalog
+from prefect_conductor.conductor_cloud.environment import merge_environment
 from prefect_conductor.conductor_cloud.errors import UserError, ValidationFailed
 from prefect_conductor.conductor_cloud.frames import FramePlan
 from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.packages import ResolvedPackages, merge_environment
+from prefect_conductor.conductor_cloud.packages import ResolvedPackages
 from prefect_conductor.conductor_cloud.paths import ExpandedFiles, expand_dependencies
 from prefect_conductor.conductor_cloud.plan import plan_for_job
 from prefect_conductor.conductor_cloud.scene import SceneExport
