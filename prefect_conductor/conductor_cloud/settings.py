@@ -100,6 +100,18 @@ class ConductorSettings(BaseSettings):
         """Render packages staged for upload."""
         return self.home / "staging"
 
+    server_idle_minutes: float = Field(
+        default=30.0,
+        gt=0,
+        description="Minutes without flow-run activity after which the CLI's local Prefect"
+        " server stops itself.",
+    )
+
+    @property
+    def prefect_server_dir(self) -> Path:
+        """The CLI's local Prefect server: its PREFECT_HOME, state file, lock and log."""
+        return self.home / "prefect-server"
+
 
 def get_settings() -> ConductorSettings:
     """The settings as the environment says now (cheap; read on every call on purpose)."""
