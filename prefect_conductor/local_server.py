@@ -37,6 +37,9 @@ LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 180.0
 """Seconds to wait for a new server's health check (a fresh database migrates first)."""
 STOP_TIMEOUT = 15.0
+BUSY_GRACE = 20.0
+"""Seconds a live server that does not answer (busy SQLite, a loaded machine) is given before it
+is taken for hung and replaced."""
 LOCK_TIMEOUT = START_TIMEOUT + 30.0
 """A command waiting for another one's start-up waits at least that long for the lock."""
 
@@ -204,7 +207,7 @@ class LocalServer:
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             with self.lock.acquire(timeout=LOCK_TIMEOUT):
-                state = self.running()
+                state = self._answering()
                 if state is None:
                     self._clear_stale()
                     state = self._start(echo)
@@ -217,6 +220,18 @@ class LocalServer:
                 f"{self.lock.lock_file}: another command held the local server's lock for"
                 f" {LOCK_TIMEOUT:g} s"
             ) from None
+
+    def _answering(self) -> ServerState | None:
+        """The recorded server if it answers, allowing a busy one ``BUSY_GRACE`` seconds."""
+        state = self.read_state()
+        if state is None or not pid_alive(state.pid):
+            return None
+        deadline = time.monotonic() + BUSY_GRACE
+        while not healthy(state):
+            if time.monotonic() > deadline or not looks_like(state.pid, "prefect", "server"):
+                return None
+            time.sleep(0.5)
+        return state
 
     def stop(self) -> ServerState | None:
         """Stop the server and its supervisor; return what was stopped (None: nothing ran)."""
