@@ -93,7 +93,7 @@ def submit(
 
     job = load_job(job_file)
     scene_path = scene_for(job_file, scene).resolve()
-    with prefect_api(echo_err, debug=_options["debug"]) as api:
+    with prefect_api(echo_err, quiet_tracebacks=not _options["debug"]) as api:
         from prefect.states import State
 
         from prefect_conductor.flows.render_submit import render_submit
@@ -147,7 +147,7 @@ def demo() -> None:
     """Start a local sandbox and run the whole chain on the sample scene, scouting on."""
     from prefect_conductor.demo import run_demo
 
-    run_demo(typer.echo, debug=_options["debug"])
+    run_demo(typer.echo, quiet_tracebacks=not _options["debug"])
 
 
 @app.command()

@@ -44,7 +44,9 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def run_demo(echo: Callable[[str], None] = print, *, debug: bool = False) -> dict[str, Any]:
+def run_demo(
+    echo: Callable[[str], None] = print, *, quiet_tracebacks: bool = False
+) -> dict[str, Any]:
     """Run the demo and return the flow's result; ``echo`` receives progress lines.
 
     The flow runs on the same Prefect server as ``submit`` (:mod:`prefect_conductor.prefect_api`:
@@ -60,7 +62,7 @@ def run_demo(echo: Callable[[str], None] = print, *, debug: bool = False) -> dic
     started = time.monotonic()
     settings = {"PREFECT_CONDUCTOR_HOME": str(work / "home")}
     with (
-        prefect_api(echo, debug=debug) as api,
+        prefect_api(echo, quiet_tracebacks=quiet_tracebacks) as api,
         SandboxServer(work / "sandbox", task_seconds=0.5) as server,
         environment(CONDUCTOR_URL=server.url, CONDUCTOR_API_KEY=server.api_key, **settings),
     ):

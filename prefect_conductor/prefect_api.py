@@ -10,7 +10,8 @@
 Every command that touches Prefect runs with server analytics off unless the person set
 ``PREFECT_SERVER_ANALYTICS_ENABLED``: offline, the temporary server's telemetry only ever printed
 ``Failed to send telemetry``. Prefect's console logs keep their lines but lose their tracebacks
-(the failure itself ends the command as one line); ``--debug`` keeps them.
+(the failure itself ends the command as one line); ``--debug`` keeps them. Library callers keep
+Prefect's logging as it is.
 """
 
 from __future__ import annotations
@@ -82,12 +83,18 @@ class PrefectApi:
 
 
 @contextmanager
-def prefect_api(echo: Callable[[str], None], *, debug: bool = False) -> Iterator[PrefectApi]:
-    """Run the body against the right Prefect API (``echo`` hears of a server start)."""
+def prefect_api(
+    echo: Callable[[str], None], *, quiet_tracebacks: bool = False
+) -> Iterator[PrefectApi]:
+    """Run the body against the right Prefect API (``echo`` hears of a server start).
+
+    ``quiet_tracebacks`` is for the CLI, whose failures end in one line (a library caller, such
+    as a test session, keeps Prefect's console logging as it was).
+    """
     analytics_off_unless_set()
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-    if not debug:
+    if quiet_tracebacks:
         quiet_console_tracebacks()
     settings = get_current_settings()
     if settings.api.url:

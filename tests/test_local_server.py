@@ -225,3 +225,16 @@ def test_submit_preview_prints_the_payloads(shared_home: Path, sandbox: SandboxH
     assert '      "frames": "3-4"' in lines
     assert "Preview only: nothing was uploaded or submitted." in lines
     assert sandbox.jobs() == []
+
+
+def test_the_server_lives_in_the_per_user_folder_and_idles_30_minutes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_CONDUCTOR_HOME", str(tmp_path))
+    monkeypatch.delenv("PREFECT_CONDUCTOR_SERVER_IDLE_MINUTES", raising=False)
+    server = LocalServer.for_user()
+    assert (server.root, server.idle_seconds) == (tmp_path / "prefect-server", 1800.0)
+    monkeypatch.setenv("PREFECT_CONDUCTOR_SERVER_IDLE_MINUTES", "5")
+    assert LocalServer.for_user().idle_seconds == 300.0
+    assert server.running() is None and server.stop() is None
+    assert not server.root.exists()  # asking creates nothing
