@@ -88,11 +88,13 @@ def prefect_api(
 ) -> Iterator[PrefectApi]:
     """Run the body against the right Prefect API (``echo`` hears of a server start).
 
+    The local server is set for the rest of the process (see :func:`use_for_this_process`).
+
     ``quiet_tracebacks`` is for the CLI, whose failures end in one line (a library caller, such
     as a test session, keeps Prefect's console logging as it was).
     """
     analytics_off_unless_set()
-    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+    from prefect.settings import get_current_settings
 
     if quiet_tracebacks:
         quiet_console_tracebacks()
@@ -104,5 +106,18 @@ def prefect_api(
         yield PrefectApi(None)
         return
     state = LocalServer.for_user().ensure(echo)
-    with temporary_settings(updates={PREFECT_API_URL: state.api_url}):
-        yield PrefectApi(state.ui_url, local_server=True)
+    use_for_this_process(state.api_url)
+    yield PrefectApi(state.ui_url, local_server=True)
+
+
+def use_for_this_process(api_url: str) -> None:
+    """Point this process's Prefect client at ``api_url`` for good, as PREFECT_API_URL would.
+
+    Not a ``temporary_settings`` block: Prefect's background threads (events, logs, heartbeats)
+    that fall back to the process-wide settings would then still see no API URL and could start
+    a temporary server while flushing at exit.
+    """
+    from prefect.context import refresh_global_settings_context
+
+    os.environ["PREFECT_API_URL"] = api_url
+    refresh_global_settings_context()
