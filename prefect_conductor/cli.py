@@ -1,12 +1,18 @@
 """The ``prefect-conductor`` command: preview, submit, frames, sandbox, demo and friends.
 
-Every user error ends as one line on stderr and a non-zero exit, never a traceback: commands raise
-:class:`UserError` (or a client error) and :func:`main` renders it.
+Every failure ends as one line on stderr and a non-zero exit, never a traceback: commands raise
+:class:`SubmitterError` (exit code from the error) and :func:`main` renders it; anything else is
+one line and exit 1. ``--debug`` shows the traceback instead.
+
+Prefect is imported only by the commands that run flows (``submit``, ``demo``), so ``--help``,
+``frames`` and ``preview`` stay fast and never start a server.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,12 +27,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+server_app = typer.Typer(
+    help="The local Prefect server the commands use when PREFECT_API_URL is not set.",
+    no_args_is_help=True,
+)
+app.add_typer(server_app, name="server")
+
+_options: dict[str, bool] = {"debug": False}
+"""Global options, set by :func:`options` before any command runs."""
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print one error line to stderr and return the Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+@app.callback()
+def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of a failure.")
+    ] = False,
+) -> None:
+    """Submit Jobs scenes to Conductor's cloud render farm through Prefect flows."""
+    _options["debug"] = debug
+
+
+def echo_err(line: str) -> None:
+    """A status line on stderr, so stdout keeps only the command's result."""
+    typer.echo(line, err=True)
 
 
 # Commands are registered below by the modules that own them (keep each command small: parse the
@@ -63,30 +86,42 @@ def submit(
         float, typer.Option(help="First interval between scout status checks (backs off).")
     ] = 10.0,
 ) -> None:
-    """Run the render-submit flow (Prefect's local backend unless PREFECT_API_URL is set)."""
+    """Run the render-submit flow (a local Prefect server unless PREFECT_API_URL is set)."""
     from prefect_conductor.conductor_cloud.loaders import load_job
     from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
+    from prefect_conductor.prefect_api import prefect_api
 
     job = load_job(job_file)
     scene_path = scene_for(job_file, scene).resolve()
-    from prefect_conductor.flows.render_submit import render_submit
+    with prefect_api(echo_err, quiet_tracebacks=not _options["debug"]) as api:
+        from prefect.states import State
 
-    result: dict[str, Any] = render_submit(  # type: ignore[assignment]
-        job=job,
-        scene=SceneSource(export_path=str(scene_path)),
-        options=RunOptions(
-            preview=preview_only,
-            credentials_block=credentials_block,
-            submission_key=submission_key,
-            poll_seconds=poll_seconds,
-        ),
-    )
+        from prefect_conductor.flows.render_submit import render_submit
+
+        state: State[Any] = render_submit(  # type: ignore[assignment]
+            job=job,
+            scene=SceneSource(export_path=str(scene_path)),
+            options=RunOptions(
+                preview=preview_only,
+                credentials_block=credentials_block,
+                submission_key=submission_key,
+                poll_seconds=poll_seconds,
+            ),
+            return_state=True,
+        )
+        run_url = api.flow_run_url(state.state_details.flow_run_id)
+        result: dict[str, Any] = state.result()  # raises the run's error, if it failed
     typer.echo(f"Frames Info: {result['info']}")
     if result.get("preview"):
+        for step, body in result["payloads"].items():
+            typer.echo(f"--- POST jobs/ ({step}) ---")
+            typer.echo(json.dumps(body, indent=2))
         typer.echo("Preview only: nothing was uploaded or submitted.")
-        return
-    for step, info in result["jobs"].items():
-        typer.echo(f"{step} job {info['jid']}: {info['url']}")
+    else:
+        for step, info in result["jobs"].items():
+            typer.echo(f"{step} job {info['jid']}: {info['url']}")
+    if run_url:
+        typer.echo(f"Flow run: {run_url}")
 
 
 @app.command()
@@ -112,7 +147,7 @@ def demo() -> None:
     """Start a local sandbox and run the whole chain on the sample scene, scouting on."""
     from prefect_conductor.demo import run_demo
 
-    run_demo(typer.echo)
+    run_demo(typer.echo, quiet_tracebacks=not _options["debug"])
 
 
 @app.command()
@@ -216,14 +251,58 @@ def preview(
     typer.echo(result.to_json() if as_json else result.to_text())
 
 
+@server_app.command("start")
+def server_start() -> None:
+    """Start the local Prefect server (if it is not running) and print its UI's address."""
+    from prefect_conductor.local_server import LocalServer
+
+    state = LocalServer.for_user().ensure(echo_err)
+    typer.echo(f"Prefect server: {state.ui_url} (pid {state.pid})")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Say whether the local Prefect server runs, and where; exit 1 if it does not."""
+    from prefect_conductor.local_server import LocalServer
+
+    server = LocalServer.for_user()
+    state = server.running()
+    if state is None:
+        typer.echo(f"No local Prefect server is running (state in {server.root}).")
+        raise typer.Exit(1)
+    typer.echo(f"Prefect server: {state.ui_url} (pid {state.pid}, state in {server.root})")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the local Prefect server and its idle supervisor."""
+    from prefect_conductor.local_server import LocalServer
+
+    state = LocalServer.for_user().stop()
+    if state is None:
+        typer.echo("No local Prefect server was running.")
+    else:
+        typer.echo(f"Stopped the local Prefect server at {state.ui_url} (pid {state.pid}).")
+
+
 def main() -> None:
-    """Console entry point: run the Typer app, turning user errors into one line and exit 2."""
+    """Console entry point: every failure ends in one line on stderr and a non-zero exit."""
     try:
         app()
     except InputFileError as error:
+        if _options["debug"]:
+            traceback.print_exc()
         for problem in error.problems or [str(error)]:
             typer.echo(f"error: {problem}", err=True)
         sys.exit(error.exit_code)
     except SubmitterError as error:
+        if _options["debug"]:
+            traceback.print_exc()
         typer.echo(f"error: {error}", err=True)
         sys.exit(error.exit_code)
+    except Exception as error:  # an unexpected failure: still one line, unless --debug
+        if _options["debug"]:
+            traceback.print_exc()
+        message = " ".join(str(error).split()) or "no message"
+        typer.echo(f"error: {type(error).__name__}: {message}", err=True)
+        sys.exit(1)

@@ -44,21 +44,25 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def run_demo(echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the demo and return the flow's result; ``echo`` receives progress lines."""
+def run_demo(
+    echo: Callable[[str], None] = print, *, quiet_tracebacks: bool = False
+) -> dict[str, Any]:
+    """Run the demo and return the flow's result; ``echo`` receives progress lines.
+
+    The flow runs on the same Prefect server as ``submit`` (:mod:`prefect_conductor.prefect_api`:
+    the per-user local server unless PREFECT_API_URL is set), entered before the demo's own
+    temporary per-user folder is set, so the server started here is the one later commands reuse.
+    """
     from prefect_conductor.conductor_cloud.loaders import load_job
     from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
+    from prefect_conductor.prefect_api import prefect_api
 
     shot = examples_dir() / "shot010"
     work = Path(tempfile.mkdtemp(prefix="prefect-conductor-demo-"))
     started = time.monotonic()
-    settings = {
-        "PREFECT_CONDUCTOR_HOME": str(work / "home"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": os.environ.get(
-            "PREFECT_SERVER_ANALYTICS_ENABLED", "false"
-        ),
-    }
+    settings = {"PREFECT_CONDUCTOR_HOME": str(work / "home")}
     with (
+        prefect_api(echo, quiet_tracebacks=quiet_tracebacks) as api,
         SandboxServer(work / "sandbox", task_seconds=0.5) as server,
         environment(CONDUCTOR_URL=server.url, CONDUCTOR_API_KEY=server.api_key, **settings),
     ):
@@ -87,4 +91,9 @@ def run_demo(echo: Callable[[str], None] = print) -> dict[str, Any]:
         echo(f"{step} job {job_info['jid']}: {count} tasks ({frames}) -> {job_info['url']}")
     echo(f"{len(uploads)} files uploaded to the sandbox; {len(stored)} jobs in all")
     echo(f"Done in {time.monotonic() - started:.1f} s")
+    if api.local_server:
+        echo(
+            f"The Prefect server stays up for its links: {api.ui_url}"
+            " (stop it with `prefect-conductor server stop`)"
+        )
     return result

@@ -97,3 +97,45 @@ def test_preview_without_a_catalogue_says_what_to_do(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "refresh" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback_before_the_one_line() -> None:
+    result = cli("--debug", "frames", "1-10y2")
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: frames: only the x step")
+
+
+def test_offline_commands_start_no_prefect_server(tmp_path: Path) -> None:
+    home = {"PREFECT_CONDUCTOR_HOME": str(tmp_path), "PREFECT_SERVER_EPHEMERAL_ENABLED": ""}
+    assert cli("--help", env=home).returncode == 0
+    assert cli("frames", "1-10", env=home).returncode == 0
+    catalog = save_catalog(fixture_catalog(), tmp_path / "catalog.json")
+    assert (
+        cli("preview", str(EXAMPLES / "job.yaml"), "--catalog", str(catalog), env=home).returncode
+        == 0
+    )
+    assert cli("server", "status", env=home).returncode == 1
+    assert not (tmp_path / "prefect-server" / "server.json").exists()
+
+
+def test_help_frames_and_preview_do_not_import_prefect(tmp_path: Path) -> None:
+    catalog = save_catalog(fixture_catalog(), tmp_path / "catalog.json")
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from prefect_conductor.cli import app\n"
+        "for args in (['--help'], ['frames', '1-10'], ['preview', sys.argv[1], '--catalog',"
+        " sys.argv[2]]):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'prefect'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(EXAMPLES / "job.yaml"), str(catalog)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PREFECT_CONDUCTOR_HOME": str(tmp_path / "home")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

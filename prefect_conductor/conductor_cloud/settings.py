@@ -178,6 +178,18 @@ class ConductorSettings(BaseSettings):
         description="How long a run waits for another run posting the same submission id.",
     )
 
+    server_idle_minutes: float = Field(
+        default=30.0,
+        gt=0,
+        description="Minutes without flow-run activity after which the CLI's local Prefect"
+        " server stops itself.",
+    )
+
+    @property
+    def prefect_server_dir(self) -> Path:
+        """The CLI's local Prefect server: its PREFECT_HOME, state file, lock and log."""
+        return self.home / "prefect-server"
+
     @property
     def upload_root_paths(self) -> tuple[Path, ...]:
         """``upload_roots`` as absolute paths (``~`` expanded, empty entries skipped)."""
