@@ -94,7 +94,7 @@ def job_of(http: httpx.Client, jid: str) -> dict[str, Any]:
     return dict(job)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition never became true"
@@ -397,7 +397,7 @@ def test_upload_files_are_not_checked_when_a_daemon_uploads_later(
 def test_task_clock_failing_frames_and_the_task_log(
     sandbox: SandboxHandle, http: httpx.Client
 ) -> None:
-    sandbox.config(task_seconds=0.3, fail_frames=[4])
+    sandbox.config(task_seconds=2.0, fail_frames=[4])
     jid = http.post("/jobs/", json=job_body()).json()["jobid"]
     # Conductor's job passes through a sync phase before its tasks are pending.
     assert job_of(http, jid)["status"] == "syncing"
