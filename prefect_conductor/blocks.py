@@ -31,7 +31,6 @@ class ConductorCredentials(CredentialsBlock):
         "The Conductor API key and address used by the render-submit flow. Name this block in"
         " the run's Credentials Block option."
     )
-    _documentation_url: ClassVar[str] = "https://docs.conductortech.com/"
 
     api_key: SecretStr = Field(
         default=...,

@@ -54,7 +54,10 @@ def submit(
         bool, typer.Option("--preview", help="Stop before uploading or submitting.")
     ] = False,
     credentials_block: Annotated[
-        str | None, typer.Option(help="A Prefect Secret block holding the Conductor API key.")
+        str | None,
+        typer.Option(
+            help="A ConductorCredentials block (key and URL), or a Secret block holding the key."
+        ),
     ] = None,
     submission_key: Annotated[
         str | None, typer.Option(help="Reuse to finish an interrupted submission, never twice.")
@@ -70,23 +73,57 @@ def submit(
     job = load_job(job_file)
     scene_path = scene_for(job_file, scene).resolve()
     from prefect_conductor.flows.render_submit import render_submit
+    from prefect_conductor.progress import rich_progress
+    from prefect_conductor.tasks.upload_assets import listening
 
-    result: dict[str, Any] = render_submit(  # type: ignore[assignment]
-        job=job,
-        scene=SceneSource(export_path=str(scene_path)),
-        options=RunOptions(
-            preview=preview_only,
-            credentials_block=credentials_block,
-            submission_key=submission_key,
-            poll_seconds=poll_seconds,
-        ),
-    )
+    with rich_progress() as show, listening(show):
+        result: dict[str, Any] = render_submit(  # type: ignore[assignment]
+            job=job,
+            scene=SceneSource(export_path=str(scene_path)),
+            options=RunOptions(
+                preview=preview_only,
+                credentials_block=credentials_block or "",
+                submission_key=submission_key or "",
+                poll_seconds=poll_seconds,
+            ),
+        )
     typer.echo(f"Frames Info: {result['info']}")
     if result.get("preview"):
         typer.echo("Preview only: nothing was uploaded or submitted.")
         return
     for step, info in result["jobs"].items():
         typer.echo(f"{step} job {info['jid']}: {info['url']}")
+
+
+@app.command()
+def params(
+    job_file: Annotated[Path, typer.Argument(help="The job file (YAML or JSON).")],
+    scene: Annotated[
+        Path | None,
+        typer.Option(help="The scene export JSON; default scene_export.json beside the job."),
+    ] = None,
+    project: Annotated[
+        Path | None,
+        typer.Option(help="A saved project to export on the worker instead of a scene export."),
+    ] = None,
+    credentials_block: Annotated[
+        str, typer.Option(help="Name of a ConductorCredentials (or Secret) block.")
+    ] = "",
+    preview_only: Annotated[
+        bool, typer.Option("--preview", help="The run stops before uploading or submitting.")
+    ] = False,
+) -> None:
+    """Print a deployment run's parameters as JSON, for `prefect deployment run --params`."""
+    from prefect_conductor.deployment_params import deployment_parameters
+
+    document = deployment_parameters(
+        job_file,
+        scene=None if project else scene_for(job_file, scene),
+        project=project,
+        credentials_block=credentials_block,
+        preview=preview_only,
+    )
+    typer.echo(document)
 
 
 @app.command()

@@ -61,8 +61,9 @@ class SceneSource(BaseModel):
     @model_validator(mode="after")
     def _exactly_one_source(self) -> SceneSource:
         if bool(self.export_path) == bool(self.project_path):
-            raise ValueError("give exactly one of export_path (Export File) or project_path"
-                             " (Saved Project)")
+            raise ValueError(
+                "give exactly one of export_path (Export File) or project_path (Saved Project)"
+            )
         return self
 
 
