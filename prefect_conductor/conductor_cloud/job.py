@@ -234,14 +234,17 @@ class ConductorJob(BaseModel):
     )
 
     # task
+    # The tokens are in backticks: the Prefect UI renders descriptions as Markdown and would drop
+    # a bare <token> as an unknown HTML tag.
     task_template: str = Field(
         default=DEFAULT_TASK_TEMPLATE,
         min_length=1,
         max_length=4000,
         description=(
             "The command each task runs. Tokens in angle brackets are replaced per task:"
-            " <render_package>, <sources>, <chunks>, <chunkstart>, <chunkend>, <chunklength>,"
-            " <tiles>, <tile_number>, <project>, <instance_type>, <job> and more."
+            " `<render_package>`, `<sources>`, `<chunks>`, `<chunkstart>`, `<chunkend>`,"
+            " `<chunklength>`, `<tiles>`, `<tile_number>`, `<project>`, `<instance_type>`, `<job>`"
+            " and more."
         ),
     )
 
