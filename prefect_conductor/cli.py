@@ -204,6 +204,7 @@ def frames(
     import json
 
     from prefect_conductor.conductor_cloud.frames import (
+        FrameList,
         parse_frame_spec,
         parse_scout_spec,
         plan_frames,
@@ -213,6 +214,13 @@ def frames(
     all_frames = parse_frame_spec(spec, field="frames")
     scouts = resolve_scout(parse_scout_spec(scout, field="--scout"), all_frames) if scout else None
     plan = plan_frames(all_frames, chunk_size, scout=scouts, tiles=tiles)
+    outside = FrameList.from_iterable(f for f in scouts or () if f not in all_frames)
+    if outside:
+        typer.echo(
+            f"warning: --scout: scout frames {outside} are not among the frames {all_frames};"
+            " they are ignored",
+            err=True,
+        )
     if not as_json:
         typer.echo(plan.info)
         return
