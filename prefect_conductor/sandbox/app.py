@@ -34,6 +34,7 @@ from prefect_conductor.sandbox.faults import (
     FaultRule,
 )
 from prefect_conductor.sandbox.fixture_catalog import ACCOUNT_ID
+from prefect_conductor.sandbox.job_page import JobPage
 from prefect_conductor.sandbox.jobs import Jobs
 from prefect_conductor.sandbox.storage import Storage
 from prefect_conductor.sandbox.tokens import Tokens, error
@@ -90,7 +91,7 @@ class Gatekeeper:
             return
         path: str = scope["path"]
         method: str = scope["method"]
-        if path.startswith("/_sandbox/"):
+        if path.startswith(("/_sandbox/", "/job/")):  # admin API and job page (job_page.py)
             if not _is_loopback(scope.get("client")):
                 await error(403, "the admin API answers loopback peers only")(scope, receive, send)
                 return
@@ -158,6 +159,7 @@ def create_app(
         Route("/api/v1/jobs/{jid}/tasks", jobs.tasks, methods=["GET"]),
         Route("/jobs_multi", jobs.jobs_multi, methods=["PUT"]),
         Route("/get_log_file", jobs.task_log, methods=["GET"]),
+        Route("/job/{jid}", JobPage(jobs).page, methods=["GET"]),
         Route("/_sandbox/faults", admin.faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/config", admin.config, methods=["POST"]),
         Route("/_sandbox/state", admin.state, methods=["GET"]),
