@@ -145,11 +145,18 @@ def refresh(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep", help="Run on a Prefect server with its UI; keep it and the sandbox up."
+        ),
+    ] = False,
+) -> None:
     """Start a local sandbox and run the whole chain on the sample scene, scouting on."""
     from prefect_conductor.demo import run_demo
 
-    run_demo(typer.echo)
+    run_demo(typer.echo, keep=keep)
 
 
 @app.command()
