@@ -68,3 +68,21 @@ def test_frames_typed_in_while_their_switch_is_off_are_a_warning(tmp_path: Path)
     fields = {(f.severity, f.field) for f in report.findings}
     assert ("warning", "use_custom_frames") in fields
     assert ("warning", "use_scout_frames") in fields
+
+
+def test_params_prints_the_deployment_run_parameters(tmp_path: Path) -> None:
+    import json
+
+    from prefect_conductor.conductor_cloud.job import ConductorJob
+    from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
+
+    result = CliRunner().invoke(
+        app, ["params", str(EXAMPLES / "job.yaml"), "--credentials-block", "studio-farm"]
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["scene"] == {"export_path": str(EXAMPLES / "scene_export.json")}
+    assert document["options"] == {"credentials_block": "studio-farm"}
+    assert ConductorJob.model_validate(document["job"]).title == "shot010 lighting v012"
+    SceneSource.model_validate(document["scene"])
+    RunOptions.model_validate(document["options"])
