@@ -77,7 +77,10 @@ def submit(
         bool, typer.Option("--preview", help="Stop before uploading or submitting.")
     ] = False,
     credentials_block: Annotated[
-        str | None, typer.Option(help="A Prefect Secret block holding the Conductor API key.")
+        str | None,
+        typer.Option(
+            help="A ConductorCredentials block (key and URL), or a Secret block holding the key."
+        ),
     ] = None,
     submission_key: Annotated[
         str | None, typer.Option(help="Reuse to finish an interrupted submission, never twice.")
@@ -97,31 +100,66 @@ def submit(
         from prefect.states import State
 
         from prefect_conductor.flows.render_submit import render_submit
+        from prefect_conductor.progress import rich_progress
+        from prefect_conductor.tasks.upload_assets import listening
 
-        state: State[Any] = render_submit(  # type: ignore[assignment]
-            job=job,
-            scene=SceneSource(export_path=str(scene_path)),
-            options=RunOptions(
-                preview=preview_only,
-                credentials_block=credentials_block,
-                submission_key=submission_key,
-                poll_seconds=poll_seconds,
-            ),
-            return_state=True,
-        )
+        with rich_progress() as show, listening(show):
+            state: State[Any] = render_submit(  # type: ignore[assignment]
+                job=job,
+                scene=SceneSource(export_path=str(scene_path)),
+                options=RunOptions(
+                    preview=preview_only,
+                    credentials_block=credentials_block or "",
+                    submission_key=submission_key or "",
+                    poll_seconds=poll_seconds,
+                ),
+                return_state=True,
+            )
         run_url = api.flow_run_url(state.state_details.flow_run_id)
         result: dict[str, Any] = state.result()  # raises the run's error, if it failed
     typer.echo(f"Frames Info: {result['info']}")
     if result.get("preview"):
+        from prefect_conductor.conductor_cloud.preview_text import job_text
+
         for step, body in result["payloads"].items():
-            typer.echo(f"--- POST jobs/ ({step}) ---")
-            typer.echo(json.dumps(body, indent=2))
+            typer.echo(job_text(step, body))
         typer.echo("Preview only: nothing was uploaded or submitted.")
     else:
         for step, info in result["jobs"].items():
             typer.echo(f"{step} job {info['jid']}: {info['url']}")
     if run_url:
         typer.echo(f"Flow run: {run_url}")
+
+
+@app.command()
+def params(
+    job_file: Annotated[Path, typer.Argument(help="The job file (YAML or JSON).")],
+    scene: Annotated[
+        Path | None,
+        typer.Option(help="The scene export JSON; default scene_export.json beside the job."),
+    ] = None,
+    project: Annotated[
+        Path | None,
+        typer.Option(help="A saved project to export on the worker instead of a scene export."),
+    ] = None,
+    credentials_block: Annotated[
+        str, typer.Option(help="Name of a ConductorCredentials (or Secret) block.")
+    ] = "",
+    preview_only: Annotated[
+        bool, typer.Option("--preview", help="The run stops before uploading or submitting.")
+    ] = False,
+) -> None:
+    """Print a deployment run's parameters as JSON, for `prefect deployment run --params`."""
+    from prefect_conductor.deployment_params import deployment_parameters
+
+    document = deployment_parameters(
+        job_file,
+        scene=None if project else scene_for(job_file, scene),
+        project=project,
+        credentials_block=credentials_block,
+        preview=preview_only,
+    )
+    typer.echo(document)
 
 
 @app.command()
@@ -143,11 +181,18 @@ def refresh(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep", help="Run on a Prefect server with its UI; keep it and the sandbox up."
+        ),
+    ] = False,
+) -> None:
     """Start a local sandbox and run the whole chain on the sample scene, scouting on."""
     from prefect_conductor.demo import run_demo
 
-    run_demo(typer.echo, quiet_tracebacks=not _options["debug"])
+    run_demo(typer.echo, keep=keep, quiet_tracebacks=not _options["debug"])
 
 
 @app.command()
@@ -199,9 +244,9 @@ def frames(
     ] = False,
 ) -> None:
     """Print the Frames Info line for a frame spec, as the host's Frames Info shows it."""
-    import json
 
     from prefect_conductor.conductor_cloud.frames import (
+        FrameList,
         parse_frame_spec,
         parse_scout_spec,
         plan_frames,
@@ -211,6 +256,13 @@ def frames(
     all_frames = parse_frame_spec(spec, field="frames")
     scouts = resolve_scout(parse_scout_spec(scout, field="--scout"), all_frames) if scout else None
     plan = plan_frames(all_frames, chunk_size, scout=scouts, tiles=tiles)
+    outside = FrameList.from_iterable(f for f in scouts or () if f not in all_frames)
+    if outside:
+        typer.echo(
+            f"warning: --scout: scout frames {outside} are not among the frames {all_frames};"
+            " they are ignored",
+            err=True,
+        )
     if not as_json:
         typer.echo(plan.info)
         return

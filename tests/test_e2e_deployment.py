@@ -1,5 +1,6 @@
 """End to end: a real Prefect server and process worker on loopback, the deployment from
-deployments/prefect.yaml, a flow run created over REST by the host's own Submit button (twice, as
+deployments/prefect.yaml (module-path entrypoints: the worker, started outside the checkout, loads
+the installed package), a flow run created over REST by the host's own Submit button (twice, as
 a double-click), the worker exporting the saved project with the host's batch command, and the
 jobs arriving in the sandbox."""
 
@@ -53,12 +54,12 @@ def worker(prefect_server: str, sandbox: SandboxHandle, tmp_path: Path) -> Itera
         "--prefect-file",
         "deployments/prefect.yaml",
         "--all",
-        env={"PREFECT_CONDUCTOR_CHECKOUT": str(REPO)},
     )
     log = (tmp_path / "worker.log").open("w")
+    # The worker runs outside the checkout: the module-path entrypoints load the installed package.
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL],
-        cwd=REPO,
+        cwd=tmp_path,
         env={
             **os.environ,
             "PREFECT_API_URL": prefect_server,
@@ -116,6 +117,8 @@ def test_submit_in_the_host_runs_on_a_worker_and_submits_scout_then_full(
     assert not host.lines("error"), host.lines("error")
     with httpx.Client(base_url=prefect_server, timeout=30) as api:
         deployment = api.get("/deployments/name/render-submit/conductor").json()
+        assert deployment["entrypoint"] == "prefect_conductor.flows.render_submit:render_submit"
+        assert not deployment["pull_steps"]
         # The UI's Run form: every ConductorJob field with its description, unknown fields refused.
         form = deployment["parameter_openapi_schema"]["definitions"]["ConductorJob"]
         assert form["additionalProperties"] is False

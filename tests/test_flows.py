@@ -124,6 +124,51 @@ def test_scouts_pass_then_the_full_job_goes(conductor_env: SandboxHandle) -> Non
     )
 
 
+def upstream_tasks(flow_run_id: UUID) -> dict[str, set[str]]:
+    """Each task's name (without its suffix) -> the names of the tasks it takes input from."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]))
+        )
+    names = {run.id: run.name.rsplit("-", 1)[0] for run in runs}
+    return {
+        names[run.id]: {
+            names[ref.id]
+            for refs in run.task_inputs.values()
+            for ref in refs
+            if getattr(ref, "id", None) in names
+        }
+        for run in runs
+    }
+
+
+def test_the_task_graph_is_the_pipeline_in_order(conductor_env: SandboxHandle) -> None:
+    state = run_state(example_job())
+    graph = upstream_tasks(run_id_of(state))
+    assert "export-scene" in graph["fetch-catalog"]
+    assert graph["validate"] == {"export-scene", "fetch-catalog"}
+    assert "validate" in graph["resolve-packages"]
+    assert "resolve-packages" in graph["chunk-frames"]
+    assert "chunk-frames" in graph["upload-assets"]
+    assert "upload-assets" in graph["scout-submit"]
+    assert "scout-submit" in graph["wait-for-tasks"]
+    assert "wait-for-tasks" in graph["full-submit"]
+
+
+def test_the_payload_artifact_is_a_table_people_read(conductor_env: SandboxHandle) -> None:
+    state = run_state(example_job())
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run_id_of(state)])
+            )
+        )
+    text = str(next(a for a in artifacts if a.key == "payload-preview").data)
+    assert "| path | files | size | md5 |" in text
+    assert "sim.1-10#.abc` | 10 |" in text  # ten cache frames, one row
+    assert "st_mtime" not in text and "st_ino" not in text
+
+
 def test_a_failed_scout_stops_the_rest(conductor_env: SandboxHandle) -> None:
     conductor_env.config(task_seconds=0.05, fail_frames=[8])
     with pytest.raises(ScoutFailed, match=r"frames 7-8; the remaining frames were not submitted"):

@@ -111,7 +111,7 @@ def test_values_are_stored_in_the_project_and_items_are_independent(
     second = host.item("project://scene/shadow_job")
     assert read_job(first) == expected_first
     assert read_job(second) == expected_second
-    assert expected_first.project == "shot010" and expected_second.project is None
+    assert expected_first.project == "shot010" and expected_second.project == ""
     assert expected_first.instance_type == "n1-highmem-8"
 
 
@@ -142,7 +142,7 @@ def test_a_choice_conductor_no_longer_offers_is_reported(
     host.ui_press(item, "refresh")
     attribute(item, "last_project").set_string("retired-show")
     host.ui_press(item, "refresh")
-    assert read_job(item).project is None
+    assert read_job(item).project == ""
     assert any("project 'retired-show' is no longer offered" in w for w in host.lines("warning"))
 
 

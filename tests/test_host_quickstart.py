@@ -7,7 +7,6 @@ run on a real Prefect server.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -171,13 +170,18 @@ def test_preview_shows_the_plan_and_payload_and_sends_nothing(
     text = window.text()
     assert "nothing has been sent" in text
     assert "Frames: 2 Scout / 10 Frames -- 5 Chunks -- 1-10" in text
-    scout = json.loads(text.split("--- POST jobs/ (scout) ---\n")[1].split("\n---")[0])
-    assert [t["frames"] for t in scout["tasks_data"]] == ["3-4", "7-8"]
-    assert scout["job_title"] == "shot010 lighting"
-    assert scout["instance_type"] == "n1-standard-8"
-    uploaded = {entry["destination"].rsplit("/", 1)[-1] for entry in scout["upload_files"]}
-    assert {"wood.1001.tx", "wood.1002.tx", "sim.0001.abc", "sim.0010.abc"} <= uploaded
-    assert "sim.0011.abc" in uploaded  # every file the pattern matches (motion blur)
+    # The readable preview (the same text as `prefect-conductor preview`): each job in short,
+    # then one upload table with frame sequences collapsed.
+    scout = text.split("Job 'scout': POST jobs/\n")[1].split("\nJob 'full'")[0]
+    assert [line.strip() for line in scout.splitlines() if line.strip().startswith("frames ")] == [
+        "frames 3-4:",
+        "frames 7-8:",
+    ]
+    assert "job_title: shot010 lighting\n" in scout
+    assert "instance_type: n1-standard-8\n" in scout
+    uploads = text.split("\nUploads: ")[1]
+    assert "sim.1-11#.abc" in uploads  # every file the pattern matches (motion blur reads 11)
+    assert "wood.1001" in uploads
     assert conductor_env.jobs() == []
     assert conductor_env.uploads() == {}
 

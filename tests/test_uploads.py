@@ -26,9 +26,9 @@ from prefect_conductor.conductor_cloud.retry import RetryPolicy
 from prefect_conductor.conductor_cloud.uploads import (
     UploadProgress,
     hash_files,
-    rich_progress,
     upload_files,
 )
+from prefect_conductor.progress import rich_progress
 from prefect_conductor.sandbox.handle import SandboxHandle
 
 FAST = RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.2, deadline=20)

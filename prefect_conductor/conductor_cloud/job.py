@@ -127,15 +127,15 @@ class ConductorJob(BaseModel):
             " project://scene/image). Each must have Render To Disk on and a Save As file name."
         ),
     )
-    project: str | None = Field(
-        default=None,
+    project: str = Field(
+        default="",
         description=(
             "The Conductor project the job is billed to. Press Refresh to fill the menu from your"
             " account."
         ),
     )
-    host_version: str | None = Field(
-        default=None,
+    host_version: str = Field(
+        default="",
         description=(
             "The Jobs version the scene was made with. Detected when you press Refresh; used to"
             " pick the matching host package when Host Package is not set."
@@ -190,8 +190,8 @@ class ConductorJob(BaseModel):
     )
 
     # machines
-    instance_type: str | None = Field(
-        default=None,
+    instance_type: str = Field(
+        default="",
         description=(
             "The machine type every task runs on (cores, memory, GPU). Press Refresh to fill the"
             " menu."
@@ -232,8 +232,8 @@ class ConductorJob(BaseModel):
     )
 
     # packages
-    host_package: str | None = Field(
-        default=None,
+    host_package: str = Field(
+        default="",
         description=(
             "The Jobs package the render nodes run, by name (for example jobs 5.0.10 linux)."
             " Empty: the package matching Host Version."
@@ -271,6 +271,8 @@ class ConductorJob(BaseModel):
     )
 
     # task
+    # The tokens are in backticks: the Prefect UI renders descriptions as Markdown and would drop
+    # a bare <token> as an unknown HTML tag.
     task_template: str = Field(
         default=DEFAULT_TASK_TEMPLATE,
         min_length=1,
@@ -278,12 +280,12 @@ class ConductorJob(BaseModel):
         description=(
             "The command each task runs. Tokens in angle brackets are replaced per task and"
             " already quoted, so never put quotes around them. Every token of Conductor's own"
-            " submitter works, with or without its ct_ prefix: <render_package>, <sources>,"
-            " <chunks>, <chunkstart>, <chunkend>, <chunklength>, <tiles>, <tile_number>,"
-            " <directories>, <temp_dir>, <pdir>, <project>, <instance_type>, <instance>, <job>,"
-            " <sequence>, <scout> and more; ours add <wrapper>, <config_file>, <task>,"
-            " <task_frames> and <task_scout>. The default runs the host's cnode through the"
-            " render wrapper uploaded with the job."
+            " submitter works, with or without its ct_ prefix: `<render_package>`, `<sources>`,"
+            " `<chunks>`, `<chunkstart>`, `<chunkend>`, `<chunklength>`, `<tiles>`,"
+            " `<tile_number>`, `<directories>`, `<temp_dir>`, `<pdir>`, `<project>`,"
+            " `<instance_type>`, `<instance>`, `<job>`, `<sequence>`, `<scout>` and more; ours"
+            " add `<wrapper>`, `<config_file>`, `<task>`, `<task_frames>` and `<task_scout>`."
+            " The default runs the host's cnode through the render wrapper uploaded with the job."
         ),
     )
 
@@ -319,6 +321,13 @@ class ConductorJob(BaseModel):
         default=False,
         description="Write full tracebacks to the host log when an action fails.",
     )
+
+    @field_validator("project", "host_version", "instance_type", "host_package", mode="before")
+    @classmethod
+    def _none_is_unset(cls, value: object) -> object:
+        """None (a host menu with nothing chosen) means unset, as "" does; the run form shows a
+        plain text box rather than a nullable toggle."""
+        return "" if value is None else value
 
     @field_validator("title", "location")
     @classmethod

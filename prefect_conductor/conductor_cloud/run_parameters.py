@@ -2,7 +2,9 @@
 
 Both are plain pydantic models so the host's trigger (which imports no Prefect) can build them, the
 Prefect UI can render them as forms, and the server can check them against the JSON schema.
-Neither ever holds a secret: credentials are named (a Prefect Secret block), never passed.
+Neither ever holds a secret: credentials are named (a ConductorCredentials or Secret block), never
+passed. Optional text fields default to "" rather than None, so the UI's run form shows a plain
+text box, not a nullable toggle that reads 'Property is type "None"'.
 """
 
 from __future__ import annotations
@@ -24,17 +26,20 @@ class SceneSource(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    export_path: str | None = Field(
-        default=None,
+    export_path: str = Field(
+        default="",
+        title="Export File",
         description=(
-            "A scene export JSON the host already wrote (images, dependencies, render package)."
+            "Fill in this OR Saved Project, not both. A scene export JSON the host already wrote"
+            " (images, dependencies, render package)."
         ),
     )
-    project_path: str | None = Field(
-        default=None,
+    project_path: str = Field(
+        default="",
+        title="Saved Project",
         description=(
-            "A saved project file; the flow runs the host in batch mode to export it. The file"
-            " itself is never written."
+            "Fill in this OR Export File, not both. A saved project file; the flow runs the host"
+            " in batch mode to export it. The file itself is never written."
         ),
     )
     host_command: list[str] = Field(
@@ -45,10 +50,20 @@ class SceneSource(BaseModel):
         ),
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _none_is_unset(cls, data: object) -> object:
+        """A None path (older callers) means not given, as "" does."""
+        if isinstance(data, dict):
+            return {k: "" if v is None and k.endswith("_path") else v for k, v in data.items()}
+        return data
+
     @model_validator(mode="after")
     def _exactly_one_source(self) -> SceneSource:
-        if (self.export_path is None) == (self.project_path is None):
-            raise ValueError("give exactly one of export_path or project_path")
+        if bool(self.export_path) == bool(self.project_path):
+            raise ValueError(
+                "give exactly one of export_path (Export File) or project_path (Saved Project)"
+            )
         return self
 
 
@@ -63,25 +78,25 @@ class RunOptions(BaseModel):
             "Stop before anything is uploaded or submitted; the payload is left as an artifact."
         ),
     )
-    conductor_url: str | None = Field(
-        default=None,
+    conductor_url: str = Field(
+        default="",
         description="Conductor address; empty uses CONDUCTOR_URL on the worker.",
     )
-    credentials_block: str | None = Field(
-        default=None,
+    credentials_block: str = Field(
+        default="",
         description=(
-            "Name of a Prefect Secret block holding the Conductor API key; empty uses"
-            " CONDUCTOR_API_KEY or CONDUCTOR_API_KEY_PATH on the worker."
+            "Name of a Conductor Credentials block (API key and URL) or of a Secret block holding"
+            " the API key; empty uses CONDUCTOR_API_KEY or CONDUCTOR_API_KEY_PATH on the worker."
         ),
     )
-    staging_dir: str | None = Field(
-        default=None,
+    staging_dir: str = Field(
+        default="",
         description=(
             "Where render packages are staged by content hash; empty uses a per-user folder."
         ),
     )
-    submission_key: str | None = Field(
-        default=None,
+    submission_key: str = Field(
+        default="",
         max_length=200,
         description=(
             "Names this submission for the duplicate-job guard: runs with the same key never post"

@@ -61,7 +61,6 @@ def stage_render_package(scene: SceneExport, staging_root: Path) -> SceneExport:
 
 def run_host_export(source: SceneSource, output: Path, title: str = "") -> Path:
     """Run the host's batch exporter for a saved project; return the export JSON it wrote."""
-    assert source.project_path is not None
     project = Path(source.project_path)
     if not project.is_file():
         raise FieldError("scene.project_path", f"{project} does not exist")
@@ -105,7 +104,7 @@ def export_scene(
     ``title`` (the job's) names the render package a batch export writes.
     """
     staging_root = Path(staging_dir) if staging_dir else default_staging_dir()
-    if source.export_path is not None:
+    if source.export_path:
         scene = load_scene(source.export_path)
     else:
         output = Path(tempfile.mkdtemp(prefix="export-", dir=_ensure(staging_root)))

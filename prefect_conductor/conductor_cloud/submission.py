@@ -1,6 +1,7 @@
 """A submission from start to payloads, without Prefect: what preview shows and the flow sends.
 
-``prepare`` validates and derives everything (plan, packages, environment, files); ``payloads``
+``prepare`` validates and derives everything (plan, packages, environment, files) by running the
+three steps the flow runs as tasks: ``check`` -> ``resolve_packages`` -> ``plan_job``; ``payloads``
 turns a prepared submission plus the files' md5s into the exact bodies of ``POST jobs/``. The
 flow's tasks call the same functions step by step, so ``preview`` prints exactly what ``submit``
 sends; the only difference is the submission key and flow run id in the metadata, which a
@@ -33,6 +34,7 @@ from prefect_conductor.conductor_cloud.payload import (
     build_payload,
     job_steps,
 )
+from prefect_conductor.conductor_cloud.plan import plan_for_job
 from prefect_conductor.conductor_cloud.render_wrapper import WRAPPER_PATH
 from prefect_conductor.conductor_cloud.scene import SceneExport
 from prefect_conductor.conductor_cloud.upload_roots import check_uploadable
@@ -55,43 +57,117 @@ class Prepared:
     instance: str = ""
 
 
-def prepare(
+@dataclass(frozen=True)
+class Checked:
+    """What the validate step hands on: the inputs that passed, the report, the files to upload
+    and the chosen instance type's description (the ``<instance>`` token)."""
+
+    job: ConductorJob
+    scene: SceneExport
+    report: ValidationReport
+    files: tuple[Path, ...]
+    instance: str = ""
+
+
+@dataclass(frozen=True)
+class Packages:
+    """What the resolve step hands on: the render nodes' packages and merged environment."""
+
+    resolved: ResolvedPackages
+    environment: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What the chunk step hands on: the frame plan and which tasks each job holds."""
+
+    plan: FramePlan
+    steps: Mapping[Step, Sequence[Task]]
+
+
+def check(
     job: ConductorJob, scene: SceneExport, catalog: Catalog, *, base_dir: Path | None = None
-) -> Prepared:
-    """Validate and derive; raise ValidationFailed (one line, the report attached) on errors."""
+) -> Checked:
+    """Run every validation rule; raise ValidationFailed (one line, report attached) on errors."""
     report, ctx = validate(job, scene, catalog, base_dir=base_dir)
     report.raise_for_errors()
-    assert ctx.plan is not None and ctx.resolved is not None and ctx.files is not None
+    assert ctx.files is not None
     check_uploadable(
         ctx.files.files,
         scene.project_path,
         base_dir=base_dir,
         extra_roots=[ctx.base_dir / scene.render_package],
     )
-    environment = merge_environment(ctx.resolved, catalog.extra_environment, job.environment)
     instance = next(
         (t.description for t in catalog.instance_types if t.name == job.instance_type), ""
     )
+    files = job_files(ctx.files.files, scene, project_path=scene.project_path, base_dir=base_dir)
+    return Checked(job=job, scene=scene, report=report, files=files, instance=instance)
+
+
+def resolve_packages(checked: Checked, catalog: Catalog) -> Packages:
+    """The host and plugin packages from the catalogue, and the environment they add up to.
+
+    Resolved here, from the catalogue given, so a retried resolve step sees a changed catalogue.
+    """
+    job, scene = checked.job, checked.scene
+    resolved = catalog.package_catalog().resolve(
+        job.host_package,
+        job.host_version or scene.host.version,
+        job.plugin_packages,
+        platform=scene.host.platform,
+    )
+    environment = merge_environment(resolved, catalog.extra_environment, job.environment)
+    return Packages(resolved=resolved, environment=environment)
+
+
+def plan_job(checked: Checked) -> Planned:
+    """Frames into chunks and tasks, and the tasks split between the scout and full jobs."""
+    plan = plan_for_job(checked.job, checked.scene)
+    return Planned(plan=plan, steps=job_steps(checked.job, plan))
+
+
+def assemble(checked: Checked, packages: Packages, planned: Planned) -> Prepared:
+    """The three steps' results as one prepared submission (what ``payloads`` needs)."""
     return Prepared(
-        job=job,
-        scene=scene,
-        report=report,
-        plan=ctx.plan,
-        packages=ctx.resolved,
-        environment=environment,
-        files=job_files(ctx.files.files, scene),
-        steps=job_steps(job, ctx.plan),
-        instance=instance,
+        job=checked.job,
+        scene=checked.scene,
+        report=checked.report,
+        plan=planned.plan,
+        packages=packages.resolved,
+        environment=packages.environment,
+        files=checked.files,
+        steps=planned.steps,
+        instance=checked.instance,
     )
 
 
-def job_files(dependencies: Sequence[Path], scene: SceneExport) -> tuple[Path, ...]:
-    """The dependencies plus what the task command needs: the wrapper and the config file."""
+def prepare(
+    job: ConductorJob, scene: SceneExport, catalog: Catalog, *, base_dir: Path | None = None
+) -> Prepared:
+    """Validate, resolve and plan in one go (preview and the host); the flow runs them as steps."""
+    checked = check(job, scene, catalog, base_dir=base_dir)
+    return assemble(checked, resolve_packages(checked, catalog), plan_job(checked))
+
+
+def job_files(
+    dependencies: Sequence[Path],
+    scene: SceneExport,
+    *,
+    project_path: str = "",
+    base_dir: Path | None = None,
+) -> tuple[Path, ...]:
+    """The dependencies plus what the task command needs: the wrapper and the config file.
+
+    The config file may live outside the project (the host keeps it in the user's settings), so
+    it is allowed by its exact path, but never when it is a protected file such as the API key.
+    """
     files = {*dependencies, WRAPPER_PATH}
     if scene.config_file:
         config = Path(scene.config_file)
         if not config.is_file():
             raise FieldError("config_file", f"{config} does not exist")
+        check_uploadable([config], project_path, base_dir=base_dir, extra_roots=[config])
         files.add(config)
     return tuple(sorted(files))
 
@@ -170,18 +246,28 @@ class Preview:
         return json.dumps(self.as_dict(), indent=2, sort_keys=False)
 
     def to_text(self) -> str:
-        """A readable summary followed by the payloads as JSON."""
+        """A readable summary: plan, findings, each job in short and the upload table.
+
+        ``--json`` (``to_json``) keeps every byte of the bodies; this is for reading.
+        """
+        from prefect_conductor.conductor_cloud.preview_text import (
+            human_size,
+            job_text,
+            upload_table_text,
+        )
+
         plan = self.prepared.plan
         lines = [f"Frames: {plan.info}"]
         for step, tasks in self.prepared.steps.items():
             lines.append(f"Job '{step}': {len(tasks)} tasks")
-        total = sum(u.size for u in self.uploads)
-        lines.append(f"Uploads: {len(self.uploads)} files, {total} bytes")
-        for finding in self.prepared.report.findings:
-            lines.append(str(finding))
+        findings = self.prepared.report.findings
+        lines.append("Validation:" if findings else "Validation: no problems found")
+        lines += [f"  {finding}" for finding in findings]
         for step, body in self.bodies.items():
-            lines.append(f"--- POST jobs/ ({step}) ---")
-            lines.append(json.dumps(body, indent=2))
+            lines.append(job_text(step, body))
+        total = sum(u.size for u in self.uploads)
+        lines.append(f"Uploads: {len(self.uploads)} files, {human_size(total)}")
+        lines.append(upload_table_text(self.uploads))
         return "\n".join(lines)
 
 

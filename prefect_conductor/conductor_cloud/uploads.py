@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,7 +56,6 @@ __all__ = [
     "UploadedFile",
     "hash_files",
     "md5_base64",
-    "rich_progress",
     "upload_files",
 ]
 
@@ -728,38 +726,3 @@ def describe(progress: UploadProgress) -> tuple[str, str]:
         f"/{_size(progress.bytes_to_upload)} at {_size(progress.rate)}/s{eta}"
     )
     return md5, upload
-
-
-@contextmanager
-def rich_progress(console: Any = None) -> Iterator[Callable[[UploadProgress], None]]:
-    """A progress callback drawing two bars on stderr: files hashed, bytes uploaded.
-
-    ``console`` is a ``rich.console.Console`` (default: stderr, so stdout stays clean for JSON).
-    rich is imported here, not at module level, so the Conductor domain loads without it.
-    """
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
-    bars = Progress(
-        TextColumn("{task.description:>6}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[detail]}"),
-        console=console or Console(stderr=True),
-    )
-    hashing = bars.add_task("md5", total=None, detail="")
-    uploading = bars.add_task("upload", total=None, detail="")
-
-    def update(progress: UploadProgress) -> None:
-        md5, upload = describe(progress)
-        done = progress.files_hashed + progress.files_cached
-        bars.update(hashing, total=progress.files_total, completed=done, detail=md5)
-        bars.update(
-            uploading,
-            total=progress.bytes_to_upload if progress.eta is not None else None,
-            completed=progress.bytes_uploaded,
-            detail=upload,
-        )
-
-    with bars:
-        yield update

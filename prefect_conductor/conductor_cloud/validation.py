@@ -242,6 +242,23 @@ def rule_scout(ctx: ValidationContext) -> Iterator[Finding]:
         )
 
 
+def rule_toggles(ctx: ValidationContext) -> Iterator[Finding]:
+    """Frames typed in while their switch is off are ignored: say so rather than stay silent."""
+    job = ctx.job
+    if job.custom_frames and not job.use_custom_frames:
+        yield _warning(
+            "use_custom_frames",
+            f"Custom Frames {job.custom_frames!r} are ignored because Use Custom Frames is off;"
+            " the images' own frame ranges are rendered",
+        )
+    if job.scout_frames and not job.use_scout_frames:
+        yield _warning(
+            "use_scout_frames",
+            f"Scout Frames {job.scout_frames!r} are ignored because Use Scout Frames is off;"
+            " every frame is submitted at once",
+        )
+
+
 def rule_catalog(ctx: ValidationContext) -> Iterator[Finding]:
     """Project, instance type and packages exist in the catalogue and fit together."""
     job, catalog = ctx.job, ctx.catalog
@@ -345,6 +362,7 @@ QUICK_RULES: tuple[Rule, ...] = (
     rule_output_folder,
     rule_frames,
     rule_scout,
+    rule_toggles,
     rule_catalog,
     rule_template,
     rule_notify,

@@ -2,8 +2,9 @@
 
 export_scene -> fetch_catalog -> validate -> resolve_packages -> chunk_frames -> upload_assets
 -> scout_submit -> wait for the scouts -> approve -> full_submit. Each step is a task in the
-Prefect UI with its own retries (none for validation); the ConductorJob is a typed parameter, so
-the UI's Run form shows every field with its description.
+Prefect UI with its own retries (none for validation) and does its own step's work on the previous
+step's result, so the run's graph is this chain; the ConductorJob is a typed parameter, so the
+UI's Run form shows every field with its description.
 
 How a run ends: Completed with the job ids and links; Failed with one line for a validation
 error, a failed scout (naming its frames) or Conductor staying unreachable after the retries;
@@ -19,8 +20,6 @@ No ``from __future__ import annotations`` here: Prefect resolves the parameter m
 annotations when it builds the form and when a worker loads the flow (research/prefect-notes.md).
 """
 
-import json
-from collections.abc import Mapping
 from typing import Any
 
 from prefect import flow, get_run_logger, tags
@@ -30,8 +29,16 @@ from prefect.states import Cancelled, State
 
 from prefect_conductor.conductor_cloud.job import ConductorJob
 from prefect_conductor.conductor_cloud.payload import UploadEntry
+from prefect_conductor.conductor_cloud.preview_text import payload_markdown
 from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
-from prefect_conductor.conductor_cloud.submission import Prepared, payloads, upload_entries
+from prefect_conductor.conductor_cloud.submission import (
+    Checked,
+    Packages,
+    Planned,
+    assemble,
+    payloads,
+    upload_entries,
+)
 from prefect_conductor.conductor_cloud.uploads import hash_files
 from prefect_conductor.tasks.approve import ask_for_approval, cancel_after_timeout
 from prefect_conductor.tasks.chunk_frames import chunk_frames
@@ -42,8 +49,6 @@ from prefect_conductor.tasks.submit import full_submit, scout_submit, wait_for_t
 from prefect_conductor.tasks.upload_assets import upload_assets
 from prefect_conductor.tasks.validate import validate
 
-MAX_PREVIEW_TASKS = 20
-
 
 def run_name() -> str:
     """``<title> <frames>`` for the flow-run list, e.g. ``shot010 lighting 1-10``."""
@@ -52,18 +57,6 @@ def run_name() -> str:
     data = job.model_dump() if isinstance(job, ConductorJob) else dict(job or {})
     frames = data.get("custom_frames") if data.get("use_custom_frames") else "image ranges"
     return f"{data.get('title', 'render')} {frames}"
-
-
-def preview_markdown(bodies: Mapping[Any, dict[str, Any]]) -> str:
-    """The payloads as readable JSON (long task lists cut, with the count said)."""
-    sections = []
-    for step, body in bodies.items():
-        shown = dict(body)
-        tasks = body["tasks_data"]
-        if len(tasks) > MAX_PREVIEW_TASKS:
-            shown["tasks_data"] = [*tasks[:MAX_PREVIEW_TASKS], f"... {len(tasks)} tasks in all"]
-        sections.append(f"### POST jobs/ ({step})\n\n```json\n{json.dumps(shown, indent=2)}\n```")
-    return "\n\n".join(sections)
 
 
 def run_tags(job: ConductorJob) -> list[str]:
@@ -101,11 +94,15 @@ def render_submit(
     logger = get_run_logger()
     tag_this_run(run_tags(job))
     with tags(*run_tags(job)):
+        # Each step takes the previous step's result (or waits for it), so the run's graph is the
+        # pipeline in order and a retried step redoes its own work.
         exported = export_scene(scene, options.staging_dir, job.title)
-        catalog = fetch_catalog(options)
-        prepared: Prepared = validate(job, exported, catalog)
-        resolve_packages(prepared)
-        info = chunk_frames(prepared)
+        catalog = fetch_catalog(options, wait_for=[exported])
+        checked: Checked = validate(job, exported, catalog)
+        packages: Packages = resolve_packages(checked, catalog)
+        planned: Planned = chunk_frames(checked, wait_for=[packages])
+        prepared = assemble(checked, packages, planned)
+        info = planned.plan.info
         owner = options.submitted_by or None
         key = submission_key(options)
         run_id = str(flow_run.id)
@@ -115,20 +112,28 @@ def render_submit(
                 prepared, uploads, owner=owner, submission_key=key, flow_run_id=run_id
             )
             create_markdown_artifact(
-                preview_markdown(bodies), key="payload-preview", description="What would be sent"
+                payload_markdown(bodies, uploads),
+                key="payload-preview",
+                description="What would be sent",
             )
             logger.info("Preview only: nothing was uploaded or submitted")
             return {"preview": True, "info": info, "payloads": bodies}
-        entries: list[UploadEntry] = upload_assets(prepared.files, job.project, options)
+        entries: list[UploadEntry] = upload_assets(
+            prepared.files, job.project, options, wait_for=[planned]
+        )
         bodies = payloads(prepared, entries, owner=owner, submission_key=key, flow_run_id=run_id)
         create_markdown_artifact(
-            preview_markdown(bodies), key="payload-preview", description="What was sent"
+            payload_markdown(bodies, entries), key="payload-preview", description="What was sent"
         )
         submitted: dict[str, Any] = {}
+        before_full: list[Any] = [entries]
         if "scout" in bodies:
-            scout = scout_submit(bodies["scout"], f"{key}:scout", "scout", options)
+            scout = scout_submit(
+                bodies["scout"], f"{key}:scout", "scout", options, wait_for=[entries]
+            )
             submitted["scout"] = scout
-            counts = wait_for_tasks(scout.jid, options)
+            counts = wait_for_tasks(scout.jid, options, wait_for=[scout])
+            before_full = [scout, counts]
             summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
             if job.approval == "manual" and "full" in bodies:
                 answer = ask_for_approval(job, summary, options.poll_seconds)
@@ -146,7 +151,9 @@ def render_submit(
                         submitted,
                     )
         if "full" in bodies:
-            submitted["full"] = full_submit(bodies["full"], f"{key}:full", "full", options)
+            submitted["full"] = full_submit(
+                bodies["full"], f"{key}:full", "full", options, wait_for=before_full
+            )
         result = {
             "preview": False,
             "info": info,

@@ -34,6 +34,7 @@ from prefect_conductor.sandbox.context import SandboxContext
 from prefect_conductor.sandbox.faults import FaultMiddleware, FaultRule
 from prefect_conductor.sandbox.fixture_catalog import ACCOUNT_ID
 from prefect_conductor.sandbox.gate import BodyTooLarge, Gatekeeper
+from prefect_conductor.sandbox.job_page import JobPage
 from prefect_conductor.sandbox.jobs import Jobs
 from prefect_conductor.sandbox.storage import Storage
 from prefect_conductor.sandbox.tokens import Tokens, error
@@ -131,6 +132,7 @@ def create_app(
         Route("/jobs_multi", jobs.jobs_multi, methods=["PUT"]),
         Route("/tasks_multi", jobs.tasks_multi, methods=["PUT"]),
         Route("/get_log_file", jobs.task_log, methods=["GET"]),
+        Route("/job/{jid}", JobPage(jobs).page, methods=["GET"]),
         Route("/_sandbox/faults", admin.faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/config", admin.config, methods=["POST"]),
         Route("/_sandbox/state", admin.state, methods=["GET"]),

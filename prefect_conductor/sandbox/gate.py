@@ -29,6 +29,8 @@ API_BODY_LIMIT = 16 * 1024 * 1024
 ADMIN_BODY_LIMIT = 1024 * 1024
 STORAGE_PREFIX = "/_storage/"
 ADMIN_PREFIX = "/_sandbox/"
+JOB_PAGE_PREFIX = "/job/"
+"""The dashboard-like job page (job_page.py): a browser on loopback reads it without a token."""
 
 
 class BodyTooLarge(Exception):
@@ -91,9 +93,9 @@ class Gatekeeper:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if path.startswith(ADMIN_PREFIX):
+        if path.startswith((ADMIN_PREFIX, JOB_PAGE_PREFIX)):
             if not _is_loopback(scope.get("client")):
-                refusal = "the admin API answers loopback peers only"
+                refusal = "the admin API and job pages answer loopback peers only"
                 await _answer(send, 403, refusal, scope, receive)
                 return
             await self._capped(scope, receive, send, ADMIN_BODY_LIMIT)

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
-from prefect_conductor.conductor_cloud.submission import Prepared
+from prefect_conductor.conductor_cloud.catalog import Catalog
+from prefect_conductor.conductor_cloud.submission import Checked, Packages
+from prefect_conductor.conductor_cloud.submission import resolve_packages as resolve
 
 
 @task(name="resolve-packages", retries=0)
-def resolve_packages(prepared: Prepared) -> dict[str, object]:
-    """Log and return what the render nodes will run: package names, ids, environment names."""
+def resolve_packages(checked: Checked, catalog: Catalog) -> Packages:
+    """Resolve the job's packages in the catalogue fetched by this run, then log what nodes run.
+
+    The work happens here (not in validate), so retrying this step after the catalogue changed
+    resolves again.
+    """
+    packages = resolve(checked, catalog)
     logger = get_run_logger()
-    names = [package.name for package in prepared.packages.all]
-    logger.info("Packages: %s", ", ".join(names))
-    logger.info("Environment variables: %s", ", ".join(sorted(prepared.environment)))
-    return {"packages": names, "ids": prepared.packages.ids}
+    logger.info("Packages: %s", ", ".join(p.name for p in packages.resolved.all))
+    logger.info("Environment variables: %s", ", ".join(sorted(packages.environment)))
+    return packages

@@ -1,8 +1,16 @@
-"""upload_assets: md5 (cached), ask Conductor what it lacks, upload only that, show progress."""
+"""upload_assets: md5 (cached), ask Conductor what it lacks, upload only that, show progress.
+
+Progress goes to a Prefect progress artifact (live in the UI, every couple of seconds) and to any
+listener registered with :func:`listening`: ``prefect-conductor submit`` draws rich bars with it,
+since the flow runs in the CLI's own process.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 from uuid import UUID
@@ -16,6 +24,32 @@ from prefect_conductor.conductor_cloud.uploads import UploadProgress, upload_fil
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 
 PROGRESS_EVERY_SECONDS = 2.0
+
+Listener = Callable[[UploadProgress], None]
+_listeners: list[Listener] = []
+_listeners_lock = threading.Lock()
+
+
+@contextmanager
+def listening(listener: Listener) -> Iterator[None]:
+    """Send every upload progress snapshot of runs in this process to ``listener`` meanwhile.
+
+    Process-wide rather than a context variable: Prefect may run the task in another thread.
+    """
+    with _listeners_lock:
+        _listeners.append(listener)
+    try:
+        yield
+    finally:
+        with _listeners_lock:
+            _listeners.remove(listener)
+
+
+def _tell_listeners(progress: UploadProgress) -> None:
+    with _listeners_lock:
+        listeners = list(_listeners)
+    for listener in listeners:
+        listener(progress)
 
 
 @task(
@@ -35,6 +69,7 @@ def upload_assets(
     last = {"at": 0.0}
 
     def report(progress: UploadProgress) -> None:
+        _tell_listeners(progress)
         now = time.monotonic()
         if now - last["at"] < PROGRESS_EVERY_SECONDS:
             return
