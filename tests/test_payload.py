@@ -21,31 +21,10 @@ from prefect_conductor.conductor_cloud.submission import (
 from prefect_conductor.conductor_cloud.uploads import Md5Cache
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 from tests.scenes import make_job, make_scene
+from tests.test_reference_payload import CIOCORE_KEYS
 
-# research/conductor-client-facts.md section 2: every key Submit sends.
-PAYLOAD_KEYS = {
-    "instance_type",
-    "project",
-    "tasks_data",
-    "output_path",
-    "autoretry_policy",
-    "docker_image",
-    "environment",
-    "job_title",
-    "local_upload",
-    "location",
-    "preemptible",
-    "metadata",
-    "priority",
-    "scout_frames",
-    "software_package_ids",
-    "max_instances",
-    "chunk_size",
-    "owner",
-    "notify",
-    "upload_files",
-    "upload_size",
-}
+# Every key ciocore's Submit sends, and no other (the reference list lives in one test module).
+PAYLOAD_KEYS = set(CIOCORE_KEYS)
 
 
 def preview_of(job: ConductorJob, scene: SceneExport, tmp_path: Path) -> Preview:

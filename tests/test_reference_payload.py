@@ -165,3 +165,10 @@ def test_the_docs_table_lists_every_difference() -> None:
     docs = (Path(__file__).resolve().parent.parent / "docs" / "render-command.md").read_text()
     for key in DIFFERENCES:
         assert f"| `{key}` |" in docs
+
+
+def test_the_strict_sandbox_takes_exactly_the_reference_keys() -> None:
+    """The fake server's allowlist and this reference list come from the same ciocore source."""
+    from prefect_conductor.sandbox.evidence import JOB_KEYS
+
+    assert set(CIOCORE_KEYS) == JOB_KEYS
