@@ -43,7 +43,7 @@ def test_demo_keep_serves_the_job_page_and_the_ui_until_ctrl_c(tmp_path: Path) -
         assert "press Ctrl-C" in output, output
         assert "local stand-in for Conductor's API" in output
         job_link = re.search(r"scout job \S+: .* -> (http://127\.0\.0\.1:\d+/job/\d+)", output)
-        ui_link = re.search(r"Prefect UI, this flow run: (http://\S+/runs/flow-run/\S+)", output)
+        ui_link = re.search(r"Prefect flow run: (http://\S+/runs/flow-run/\S+)", output)
         assert job_link and ui_link, output
         page = httpx.get(job_link.group(1), timeout=10)
         assert page.status_code == 200 and "Tasks" in page.text

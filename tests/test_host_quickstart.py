@@ -180,7 +180,7 @@ def test_preview_shows_the_plan_and_payload_and_sends_nothing(
     assert "job_title: shot010 lighting\n" in scout
     assert "instance_type: n1-standard-8\n" in scout
     uploads = text.split("\nUploads: ")[1]
-    assert "sim.1-11#.abc" in uploads  # every file the pattern matches (motion blur reads 11)
+    assert "sim.1-12#.abc" in uploads  # every file the pattern matches (motion blur reads 11)
     assert "wood.1001" in uploads
     assert conductor_env.jobs() == []
     assert conductor_env.uploads() == {}

@@ -221,8 +221,8 @@ def test_submit_preview_prints_the_payloads(shared_home: Path, sandbox: SandboxH
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "Frames Info: 2 Scout / 10 Frames -- 5 Chunks -- 1-10"
-    assert "--- POST jobs/ (scout) ---" in lines and "--- POST jobs/ (full) ---" in lines
-    assert '      "frames": "3-4"' in lines
+    assert "Job 'scout': POST jobs/" in lines and "Job 'full': POST jobs/" in lines
+    assert "    frames 3-4:" in lines
     assert "Preview only: nothing was uploaded or submitted." in lines
     assert sandbox.jobs() == []
 

@@ -50,7 +50,7 @@ def test_preview_text_says_no_problems_and_lists_uploads_as_a_table(tmp_path: Pa
     )
     assert result.exit_code == 0, result.output
     assert "Validation: no problems found" in result.output
-    assert "sim.1-10#.abc" in result.output  # ten cache frames, one row
+    assert "sim.1-12#.abc" in result.output  # every cache frame the pattern matches, one row
     assert "st_mtime" not in result.output and "st_ino" not in result.output
 
 

@@ -31,7 +31,7 @@ def _row(*cells: str) -> str:
 def render(view: dict[str, Any], payload: dict[str, Any], tasks: list[dict[str, str]]) -> str:
     """The page for one job: summary, tasks with states and frames, outputs and uploads."""
     e = html.escape
-    finished = all(t["status"] in ("success", "failed", "killed") for t in tasks)
+    finished = all(t["status"] in ("success", "downloaded", "failed", "killed") for t in tasks)
     refresh = "" if finished else '<meta http-equiv="refresh" content="2">'
     uploads = payload.get("upload_files") or []
     rows = "".join(
@@ -54,7 +54,7 @@ rendered.</p>
 {_row("status", e(view["status"]))}
 {_row("project", e(str(view["project"] or "")))}
 {_row("instance type", e(str(payload.get("instance_type") or "")))}
-{_row("tasks", str(view["task_count"]))}
+{_row("tasks", str(len(tasks)))}
 {_row("outputs", f"<code>{e(str(payload.get('output_path') or ''))}</code>")}
 {_row("uploads", f"{len(uploads)} files, {int(payload.get('upload_size') or 0)} bytes")}
 {_row("metadata", f"<code>{e(json.dumps(view['metadata']))}</code>")}
