@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -204,14 +204,21 @@ def download_job(
     workers: int = DEFAULT_WORKERS,
     on_progress: ProgressCallback | None = None,
     on_listed: Callable[[DownloadStats], None] | None = None,
+    only: Collection[str] | None = None,
 ) -> JobDownload:
     """Download every file Conductor lists for ``jid`` and report each task ``downloaded``.
 
     ``output`` replaces the server's folder with ``output/<jid>`` (``downloads.task_folder``).
     The listing is read in full first, so the progress bar knows the total; ``on_listed`` gets
     the empty stats with the totals. A file already on disk with the same md5 is not fetched.
+    ``only`` keeps the listed tasks with those ids (the ones the task listing shows rendered).
     """
-    tasks = [task for page in client.download_pages(jid) for task in page]
+    tasks = [
+        task
+        for page in client.download_pages(jid)
+        for task in page
+        if only is None or task.task_id in only
+    ]
     reported: list[str] = []
 
     def finished(task: DownloadTask) -> None:
@@ -423,6 +430,7 @@ def fetch_outputs(
         workers=workers,
         on_progress=on_progress,
         on_listed=on_listed,
+        only={s.tid for s in states if s.status.succeeded},
     )
     raise_for_failed_tasks(client, jid, states)
     checks: list[ImageCheck] = []

@@ -26,6 +26,10 @@ Assumed, and how a wrong guess fails safe:
   listing whose records lack the key cannot show our submission id: the lookup answers "cannot
   tell" rather than "not there".
 * A task record's ``frames``: used only to name failed frames; the ``taskLabel`` stands in.
+* Downloads (``job_outputs.py``): a downloads page may list tasks that cannot be downloaded yet;
+  we download only once every task has finished and only tasks listed ``success``/``downloaded``,
+  and report only those ``downloaded``. ``tids`` would be 3-digit strings (we send ``null``); the
+  first page sends an empty ``start_cursor``; ``POST downloads/status`` accepts with any 2xx.
 * A status word not listed here parses to ``UNKNOWN``, which counts as "not finished": the scout
   wait then runs to its limit and names the word, instead of crashing or passing a failed scout.
 """
