@@ -321,3 +321,46 @@ def test_the_status_and_download_commands(
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "error: JID: '12x' is not a Conductor job id (digits, e.g. 00042)"
     )
+
+
+CIOCORE_DOWNLOAD = """
+import sys, logging
+logging.disable(logging.CRITICAL)
+from ciocore.downloader.logging_download_runner import LoggingDownloadRunner
+LoggingDownloadRunner(
+    jobids=[sys.argv[1]], output_path=sys.argv[2], num_threads=2, disable_reporting=False
+).run()
+"""
+
+
+def test_ciocores_own_downloader_fetches_the_same_files_from_the_strict_sandbox(
+    client: ConductorClient, conductor_env: SandboxHandle, tmp_path: Path
+) -> None:
+    """ciocore 9.2's JobDownloader, unmodified: every request it sends is accepted, every file
+    lands where ours puts it with Conductor's md5, and its reports mark the tasks downloaded."""
+    import os
+
+    jid = submit(client, conductor_env)
+    finished(client, jid)
+    env = {
+        **os.environ,
+        "CONDUCTOR_URL": conductor_env.url,
+        "CONDUCTOR_API_KEY": conductor_env.api_key,
+        "HOME": str(tmp_path / "home"),
+        "CIO_DISABLE_VERSION_CHECK": "1",
+    }
+    ran = subprocess.run(
+        [sys.executable, "-c", CIOCORE_DOWNLOAD, jid, str(tmp_path / "cio")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr
+    listed = {
+        f.relative_path: f.md5 for page in client.download_pages(jid) for t in page for f in t.files
+    }
+    assert on_disk(tmp_path / "cio" / jid) == listed
+    assert {s.status for s in task_states(client, jid)} == {TaskStatus.DOWNLOADED}
+    refused = [r for r in conductor_env.state()["requests"] if r["status"] >= 400]
+    assert refused == []

@@ -596,16 +596,19 @@ class ConductorClient:
         """The job's downloads, a page at a time (ciocore ``JobDownloader``).
 
         ``POST jobs/<jid>/downloads?limit=<n>&start_cursor=<cursor>`` with ``{"tids": [...]}``
-        (``null``: every task); 201 answers ``{"downloads": [...], "next_cursor": ...}`` and a
+        (``null``: every task; ids as ciocore writes them, ``"003"``); 201 answers
+        ``{"downloads": [...], "next_cursor": ...}`` and a
         falsy cursor ends the walk. Any other status is an error, as in ciocore.
         """
         path = f"jobs/{jid_text(_jid(jid))}/downloads"
         body = {"tids": [f"{int(t):03d}" for t in tids] if tids else None}
         cursor = ""
         while True:
-            response = self._call(
-                "POST", path, params={"limit": page_size, "start_cursor": cursor}, json=body
-            )
+            # ciocore's first page has no cursor at all (requests drops its None).
+            params: dict[str, Any] = {"limit": page_size}
+            if cursor:
+                params["start_cursor"] = cursor
+            response = self._call("POST", path, params=params, json=body)
             url = self._endpoint(path)
             if response.status_code != 201:
                 raise ServerError(

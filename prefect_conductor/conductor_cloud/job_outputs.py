@@ -222,7 +222,7 @@ def download_job(
     reported: list[str] = []
 
     def finished(task: DownloadTask) -> None:
-        client.report_download(task.download_id, "downloaded", task.size, task.size)
+        client.report_download(task.download_id, "downloaded", task.size, 0)
         reported.append(task.task_id)
 
     if on_listed is not None:

@@ -6,7 +6,8 @@ Conductor's side, in the forms its clients send (``evidence.py``):
   answers 201 ``{"downloads": [task, ...], "next_cursor": ...}``: one record per finished,
   successful task (``download_id``, ``job_id``, ``task_id``, ``output_dir`` = the job's
   ``output_path``, ``size``, ``files[]`` of ``url``, ``md5``, ``relative_path``, ``size``,
-  ``job_id``, ``task_id``), in task order; the cursor is opaque (here: the next task id) and
+  ``job_id``, ``task_id``, ``output_dir``), in task order; the cursor is opaque (here: the next
+  task id) and
   ``null`` on the last page. Tasks still rendering, failed or killed are not listed.
 * ``POST /downloads/status`` ``{"download_id", "status", "bytes_downloaded",
   "bytes_to_download"}``: ``downloaded`` makes the task read ``downloaded`` in the task listing
@@ -171,6 +172,7 @@ class Downloads:
 
     def _record(self, request: Request, job: Any, task: Any) -> dict[str, Any]:
         jid, tid = f"{task['jid']:05d}", f"{task['tid']:03d}"
+        output_dir = str(json.loads(job["payload"]).get("output_path") or "")
         rows = self.store.query(
             "SELECT * FROM outputs WHERE jid = ? AND tid = ? ORDER BY relative_path",
             task["jid"],
@@ -184,6 +186,7 @@ class Downloads:
                 "size": row["size"],
                 "job_id": jid,
                 "task_id": tid,
+                "output_dir": output_dir,  # ciocore base_downloader.py:380 reads it per file
             }
             for row in rows
         ]
@@ -191,7 +194,7 @@ class Downloads:
             "download_id": f"{jid}-{tid}",
             "job_id": jid,
             "task_id": tid,
-            "output_dir": str(json.loads(job["payload"]).get("output_path") or ""),
+            "output_dir": output_dir,
             "size": sum(item["size"] for item in files),
             "files": files,
         }
