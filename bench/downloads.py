@@ -138,6 +138,21 @@ def files_in(folder: Path) -> dict[str, Path]:
     }
 
 
+def reuse_cost(url: str) -> tuple[float, float]:
+    """Milliseconds per GET of ``url`` on one reused connection, and on a new one each time."""
+    import httpx
+
+    figures = []
+    for limits in (httpx.Limits(), httpx.Limits(max_keepalive_connections=0)):
+        with httpx.Client(limits=limits) as http:
+            http.get(url)
+            started = time.perf_counter()
+            for _ in range(20):
+                http.get(url)
+            figures.append((time.perf_counter() - started) / 20 * 1000)
+    return figures[0], figures[1]
+
+
 def throughput(
     server: SandboxServer,
     client: ConductorClient,
@@ -160,6 +175,11 @@ def throughput(
     if ours is None:
         return
     print(f"  ours: {ours:.2f} s, {total / MIB / ours:.1f} MiB/s")
+    reused, fresh = reuse_cost(tasks[0].files[0].url)
+    print(
+        f"  (one GET from the sandbox: {reused:.1f} ms on a reused connection, {fresh:.1f} ms on"
+        " a new one; ours reuses connections, ciocore opens one per file)"
+    )
     if theirs is None:
         print("  ciocore: not installed (pip install ciocore) or failed; no ratio")
         return
