@@ -175,11 +175,12 @@ def throughput(
     if ours is None:
         return
     print(f"  ours: {ours:.2f} s, {total / MIB / ours:.1f} MiB/s")
-    reused, fresh = reuse_cost(tasks[0].files[0].url)
-    print(
-        f"  (one GET from the sandbox: {reused:.1f} ms on a reused connection, {fresh:.1f} ms on"
-        " a new one; ours reuses connections, ciocore opens one per file)"
-    )
+    if tasks[0].files[0].size < MIB:
+        reused, fresh = reuse_cost(tasks[0].files[0].url)
+        print(
+            f"  (one GET from the sandbox: {reused:.1f} ms on a reused connection, {fresh:.1f} ms"
+            " on a new one; ours reuses connections, ciocore opens one per file)"
+        )
     if theirs is None:
         print("  ciocore: not installed (pip install ciocore) or failed; no ratio")
         return

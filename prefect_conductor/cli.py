@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from prefect_conductor.conductor_cloud.errors import InputFileError, SubmitterError, UserError
+
+if TYPE_CHECKING:
+    from prefect_conductor.conductor_cloud.job_outputs import TasksFailed
 
 app = typer.Typer(
     name="prefect-conductor",
@@ -234,16 +237,36 @@ def main() -> None:
 
 @app.command()
 def status(jid: Annotated[str, typer.Argument(help="The Conductor job id, e.g. 00042.")]) -> None:
-    """Print a job's tasks as a table: task id, frames and status."""
+    """Print a job's tasks as a table: task id, frames and status.
+
+    Exits non-zero when tasks failed, naming them and printing the end of each failed log.
+    """
     from rich.console import Console
 
     from prefect_conductor.conductor_cloud.client import ConductorClient
-    from prefect_conductor.conductor_cloud.job_outputs import task_states
+    from prefect_conductor.conductor_cloud.job_outputs import (
+        TasksFailed,
+        raise_for_failed_tasks,
+        task_states,
+    )
     from prefect_conductor.download_display import task_table
 
+    job_id = _job_id(jid)
     with ConductorClient() as client:
-        states = task_states(client, _job_id(jid))
-    Console().print(task_table(_job_id(jid), states))
+        states = task_states(client, job_id)
+        Console().print(task_table(job_id, states))
+        try:
+            raise_for_failed_tasks(client, job_id, states)
+        except TasksFailed as error:
+            raise _failed_tasks(error) from None
+
+
+def _failed_tasks(error: TasksFailed) -> typer.Exit:
+    """Print a TasksFailed: its one line, then each failed task's log tail; the Exit to raise."""
+    typer.echo(f"error: {error}", err=True)
+    for line in error.log_lines():
+        typer.echo(f"  {line}", err=True)
+    return typer.Exit(error.exit_code)
 
 
 def _job_id(text: str) -> str:
@@ -316,10 +339,7 @@ def download(
                 workers=workers,
             )
     except TasksFailed as error:
-        typer.echo(f"error: {error}", err=True)
-        for line in error.log_lines():
-            typer.echo(f"  {line}", err=True)
-        raise typer.Exit(error.exit_code) from None
+        raise _failed_tasks(error) from None
     except FramesMissing as error:
         for problem in error.problems:
             typer.echo(f"error: {problem}", err=True)

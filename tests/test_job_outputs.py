@@ -281,8 +281,11 @@ def test_the_status_and_download_commands(
     jid = submit(client, conductor_env)
     finished(client, jid)
     shown = run_cli("status", jid, env=env)
-    assert shown.returncode == 0, shown.stderr
+    assert shown.returncode == 3, shown.stderr
     assert "001" in shown.stdout and "frames" in shown.stdout and "failed" in shown.stdout
+    assert shown.stderr.splitlines()[0] == (
+        f"error: job {jid}: 1 of 3 tasks did not render: 002 failed (frames 5)"
+    )
 
     scene_file = tmp_path / "scene_export.json"
     scene_file.write_text(json.dumps(scene().model_dump()))
