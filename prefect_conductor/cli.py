@@ -271,9 +271,9 @@ def _failed_tasks(error: TasksFailed) -> typer.Exit:
 
 def _job_id(text: str) -> str:
     """A jid as Conductor writes it (5 digits), or one line naming the argument."""
-    if not (text.strip().isdigit() and len(text.strip()) <= 9):
-        raise UserError(f"JID: {text[:40]!r} is not a Conductor job id (digits, e.g. 00042)")
-    return f"{int(text):05d}"
+    from prefect_conductor.conductor_cloud.job_outputs import job_id
+
+    return job_id(text, "JID")
 
 
 @app.command()

@@ -82,3 +82,10 @@ def test_the_flow_fails_in_one_line_for_missing_frames(
     assert state.is_failed()
     assert state.message is not None and "\n" not in state.message
     assert "shadow: missing 1-5 of 1-5" in state.message
+
+
+def test_a_bad_job_id_fails_the_flow_in_one_line(prefect_backend: None) -> None:
+    state = download_outputs(jid="12ab", return_state=True)
+    assert state.is_failed()
+    assert state.message is not None
+    assert "jid: '12ab' is not a Conductor job id" in state.message

@@ -123,6 +123,16 @@ class TaskState:
         )
 
 
+def job_id(text: str, field: str = "jid") -> str:
+    """A job id as Conductor writes it (``42`` -> ``00042``); UserError naming ``field``."""
+    clean = str(text).strip()
+    if not (clean.isdigit() and len(clean) <= 9):
+        raise UserError(
+            f"{field}: {str(text)[:40]!r} is not a Conductor job id (digits, e.g. 00042)"
+        )
+    return f"{int(clean):05d}"
+
+
 def task_states(client: ConductorJobs, jid: str) -> list[TaskState]:
     """The job's tasks in task order; a job with no tasks is an unknown job (one line)."""
     states = sorted((TaskState.from_record(r) for r in client.get_tasks(jid)), key=lambda t: t.tid)

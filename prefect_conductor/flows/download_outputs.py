@@ -17,6 +17,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
+from prefect_conductor.conductor_cloud.job_outputs import job_id
 from prefect_conductor.conductor_cloud.run_parameters import RunOptions
 from prefect_conductor.tasks.download import download_job_outputs
 
@@ -46,7 +47,7 @@ def download_outputs(
     ``scene_export`` (the JSON the host wrote) turns on the frame check; ``images`` limits it to
     those item paths. ``wait_minutes`` is how long to wait for tasks still rendering.
     """
-    job = f"{int(jid):05d}" if jid.strip().isdigit() else jid
+    job = job_id(jid)
     summary = download_job_outputs(
         job,
         output_folder,
