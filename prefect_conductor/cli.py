@@ -129,7 +129,8 @@ def sandbox(
         typer.Option(
             help="Faults to inject: rules 'METHOD PATH=ACTION[:ARG][xTIMES]' joined by ';'."
             " PATH is a glob; ACTION is a status code (ARG: Retry-After seconds), delay (ARG:"
-            " seconds), drop_before or drop_after (store, then close without answering); TIMES"
+            " seconds), drop_before or drop_after (store, then close without answering),"
+            " drop_mid (close half-way through the answer) or corrupt (flip a byte); TIMES"
             " defaults to 1, x0 is forever. Example: 'POST /jobs/=drop_after;"
             "GET /api/v1/projects/=503x2;PUT *=delay:3'."
         ),

@@ -44,6 +44,21 @@ def read_event(jid: str, event_id: str) -> dict[str, object] | None:
             time.sleep(0.5)
 
 
+def latest_progress() -> float | None:
+    """The newest value of the run's ``download-progress`` artifact."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as api:
+        found = api.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["download-progress"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    return float(found[0].data) if found else None  # type: ignore[arg-type]
+
+
 def test_the_flow_downloads_and_emits_the_event(
     prefect_backend: None, client: ConductorClient, conductor_env: SandboxHandle, tmp_path: Path
 ) -> None:
@@ -58,6 +73,8 @@ def test_the_flow_downloads_and_emits_the_event(
     assert result["output_folder"] == str(tmp_path / "out" / jid)
     assert result["frames"]["beauty"] == {"expected": 5, "found": 5, "frames": "1-5"}
     assert result["event_id"]
+    progress = latest_progress()
+    assert progress == 100.0
     event = read_event(jid, result["event_id"])
     assert event is not None
     payload = event["payload"]

@@ -367,3 +367,10 @@ def test_ciocores_own_downloader_fetches_the_same_files_from_the_strict_sandbox(
     assert {s.status for s in task_states(client, jid)} == {TaskStatus.DOWNLOADED}
     refused = [r for r in conductor_env.state()["requests"] if r["status"] >= 400]
     assert refused == []
+
+
+def test_the_download_faults_in_the_cli_grammar() -> None:
+    from prefect_conductor.sandbox.faults import parse_fault_spec
+
+    rules = parse_fault_spec("GET /_storage/out/*=drop_midx0;GET /_storage/out/*=corrupt")
+    assert [(r.action, r.remaining) for r in rules] == [("drop_mid", None), ("corrupt", 1)]
