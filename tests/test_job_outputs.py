@@ -374,3 +374,48 @@ def test_the_download_faults_in_the_cli_grammar() -> None:
 
     rules = parse_fault_spec("GET /_storage/out/*=drop_midx0;GET /_storage/out/*=corrupt")
     assert [(r.action, r.remaining) for r in rules] == [("drop_mid", None), ("corrupt", 1)]
+
+
+def test_ctrl_c_stops_a_download_and_the_same_command_resumes_it(
+    client: ConductorClient, conductor_env: SandboxHandle, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import time
+
+    jid = submit(client, conductor_env)
+    finished(client, jid)
+    conductor_env.faults(
+        {"method": "GET", "path": "/_storage/out/*", "action": "delay", "seconds": 0.3, "times": 0}
+    )
+    env = {
+        **os.environ,
+        "CONDUCTOR_URL": conductor_env.url,
+        "CONDUCTOR_API_KEY": conductor_env.api_key,
+    }
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", "from prefect_conductor.cli import main; main()"]
+    args = ["download", jid, "--output", str(out), "--workers", "1"]
+    process = subprocess.Popen(
+        [*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    give_up = time.monotonic() + 60
+    while (
+        len(list(out.rglob("*.exr"))) < 3 and process.poll() is None and time.monotonic() < give_up
+    ):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "stopped: run the same command again to resume" in stderr
+    assert "Traceback" not in stderr
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (out / jid).rglob("*.exr")}
+    assert 3 <= len(before) < len(EXPECTED)
+
+    conductor_env.clear_faults()
+    again = run_cli(*args, env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(before)} already on disk" in again.stdout
+    assert sorted(on_disk(out / jid)) == EXPECTED  # no .part left behind
+    for path, identity in before.items():
+        assert (path.stat().st_ino, path.stat().st_mtime_ns) == identity  # not fetched again
