@@ -2,7 +2,9 @@
 
 Starts a Conductor sandbox on 127.0.0.1 in a temporary folder, points this process's Conductor
 settings at it, and runs the ``render-submit`` flow on ``examples/shot010`` (custom frames 1-10,
-chunk size 2, scout frames 3,8) on Prefect's local backend. Nothing leaves the machine.
+chunk size 2, scout frames 3,8) on Prefect's local backend, then downloads each job's stand-in
+frames (the sandbox renders them at the scene's Save As) and checks them. Nothing leaves the
+machine.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def run_demo(echo: Callable[[str], None] = print) -> dict[str, Any]:
         handle = SandboxHandle(server.url, server.api_key, server.data_dir)
         stored = handle.jobs()
         uploads = handle.uploads()
+        downloaded = download_outputs(handle, result, shot, work / "downloads")
         handle.close()
     echo(f"Frames Info: {result['info']}")
     for step, job_info in result["jobs"].items():
@@ -86,5 +89,31 @@ def run_demo(echo: Callable[[str], None] = print) -> dict[str, Any]:
         count = len(record["tasks_data"])
         echo(f"{step} job {job_info['jid']}: {count} tasks ({frames}) -> {job_info['url']}")
     echo(f"{len(uploads)} files uploaded to the sandbox; {len(stored)} jobs in all")
+    for line in downloaded:
+        echo(line)
     echo(f"Done in {time.monotonic() - started:.1f} s")
     return result
+
+
+def download_outputs(
+    handle: SandboxHandle, result: dict[str, Any], shot: Path, folder: Path
+) -> list[str]:
+    """After Submit: the sandbox renders stand-in frames at the scene's Save As; download each
+    job, report it, check its frames. One line per job."""
+    from prefect_conductor.conductor_cloud.client import ConductorClient
+    from prefect_conductor.conductor_cloud.job_outputs import fetch_outputs, load_scene_images
+
+    scene = load_scene_images(shot / "scene_export.json")
+    handle.config(save_as={image.path: image.save_as for image in scene.images if image.save_as})
+    lines = []
+    with ConductorClient() as client:
+        for step, job_info in result["jobs"].items():
+            outputs = fetch_outputs(
+                client, job_info["jid"], folder, scene=scene, wait_seconds=60, poll_seconds=0.25
+            )
+            frames = ", ".join(f"{c.name} {len(c.expected)}" for c in outputs.checks)
+            lines.append(
+                f"{step} job {job_info['jid']}: {outputs.download.stats.files_total} files"
+                f" downloaded to {outputs.download.folder}; frames checked: {frames}"
+            )
+    return lines
