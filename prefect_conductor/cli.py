@@ -307,13 +307,9 @@ def download(
     from rich.console import Console
 
     from prefect_conductor.conductor_cloud.client import ConductorClient
-    from prefect_conductor.conductor_cloud.job_outputs import (
-        FramesMissing,
-        TasksFailed,
-        fetch_outputs,
-        load_scene_images,
-    )
+    from prefect_conductor.conductor_cloud.job_outputs import TasksFailed, fetch_outputs
     from prefect_conductor.conductor_cloud.md5cache import Md5Cache
+    from prefect_conductor.conductor_cloud.output_frames import FramesMissing, load_scene_images
     from prefect_conductor.conductor_cloud.settings import get_settings
     from prefect_conductor.download_display import download_bar, summary_line
 

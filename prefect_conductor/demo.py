@@ -101,7 +101,8 @@ def download_outputs(
     """After Submit: the sandbox renders stand-in frames at the scene's Save As; download each
     job, report it, check its frames. One line per job."""
     from prefect_conductor.conductor_cloud.client import ConductorClient
-    from prefect_conductor.conductor_cloud.job_outputs import fetch_outputs, load_scene_images
+    from prefect_conductor.conductor_cloud.job_outputs import fetch_outputs
+    from prefect_conductor.conductor_cloud.output_frames import load_scene_images
 
     scene = load_scene_images(shot / "scene_export.json")
     handle.config(save_as={image.path: image.save_as for image in scene.images if image.save_as})

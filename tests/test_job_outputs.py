@@ -20,16 +20,18 @@ from prefect_conductor.conductor_cloud.client import ConductorClient
 from prefect_conductor.conductor_cloud.client_errors import ServerError
 from prefect_conductor.conductor_cloud.downloads import DownloadError
 from prefect_conductor.conductor_cloud.job_outputs import (
-    FramesMissing,
     TasksFailed,
     TaskState,
-    check_job_frames,
     download_job,
     fetch_outputs,
-    host_frames,
-    rendered_images,
     task_states,
     wait_for_tasks,
+)
+from prefect_conductor.conductor_cloud.output_frames import (
+    FramesMissing,
+    check_job_frames,
+    host_frames,
+    rendered_images,
 )
 from prefect_conductor.conductor_cloud.retry import RetryPolicy
 from prefect_conductor.conductor_cloud.scene import HostInfo, ImageExport, SceneExport

@@ -666,7 +666,6 @@ class ConductorClient:
         return lines
 
 
-
 def _jid(jid: str | int) -> int:
     """A jid as a number; a caller passing something else is a bug, said plainly."""
     text = str(jid).strip()

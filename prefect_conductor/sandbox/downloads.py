@@ -23,7 +23,7 @@ sandbox, like a farm whose renderer is set up by its operator, learns them from 
 ``POST /_sandbox/config {"save_as": {"project://scene/beauty": "renders/beauty/beauty.####.exr"}}``
 (the scene export's Save As, as written there). When a task is first seen successful, it writes,
 for each image its command names after ``-image`` with that image's frames from
-``-image_frames_list`` (``job_outputs.rendered_images``; a command naming no images renders every
+``-image_frames_list`` (``output_frames.rendered_images``; a command naming no images renders every
 configured image at the task's frames), one file per frame. Its path relative to the job's
 ``output_path`` is where ``frame_check.relocate`` expects it: a Save As below ``output_path``
 keeps its place, any other lands by its file name. An image the config does not name writes
@@ -54,7 +54,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from prefect_conductor.conductor_cloud.frame_check import frame_file, image_name, relocate
-from prefect_conductor.conductor_cloud.job_outputs import rendered_images
+from prefect_conductor.conductor_cloud.output_frames import rendered_images
 from prefect_conductor.sandbox import bodies
 from prefect_conductor.sandbox.context import SandboxContext
 from prefect_conductor.sandbox.evidence import JID, TID
@@ -206,7 +206,7 @@ class Downloads:
         cursor = request.query_params.get("start_cursor", "")
         if not re.fullmatch(JID, jid):
             return error(400, "jid: expected a 5-digit job id")
-        if not (limit.isdigit() and 1 <= int(limit[:6]) <= MAX_PAGE):
+        if not (limit.isdigit() and len(limit) <= 4 and 1 <= int(limit) <= MAX_PAGE):
             return error(400, f"limit: expected a page size from 1 to {MAX_PAGE}")
         if cursor and not re.fullmatch(r"\d{1,6}", cursor):
             return error(400, "start_cursor: not a cursor this server issued")
