@@ -20,6 +20,7 @@ from prefect_conductor.conductor_cloud.client import ConductorClient
 from prefect_conductor.conductor_cloud.client_errors import ServerError
 from prefect_conductor.conductor_cloud.downloads import DownloadError
 from prefect_conductor.conductor_cloud.job_outputs import (
+    JobNotFinished,
     TasksFailed,
     TaskState,
     download_job,
@@ -221,7 +222,7 @@ def test_an_unfinished_job_says_so_without_waiting(
 ) -> None:
     conductor_env.config(task_seconds=60)
     jid = submit(client, conductor_env)
-    with pytest.raises(Exception, match=f"job {jid}: 3 of 3 tasks not finished"):
+    with pytest.raises(JobNotFinished, match=f"job {jid}: 3 of 3 tasks not finished"):
         wait_for_tasks(client, jid)
 
 
