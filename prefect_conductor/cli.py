@@ -14,11 +14,14 @@ import json
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from prefect_conductor.conductor_cloud.errors import InputFileError, SubmitterError, UserError
+
+if TYPE_CHECKING:
+    from prefect_conductor.conductor_cloud.job_outputs import TasksFailed
 
 app = typer.Typer(
     name="prefect-conductor",
@@ -206,7 +209,8 @@ def sandbox(
         typer.Option(
             help="Faults to inject: rules 'METHOD PATH=ACTION[:ARG][xTIMES]' joined by ';'."
             " PATH is a glob; ACTION is a status code (ARG: Retry-After seconds), delay (ARG:"
-            " seconds), drop_before or drop_after (store, then close without answering); TIMES"
+            " seconds), drop_before or drop_after (store, then close without answering),"
+            " drop_mid (close half-way through the answer) or corrupt (flip a byte); TIMES"
             " defaults to 1, x0 is forever. Example: 'POST /jobs/=drop_after;"
             "GET /api/v1/projects/=503x2;PUT *=delay:3'."
         ),
@@ -335,6 +339,122 @@ def server_stop() -> None:
         typer.echo("No local Prefect server was running.")
     else:
         typer.echo(f"Stopped the local Prefect server at {state.ui_url} (pid {state.pid}).")
+
+
+# After Submit: follow the render, download the frames (issue 10) ---------------------------------
+
+
+@app.command()
+def status(jid: Annotated[str, typer.Argument(help="The Conductor job id, e.g. 00042.")]) -> None:
+    """Print a job's tasks as a table: task id, frames and status.
+
+    Exits non-zero when tasks failed, naming them and printing the end of each failed log.
+    """
+    from rich.console import Console
+
+    from prefect_conductor.conductor_cloud.client import ConductorClient
+    from prefect_conductor.conductor_cloud.job_outputs import (
+        TasksFailed,
+        raise_for_failed_tasks,
+        task_states,
+    )
+    from prefect_conductor.download_display import task_table
+
+    job_id = _job_id(jid)
+    with ConductorClient() as client:
+        states = task_states(client, job_id)
+        Console().print(task_table(job_id, states))
+        try:
+            raise_for_failed_tasks(client, job_id, states)
+        except TasksFailed as error:
+            raise _failed_tasks(error) from None
+
+
+def _failed_tasks(error: TasksFailed) -> typer.Exit:
+    """Print a TasksFailed: its one line, then each failed task's log tail; the Exit to raise."""
+    typer.echo(f"error: {error}", err=True)
+    for line in error.log_lines():
+        typer.echo(f"  {line}", err=True)
+    return typer.Exit(error.exit_code)
+
+
+def _job_id(text: str) -> str:
+    """A jid as Conductor writes it (5 digits), or one line naming the argument."""
+    from prefect_conductor.conductor_cloud.job_outputs import job_id
+
+    return job_id(text, "JID")
+
+
+@app.command()
+def download(
+    jid: Annotated[str, typer.Argument(help="The Conductor job id, e.g. 00042.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Download into OUTPUT/<jid> instead of the job's output folder."),
+    ] = None,
+    scene: Annotated[
+        Path | None,
+        typer.Option(help="The scene export JSON: check every image's frames after download."),
+    ] = None,
+    images: Annotated[
+        list[str] | None,
+        typer.Option("--images", help="Image item paths to check (repeat; default: all)."),
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for unfinished tasks (0: do not wait).")
+    ] = 0.0,
+    poll_seconds: Annotated[float, typer.Option(help="First interval between checks.")] = 10.0,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Files at once.")] = 4,
+) -> None:
+    """Download a job's rendered files (resumable), report them, then check the frames.
+
+    Files already on disk with Conductor's md5 are not fetched again, so Ctrl-C and running the
+    same command again resumes. Exits non-zero, one line per problem, when tasks failed or frames
+    are missing.
+    """
+    from rich.console import Console
+
+    from prefect_conductor.conductor_cloud.client import ConductorClient
+    from prefect_conductor.conductor_cloud.job_outputs import TasksFailed, fetch_outputs
+    from prefect_conductor.conductor_cloud.md5cache import Md5Cache
+    from prefect_conductor.conductor_cloud.output_frames import FramesMissing, load_scene_images
+    from prefect_conductor.conductor_cloud.settings import get_settings
+    from prefect_conductor.download_display import download_bar, summary_line
+
+    job_id = _job_id(jid)
+    scene_export = load_scene_images(scene) if scene is not None else None
+    console = Console(stderr=True)
+    try:
+        with (
+            ConductorClient() as client,
+            Md5Cache(get_settings().md5_cache_path) as cache,
+            download_bar(console) as bar,
+        ):
+            result = fetch_outputs(
+                client,
+                job_id,
+                output,
+                scene=scene_export,
+                images=images or (),
+                wait_seconds=wait,
+                poll_seconds=poll_seconds,
+                on_listed=bar.listed,
+                on_progress=bar.update,
+                cache=cache,
+                workers=workers,
+            )
+    except TasksFailed as error:
+        raise _failed_tasks(error) from None
+    except FramesMissing as error:
+        for problem in error.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(error.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("stopped: run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(f"job {job_id}: {summary_line(result.download.stats)} -> {result.download.folder}")
+    for check in result.checks:
+        typer.echo(f"{check.name}: {len(check.expected)} frames ok")
 
 
 def main() -> None:

@@ -2,12 +2,13 @@
 
 Starts a Conductor sandbox on 127.0.0.1 in a temporary folder, points this process's Conductor
 settings at it, and runs the ``render-submit`` flow on ``examples/shot010`` (custom frames 1-10,
-chunk size 2, scout frames 3,8) on the same Prefect server ``submit`` uses. Nothing leaves the
-machine, and the temporary folder is removed at the end.
+chunk size 2, scout frames 3,8) on the same Prefect server ``submit`` uses, then downloads each
+job's stand-in frames (the sandbox renders them at the scene's Save As) and checks them. Nothing
+leaves the machine, and the temporary folder is removed at the end.
 
 It ends somewhere a person can look: the flow run's Prefect UI link is printed (the per-user
-server stays up for it), and with ``keep`` the sandbox stays up too, so the job links open its
-job page (tasks, states, frames, outputs), until Ctrl-C.
+server stays up for it), and with ``keep`` the sandbox and the downloaded frames stay too, so the
+job links open its job page (tasks, states, frames, outputs), until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ def _run_demo(
         handle = SandboxHandle(server.url, server.api_key, server.data_dir)
         stored = handle.jobs()
         uploads = handle.uploads()
+        downloaded = download_outputs(handle, result, shot, work / "downloads")
         handle.close()
         echo(f"Frames Info: {result['info']}")
         for step, job_info in result["jobs"].items():
@@ -133,6 +135,8 @@ def _run_demo(
             count = len(record["tasks_data"])
             echo(f"{step} job {job_info['jid']}: {count} tasks ({frames}) -> {job_info['url']}")
         echo(f"{len(uploads)} files uploaded to the sandbox; {len(stored)} jobs in all")
+        for line in downloaded:
+            echo(line)
         echo(f"Done in {time.monotonic() - started:.1f} s")
         link = api.flow_run_url(flow_run_id)
         echo(f"Prefect flow run: {link or f'{flow_run_id} (Prefect temporary server, now gone)'}")
@@ -140,8 +144,8 @@ def _run_demo(
             wait_for_ctrl_c(echo)
         else:
             echo(
-                "The sandbox stops now (its job pages with it); `prefect-conductor demo --keep`"
-                " keeps it up until Ctrl-C."
+                "The sandbox and the downloaded frames go now; `prefect-conductor demo --keep`"
+                " keeps them until Ctrl-C."
             )
     if api.local_server:
         echo(
@@ -149,3 +153,28 @@ def _run_demo(
             " (stop it with `prefect-conductor server stop`)"
         )
     return result
+
+
+def download_outputs(
+    handle: SandboxHandle, result: dict[str, Any], shot: Path, folder: Path
+) -> list[str]:
+    """After Submit: the sandbox renders stand-in frames at the scene's Save As; download each
+    job, report it, check its frames. One line per job."""
+    from prefect_conductor.conductor_cloud.client import ConductorClient
+    from prefect_conductor.conductor_cloud.job_outputs import fetch_outputs
+    from prefect_conductor.conductor_cloud.output_frames import load_scene_images
+
+    scene = load_scene_images(shot / "scene_export.json")
+    handle.config(save_as={image.path: image.save_as for image in scene.images if image.save_as})
+    lines = []
+    with ConductorClient() as client:
+        for step, job_info in result["jobs"].items():
+            outputs = fetch_outputs(
+                client, job_info["jid"], folder, scene=scene, wait_seconds=60, poll_seconds=0.25
+            )
+            frames = ", ".join(f"{c.name} {len(c.expected)}" for c in outputs.checks)
+            lines.append(
+                f"{step} job {job_info['jid']}: {outputs.download.stats.files_total} files"
+                f" downloaded to {outputs.download.folder}; frames checked: {frames}"
+            )
+    return lines

@@ -52,5 +52,9 @@ def test_demo_submits_the_sample_scene_to_its_own_sandbox() -> None:
     assert "Frames Info: 2 Scout / 10 Frames -- 5 Chunks -- 1-10" in lines
     assert any(line.startswith("scout job 00001: 2 tasks (3-4, 7-8)") for line in lines)
     assert any(line.startswith("full job 00002: 3 tasks (1-2, 5-6, 9-10)") for line in lines)
+    # then each job's stand-in frames come down and pass the frame check
+    assert any(line.startswith("scout job 00001: 8 files downloaded to ") for line in lines)
+    assert any(line.startswith("full job 00002: 12 files downloaded to ") for line in lines)
+    assert any(line.endswith("frames checked: beauty 6, shadow 6") for line in lines)
     # the sandbox's address and key were only lent to the run
     assert {name: os.environ.get(name) for name in before} == before

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from prefect_conductor.conductor_cloud.client_errors import (
     ServerError,
     SubmissionUnresolved,
 )
+from prefect_conductor.conductor_cloud.downloads import DownloadTask
 from prefect_conductor.conductor_cloud.errors import ServiceError, UserError
 from prefect_conductor.conductor_cloud.job_lookup import (
     Lookup,
@@ -95,6 +96,9 @@ NOT_TAKEN_STATUSES = frozenset({408, 425, 429, 503})
 Every other 5xx (500, 502, 504...) may come after the job was stored, or while it is stored."""
 
 ACCEPT_JSON = {"Accept": "application/json"}
+DOWNLOAD_PAGE_SIZE = 50
+"""Tasks per downloads page (ciocore's JobDownloader pages the same way)."""
+DOWNLOAD_STATUSES = frozenset({"downloaded", "pending", "downloading"})
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -583,6 +587,83 @@ class ConductorClient:
             submission_id=submission_id,
             created=True,
         )
+
+    # downloads ----------------------------------------------------------------------------------
+
+    def download_pages(
+        self, jid: str, tids: Sequence[str] | None = None, page_size: int = DOWNLOAD_PAGE_SIZE
+    ) -> Iterator[list[DownloadTask]]:
+        """The job's downloads, a page at a time (ciocore ``JobDownloader``).
+
+        ``POST jobs/<jid>/downloads?limit=<n>&start_cursor=<cursor>`` with ``{"tids": [...]}``
+        (``null``: every task; ids as ciocore writes them, ``"003"``); 201 answers
+        ``{"downloads": [...], "next_cursor": ...}`` and a
+        falsy cursor ends the walk. Any other status is an error, as in ciocore.
+        """
+        path = f"jobs/{jid_text(_jid(jid))}/downloads"
+        body = {"tids": [f"{int(t):03d}" for t in tids] if tids else None}
+        cursor = ""
+        while True:
+            # ciocore's first page has no cursor at all (requests drops its None).
+            params: dict[str, Any] = {"limit": page_size}
+            if cursor:
+                params["start_cursor"] = cursor
+            response = self._call("POST", path, params=params, json=body)
+            url = self._endpoint(path)
+            if response.status_code != 201:
+                raise ServerError(
+                    f"POST {url}: expected HTTP 201, got {response.status_code}",
+                    method="POST",
+                    url=url,
+                    status=response.status_code,
+                )
+            answer = self._data(response)
+            records = answer.get("downloads") if isinstance(answer, dict) else None
+            if not isinstance(records, list):
+                raise ServerError(
+                    f"POST {url}: the answer has no downloads list",
+                    method="POST",
+                    url=url,
+                    status=response.status_code,
+                )
+            try:
+                yield [DownloadTask.from_record(r) for r in records if isinstance(r, dict)]
+            except (KeyError, TypeError, ValueError) as error:
+                raise ServerError(
+                    f"POST {url}: unreadable download record ({type(error).__name__})",
+                    method="POST",
+                    url=url,
+                    status=response.status_code,
+                ) from None
+            cursor = str(answer.get("next_cursor") or "")
+            if not cursor:
+                return
+
+    def report_download(
+        self, download_id: str, status: str, bytes_downloaded: int, bytes_to_download: int
+    ) -> None:
+        """``POST downloads/status`` with ciocore's four keys; ``status`` is ``downloaded``,
+        ``pending`` or ``downloading`` (ciocore ``reporter.py``, the desktop client)."""
+        if status not in DOWNLOAD_STATUSES:
+            raise ValueError(f"not a download status: {status!r}")
+        body = {
+            "download_id": download_id,
+            "status": status,
+            "bytes_downloaded": bytes_downloaded,
+            "bytes_to_download": bytes_to_download,
+        }
+        self._call("POST", "downloads/status", json=body)
+
+    def task_log(self, jid: str, tid: str) -> list[str]:
+        """A task's log lines: ``GET get_log_file?job=<jid>&task=<tid>&num_lines[]=0`` (ciocore
+        ``get_log``); the ``log`` lines of every ``logs[]`` entry, in order."""
+        params = {"job": jid_text(_jid(jid)), "task": f"{int(tid):03d}", "num_lines[]": 0}
+        answer = self._data(self._call("GET", "get_log_file", params=params))
+        lines: list[str] = []
+        for entry in (answer.get("logs") if isinstance(answer, dict) else None) or []:
+            if isinstance(entry, dict) and isinstance(entry.get("log"), list):
+                lines.extend(self._scrub(str(line)) for line in entry["log"])
+        return lines
 
 
 def _jid(jid: str | int) -> int:

@@ -296,7 +296,12 @@ def download_tasks(
                 on_task_done(task)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             futures = [pool.submit(one, *entry) for entry in plan]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            try:
+                done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            except BaseException:  # Ctrl-C: stop queued files; those in flight end soon
+                for future in futures:
+                    future.cancel()
+                raise
             for future in pending:
                 future.cancel()
             for future in done:

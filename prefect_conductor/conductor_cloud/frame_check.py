@@ -99,6 +99,11 @@ def _frame_file(save_as: str, frame: int) -> str:
     return _FRAME_TOKEN.sub(substitute, save_as.replace("\\", "/"))
 
 
+def frame_file(save_as: str, frame: int) -> str:
+    """The file one frame of ``save_as`` writes (every frame token at its own padding)."""
+    return _frame_file(save_as, frame)
+
+
 def _on_disk(save_as: str, frames: tuple[int, ...]) -> set[int]:
     """The expected frames that have a file, read with fileseq where the pattern allows."""
     parts = _split_pattern(save_as)

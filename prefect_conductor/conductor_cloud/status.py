@@ -26,6 +26,11 @@ Assumed, and how a wrong guess fails safe:
   listing whose records lack the key cannot show our submission id: the lookup answers "cannot
   tell" rather than "not there".
 * A task record's ``frames``: used only to name failed frames; the ``taskLabel`` stands in.
+* Downloads (``job_outputs.py``): a downloads page may list tasks that cannot be downloaded yet;
+  we download only once every task has finished and only tasks listed ``success``/``downloaded``,
+  and report only those ``downloaded`` (with ``bytes_downloaded`` = the task's size,
+  ``bytes_to_download`` = 0; ciocore sends 0 for both). ``POST downloads/status`` accepts with any
+  2xx (no client reads its answer).
 * A status word not listed here parses to ``UNKNOWN``, which counts as "not finished": the scout
   wait then runs to its limit and names the word, instead of crashing or passing a failed scout.
 """

@@ -7,7 +7,10 @@ It serves only what Conductor's own clients are seen to send (``evidence.py``, w
   (its ``filter`` grammar applied), ``api/v1/ee/packages?all=true,``,
   ``api/v1/integrations/env-vars-configs`` and ``api/v1/accounts/<id>``, each ``{"data": ...}``;
 * ``get_upload_urls`` and ``multipart/complete`` (``storage.py``); ``POST jobs/``, the job and task
-  listings, ``get_log_file``, ``jobs_multi`` and ``tasks_multi`` kills (``jobs.py``).
+  listings, ``get_log_file``, ``jobs_multi`` and ``tasks_multi`` kills (``jobs.py``);
+* the downloads pages ``POST jobs/<jid>/downloads``, ``POST downloads/status`` and the signed
+  output-file GETs under ``/_storage/out/`` (``downloads.py``, whose stand-in renderer writes a
+  finished task's frames).
 
 Anything else is refused before a handler runs: 404 for a method and path no client sends, 400
 naming a query parameter or filter term the evidence does not show, 401 without a bearer token
@@ -31,6 +34,7 @@ from starlette.types import ASGIApp
 
 from prefect_conductor.sandbox.admin import Admin
 from prefect_conductor.sandbox.context import SandboxContext
+from prefect_conductor.sandbox.downloads import Downloads
 from prefect_conductor.sandbox.faults import FaultMiddleware, FaultRule
 from prefect_conductor.sandbox.fixture_catalog import ACCOUNT_ID
 from prefect_conductor.sandbox.gate import BodyTooLarge, Gatekeeper
@@ -113,6 +117,7 @@ def create_app(
     storage = Storage(context)
     jobs = Jobs(context)
     admin = Admin(context, jobs)
+    downloads = Downloads(context, jobs)
     routes = [
         Route("/api/oauth_jwt", tokens.exchange, methods=["GET"]),
         Route("/api/v1/projects/", catalogue.projects, methods=["GET"]),
@@ -133,6 +138,9 @@ def create_app(
         Route("/tasks_multi", jobs.tasks_multi, methods=["PUT"]),
         Route("/get_log_file", jobs.task_log, methods=["GET"]),
         Route("/job/{jid}", JobPage(jobs).page, methods=["GET"]),
+        Route("/jobs/{jid}/downloads", downloads.listing, methods=["POST"]),
+        Route("/downloads/status", downloads.report, methods=["POST"]),
+        Route("/_storage/out/{name}", downloads.fetch, methods=["GET"]),
         Route("/_sandbox/faults", admin.faults, methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/config", admin.config, methods=["POST"]),
         Route("/_sandbox/state", admin.state, methods=["GET"]),

@@ -8,7 +8,8 @@ client that passes against the sandbox sends nothing Conductor has never been se
 The same module tells a test whether a logged request conforms (``conforms``).
 
 Not Conductor's and therefore not listed: the sandbox's own admin API (``/_sandbox/``) and its
-signed storage route (``/_storage/``), which stands for the cloud bucket a signed URL points at.
+signed storage routes (``/_storage/``, ``/_storage/out/``), which stand for the cloud bucket a
+signed URL points at.
 """
 
 from __future__ import annotations
@@ -136,6 +137,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "ciocore api_client.py:658-715",
         params=frozenset({"job", "task", "num_lines[]"}),
         required=frozenset({"job", "task"}),
+    ),
+    Endpoint(
+        "POST",
+        "/jobs/{jid}/downloads",
+        "ciocore downloader/job_downloader.py:7, 62-90",
+        params=frozenset({"limit", "start_cursor"}),
+        required=frozenset({"limit"}),
+    ),
+    Endpoint(
+        "POST",
+        "/downloads/status",
+        "ciocore downloader/reporter.py:16-18, 113-137; desktop_client src/_actions/files.js:74-90",
     ),
     Endpoint("PUT", "/jobs_multi", "ciocore api_client.py:718-753"),
     Endpoint("PUT", "/tasks_multi", "ciocore api_client.py:756-794"),

@@ -7,12 +7,17 @@ A rule matches a method and a path (``fnmatch``) and does one thing, ``times`` t
 * ``drop_before``: read the request, then close the connection without handling it;
 * ``drop_after``: handle the request fully (a job *is* stored), then close the connection without
   sending a byte of the answer, so the client sees a transport error (httpx:
-  ``RemoteProtocolError``) and cannot know whether it worked.
+  ``RemoteProtocolError``) and cannot know whether it worked;
+* ``drop_mid``: send the answer's headers and the first half of its body, then close the
+  connection (a download cut off in the middle of a file);
+* ``corrupt``: send the answer with its first body byte flipped and its length unchanged (a file
+  whose bytes do not match its md5).
 
 Rules are tried in the order they were added; the admin API (``/_sandbox/``) is never faulted.
 
 The CLI grammar is ``METHOD PATH=ACTION[:ARG][xTIMES]`` joined by ``;``: ACTION is a status code
-(ARG: Retry-After seconds), ``delay`` (ARG: seconds), ``drop_before`` or ``drop_after``; TIMES
+(ARG: Retry-After seconds), ``delay`` (ARG: seconds), ``drop_before``, ``drop_after``,
+``drop_mid`` or ``corrupt``; TIMES
 defaults to 1 and ``x0`` means forever. For example
 ``POST /jobs/=drop_after;GET /api/v1/projects/=503x2;PUT *=delay:3;GET *=429:5x0``.
 """
@@ -28,8 +33,8 @@ from typing import Any, Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-Action = Literal["status", "delay", "drop_before", "drop_after"]
-ACTIONS = ("status", "delay", "drop_before", "drop_after")
+Action = Literal["status", "delay", "drop_before", "drop_after", "drop_mid", "corrupt"]
+ACTIONS = ("status", "delay", "drop_before", "drop_after", "drop_mid", "corrupt")
 RULE_FIELDS = {"method", "path", "action", "status", "retry_after", "seconds", "times"}
 
 
@@ -121,7 +126,7 @@ def parse_fault_spec(spec: str) -> list[FaultRule]:
                 data["retry_after"] = float(arg)
         elif action == "delay":
             data.update(action="delay", seconds=float(arg or 1))
-        elif action in ("drop_before", "drop_after"):
+        elif action in ("drop_before", "drop_after", "drop_mid", "corrupt"):
             data["action"] = action
         else:
             raise ValueError(f"--faults: unknown action {action!r} in {part!r}")
@@ -207,9 +212,61 @@ class FaultMiddleware:
             # drops should look the same to a client (a clean close, no answer).
             await _drain(receive)
             await _drop(scope, send)
+        elif rule.action == "drop_mid":
+            await _drop_midway(self.app, scope, receive, send)
+        elif rule.action == "corrupt":
+            await self.app(scope, receive, _corrupting(send))
         else:
             await self.app(scope, receive, _swallow)
             await _drop(scope, send)
+
+
+def _corrupting(send: Send) -> Send:
+    """A ``send`` that flips the first byte of the body (same length, different md5)."""
+    flipped = False
+
+    async def wrapped(message: Message) -> None:
+        nonlocal flipped
+        body = message.get("body", b"")
+        if message["type"] == "http.response.body" and body and not flipped:
+            flipped = True
+            message = {**message, "body": bytes([body[0] ^ 0xFF]) + body[1:]}
+        await send(message)
+
+    return wrapped
+
+
+async def _drop_midway(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer with the headers and half the body (by ``Content-Length``), then drop."""
+    state = {"length": 0, "sent": 0, "cut": False}
+
+    async def wrapped(message: Message) -> None:
+        if state["cut"]:
+            return
+        if message["type"] == "http.response.start":
+            for name, value in message.get("headers", []):
+                if name.lower() == b"content-length" and value.isdigit():
+                    state["length"] = int(value)
+            await send(message)
+            return
+        body = message.get("body", b"")
+        half = max(1, state["length"] // 2)
+        room = half - state["sent"]
+        if len(body) >= room:
+            state["cut"] = True
+            await send({"type": "http.response.body", "body": body[:room], "more_body": True})
+            return
+        state["sent"] += len(body)
+        await send(message)
+
+    await app(scope, receive, wrapped)
+    cycle = getattr(scope.get(RAW_SEND), "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is not None and hasattr(cycle, "disconnected"):
+        cycle.disconnected = True  # type: ignore[union-attr]
+        transport.close()
+        return
+    raise DroppedConnection("connection dropped in the middle of the answer by an injected fault")
 
 
 async def _read_request(receive: Receive) -> list[Message]:

@@ -41,7 +41,8 @@ class SandboxHandle:
 
     def faults(self, *rules: dict[str, Any]) -> None:
         """Append fault rules: ``{"method", "path" (glob), "action": "status" | "delay" |
-        "drop_before" | "drop_after", "status", "retry_after", "seconds", "times" (0: forever)}``.
+        "drop_before" | "drop_after" | "drop_mid" | "corrupt", "status", "retry_after", "seconds",
+        "times" (0: forever)}``.
         """
         self._send("POST", "/_sandbox/faults", list(rules))
 
@@ -49,7 +50,8 @@ class SandboxHandle:
         self._send("DELETE", "/_sandbox/faults")
 
     def config(self, **settings: Any) -> None:
-        """Any of ``task_seconds``, ``multipart_threshold``, ``part_size``, ``fail_frames``."""
+        """Any of ``task_seconds``, ``multipart_threshold``, ``part_size``, ``fail_frames``,
+        ``save_as`` ({image item path: Save As}) and ``output_bytes`` (see ``downloads.py``)."""
         self._send("POST", "/_sandbox/config", settings)
 
     def reset(self) -> None:

@@ -11,7 +11,9 @@ The clock is computed on read from timestamps, so no thread is needed and a rest
 A job is ``syncing`` for its first ``task_seconds / 2`` (Conductor's sync phase before pending);
 a task is ``pending`` for ``task_seconds`` after its clock starts, then ``running`` for
 ``task_seconds``, then ``success``, or ``failed`` when it holds a frame that was in
-``fail_frames`` when the job was submitted. The current ``task_seconds`` applies to every task.
+``fail_frames`` when the job was submitted. A success reads ``downloaded`` once a downloader
+reports it so (``POST /downloads/status``, ``downloads.py``). The current ``task_seconds``
+applies to every task.
 
 Native scout: when a job has ``scout_frames``, tasks holding none of them start ``holding``; no
 client releases them through the API (the user presses continue in the dashboard), so the
@@ -154,7 +156,13 @@ class Jobs:
             return TaskStatus.PENDING
         if elapsed < 2 * seconds:
             return TaskStatus.RUNNING
-        return TaskStatus.FAILED if task["will_fail"] else TaskStatus.SUCCESS
+        if task["will_fail"]:
+            return TaskStatus.FAILED
+        return TaskStatus.DOWNLOADED if task["downloaded"] else TaskStatus.SUCCESS
+
+    def frames_of(self, task: Any) -> tuple[int, ...]:
+        """A stored task's frames, in order (its spec was checked at submission)."""
+        return tuple(sorted(_frames(task["frames"], "frames")))
 
     def _tasks(self, jid: int) -> list[Any]:
         return self.store.query("SELECT * FROM tasks WHERE jid = ? ORDER BY tid", jid)

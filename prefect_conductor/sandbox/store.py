@@ -62,12 +62,22 @@ CREATE TABLE IF NOT EXISTS requests (
     params TEXT NOT NULL DEFAULT '', terms TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outputs (
+    jid INTEGER NOT NULL,
+    tid INTEGER NOT NULL,
+    relative_path TEXT NOT NULL,
+    md5 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (jid, tid, relative_path)
+);
 """
 
 ADDED_COLUMNS = (
     ("tasks", "killed", "REAL NOT NULL DEFAULT 0"),
     ("requests", "params", "TEXT NOT NULL DEFAULT ''"),
     ("requests", "terms", "TEXT NOT NULL DEFAULT ''"),
+    ("tasks", "rendered", "INTEGER NOT NULL DEFAULT 0"),
+    ("tasks", "downloaded", "REAL NOT NULL DEFAULT 0"),
 )
 """Columns newer than the first schema: added to a data folder an older sandbox made."""
 
@@ -76,6 +86,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "multipart_threshold": 64 * 1024 * 1024,
     "part_size": 16 * 1024 * 1024,
     "fail_frames": [],
+    "save_as": {},
+    "output_bytes": 0,
 }
 
 
@@ -93,6 +105,13 @@ def validate_settings(values: object) -> dict[str, Any]:
             ):
                 raise ValueError("fail_frames must be a list of frame numbers")
             clean[key] = sorted(set(value))
+            continue
+        if key == "save_as":
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and k and v for k, v in value.items()
+            ):
+                raise ValueError("save_as must map image item paths to Save As patterns")
+            clean[key] = dict(value)
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{key} must be a number")
@@ -242,6 +261,7 @@ class Store:
                 "multipart",
                 "requests",
                 "settings",
+                "outputs",
             ):
                 db.execute(f"DELETE FROM {table}")
             db.execute("DELETE FROM sqlite_sequence WHERE name = 'jobs'")
