@@ -35,6 +35,11 @@ server_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(server_app, name="server")
+studio_app = typer.Typer(
+    help="The studio stack on loopback: PostgreSQL, a Prefect server on it, a pool, N workers.",
+    no_args_is_help=True,
+)
+app.add_typer(studio_app, name="studio")
 
 _options: dict[str, bool] = {"debug": False}
 """Global options, set by :func:`options` before any command runs."""
@@ -401,6 +406,32 @@ def server_stop() -> None:
 
 
 # After Submit: follow the render, download the frames (issue 10) ---------------------------------
+
+
+@studio_app.command("up")
+def studio_up(
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Process workers to start.")] = 4,
+) -> None:
+    """Start PostgreSQL, the Prefect server on it, the pool, the deployments and the workers."""
+    from prefect_conductor.studio.stack import up
+
+    up(workers, typer.echo)
+
+
+@studio_app.command("down")
+def studio_down() -> None:
+    """Stop the workers, the server and PostgreSQL; nothing is left running."""
+    from prefect_conductor.studio.stack import down
+
+    down(typer.echo)
+
+
+@studio_app.command("status")
+def studio_status() -> None:
+    """Whether the studio stack runs, its API address and live workers."""
+    from prefect_conductor.studio.stack import status as stack_status
+
+    typer.echo(stack_status())
 
 
 @app.command()
