@@ -6,8 +6,8 @@ PostgreSQL does not, and ``asyncpg`` comes with Prefect. This module runs Debian
 
 - PostgreSQL refuses to run as root. Run as a normal user, the cluster is the user's own, in
   ``<per-user folder>/studio/postgres``. Run as root, it runs as the package's ``postgres`` user
-  (``runuser``), in ``/var/lib/postgresql/prefect-conductor-<uid>`` (the package's own place for
-  clusters): the postgres user cannot enter root's folders.
+  (``runuser``), in ``/var/lib/postgresql/prefect-conductor-<hash of the per-user folder>`` (the
+  package's own place for clusters): the postgres user cannot enter root's folders.
 - Password authentication (scram) even on loopback, so another local user cannot reach the
   database: the password is made once and kept in a 0600 file in the per-user folder; it is part
   of the connection URL given to the Prefect server in its environment, never printed.
@@ -15,6 +15,7 @@ PostgreSQL does not, and ``asyncpg`` comes with Prefect. This module runs Debian
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import secrets
@@ -65,7 +66,9 @@ class Cluster:
                 pwd.getpwnam("postgres")
             except KeyError:
                 raise UserError(f"PostgreSQL: no postgres user; {INSTALL_HINT}") from None
-            data = Path("/var/lib/postgresql") / f"prefect-conductor-{os.getuid()}"
+            # One cluster per per-user folder, as for a normal user.
+            digest = hashlib.sha256(str(studio_dir.resolve()).encode()).hexdigest()[:12]
+            data = Path("/var/lib/postgresql") / f"prefect-conductor-{digest}"
             return cls(
                 data, studio_dir / "postgres.password", data.parent / f"{data.name}.log", "postgres"
             )

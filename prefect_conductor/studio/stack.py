@@ -162,8 +162,12 @@ def _deploy(api_url: str) -> None:
         raise StudioError(f"deploying the flows failed: {last[0]}")
 
 
-def up(workers: int, echo: Callable[[str], None]) -> StudioState:
-    """Start the stack (or report the running one); its state."""
+def up(workers: int, echo: Callable[[str], None], *, sqlite: bool = False) -> StudioState:
+    """Start the stack (or report the running one); its state.
+
+    ``sqlite`` keeps Prefect's default SQLite database instead of PostgreSQL: only for
+    ``bench/studio.py``'s comparison, which shows why the studio stack does not.
+    """
     state = read_state()
     if state is not None and _alive(state.server_pid):
         echo(f"studio already up: {state.api_url} ({len(state.worker_pids)} workers)")
@@ -171,21 +175,24 @@ def up(workers: int, echo: Callable[[str], None]) -> StudioState:
     folder = studio_dir()
     folder.mkdir(parents=True, exist_ok=True)
     cluster = Cluster.for_home(folder)
-    pg_port = _free_port()
+    pg_port = 0 if sqlite else _free_port()
     if cluster.running():
         cluster.stop()
-    if not cluster.initialised():
-        echo("PostgreSQL: initdb")
-        cluster.init()
-    cluster.start(pg_port)
-    cluster.create_database(pg_port)
-    echo(f"PostgreSQL on 127.0.0.1:{pg_port}")
+    database: dict[str, str] = {}
+    if not sqlite:
+        if not cluster.initialised():
+            echo("PostgreSQL: initdb")
+            cluster.init()
+        cluster.start(pg_port)
+        cluster.create_database(pg_port)
+        echo(f"PostgreSQL on 127.0.0.1:{pg_port}")
+        database["PREFECT_API_DATABASE_CONNECTION_URL"] = cluster.url(pg_port)
     port = _free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     server_env = {
         **_clean_env(),
+        **database,
         "PREFECT_HOME": str(folder / "prefect-home"),
-        "PREFECT_API_DATABASE_CONNECTION_URL": cluster.url(pg_port),
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": str(port),
     }
@@ -197,7 +204,8 @@ def up(workers: int, echo: Callable[[str], None]) -> StudioState:
     )
     try:
         _wait_healthy(api_url, server_pid, server_log)
-        echo(f"Prefect server on PostgreSQL: {api_url.removesuffix('/api')}")
+        where = "SQLite" if sqlite else "PostgreSQL"
+        echo(f"Prefect server on {where}: {api_url.removesuffix('/api')}")
         _pool_and_queues(api_url)
         _deploy(api_url)
         worker_env = {
