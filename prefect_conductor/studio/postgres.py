@@ -62,10 +62,6 @@ class Cluster:
     @classmethod
     def for_home(cls, studio_dir: Path) -> Cluster:
         if os.geteuid() == 0:
-            try:
-                pwd.getpwnam("postgres")
-            except KeyError:
-                raise UserError(f"PostgreSQL: no postgres user; {INSTALL_HINT}") from None
             # One cluster per per-user folder, as for a normal user.
             digest = hashlib.sha256(str(studio_dir.resolve()).encode()).hexdigest()[:12]
             data = Path("/var/lib/postgresql") / f"prefect-conductor-{digest}"
@@ -103,6 +99,11 @@ class Cluster:
     def init(self) -> None:
         """``initdb`` a new cluster whose superuser is ``prefect`` with the password file's word."""
         bin_dir = binaries()
+        if self.run_as:
+            try:
+                pwd.getpwnam(self.run_as)
+            except KeyError:
+                raise UserError(f"PostgreSQL: no {self.run_as} user; {INSTALL_HINT}") from None
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         pwfile = self.data_dir.parent / f".{self.data_dir.name}.pw"
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
