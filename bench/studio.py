@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -40,6 +41,7 @@ from prefect_conductor.host_export.trigger import (  # noqa: E402
 )
 from prefect_conductor.sandbox.server import SandboxServer  # noqa: E402
 from prefect_conductor.studio import stack  # noqa: E402
+from prefect_conductor.studio.postgres import Cluster  # noqa: E402
 
 EXAMPLES = REPO / "examples" / "shot010"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -141,6 +143,10 @@ def storm(
         }
     finally:
         stack.down(lambda line: None)
+        cluster = Cluster.for_home(home / "studio")
+        if cluster.run_as:  # as root the cluster lives outside the temporary folder
+            shutil.rmtree(cluster.data_dir, ignore_errors=True)
+            cluster.log_file.unlink(missing_ok=True)
 
 
 def _reasons(failures: list[str]) -> dict[str, int]:
