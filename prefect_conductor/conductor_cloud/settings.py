@@ -214,7 +214,6 @@ class ConductorSettings(BaseSettings):
             raise ValueError(f"{value} {where} a file, not a folder")
         return value
 
-
     # studio scale (issue 12): Conductor's limits held across every worker ---------------------
 
     job_post_limit_name: str = Field(
