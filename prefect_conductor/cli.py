@@ -35,6 +35,11 @@ server_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(server_app, name="server")
+studio_app = typer.Typer(
+    help="The studio stack on loopback: PostgreSQL, a Prefect server on it, a pool, N workers.",
+    no_args_is_help=True,
+)
+app.add_typer(studio_app, name="studio")
 
 _options: dict[str, bool] = {"debug": False}
 """Global options, set by :func:`options` before any command runs."""
@@ -71,7 +76,10 @@ def scene_for(job_file: Path, scene: Path | None) -> Path:
 
 @app.command()
 def submit(
-    job_file: Annotated[Path, typer.Argument(help="The job file (YAML or JSON).")],
+    job_files: Annotated[
+        list[Path],
+        typer.Argument(help="Job files (YAML or JSON), or folders of YAML job files."),
+    ],
     scene: Annotated[
         Path | None,
         typer.Option(help="The scene export JSON; default scene_export.json beside the job."),
@@ -91,8 +99,64 @@ def submit(
     poll_seconds: Annotated[
         float, typer.Option(help="First interval between scout status checks (backs off).")
     ] = 10.0,
+    deployment: Annotated[
+        str | None,
+        typer.Option(
+            help="Start one run of this deployment per job file (e.g. render-submit/conductor)"
+            " and return; the studio's workers run them."
+        ),
+    ] = None,
+    max_concurrent: Annotated[
+        int, typer.Option(min=1, max=32, help="Several job files: how many run here at once.")
+    ] = 4,
+    work_queue: Annotated[
+        str, typer.Option(help="--deployment: the work queue (the studio's low-priority one).")
+    ] = "batch",
 ) -> None:
-    """Run the render-submit flow (a local Prefect server unless PREFECT_API_URL is set)."""
+    """Run the render-submit flow (a local Prefect server unless PREFECT_API_URL is set).
+
+    Several job files (or a folder): one run each, as a submit-batch run here, or with
+    --deployment one run of the deployment each, started and not waited for.
+    """
+    from prefect_conductor.conductor_cloud.job_files import expand_job_files
+
+    files = expand_job_files(job_files)
+    if deployment or len(files) > 1 or job_files[0].is_dir():
+        if scene is not None:
+            raise UserError(
+                "--scene: give it with one job file; in a batch each job's scene"
+                " export is the scene_export.json beside it"
+            )
+        from prefect_conductor.batch_cli import start_batch
+
+        start_batch(
+            files,
+            deployment=deployment or "",
+            max_concurrent=max_concurrent,
+            work_queue=work_queue,
+            options=dict(
+                preview=preview_only,
+                credentials_block=credentials_block or "",
+                submission_key=submission_key or "",
+                poll_seconds=poll_seconds,
+            ),
+            echo=typer.echo,
+            echo_err=echo_err,
+            quiet_tracebacks=not _options["debug"],
+        )
+        return
+    _submit_one(files[0], scene, preview_only, credentials_block, submission_key, poll_seconds)
+
+
+def _submit_one(
+    job_file: Path,
+    scene: Path | None,
+    preview_only: bool,
+    credentials_block: str | None,
+    submission_key: str | None,
+    poll_seconds: float,
+) -> None:
+    """One job file, run here with upload progress bars (the artist's submit)."""
     from prefect_conductor.conductor_cloud.loaders import load_job
     from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
     from prefect_conductor.prefect_api import prefect_api
@@ -342,6 +406,32 @@ def server_stop() -> None:
 
 
 # After Submit: follow the render, download the frames (issue 10) ---------------------------------
+
+
+@studio_app.command("up")
+def studio_up(
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Process workers to start.")] = 4,
+) -> None:
+    """Start PostgreSQL, the Prefect server on it, the pool, the deployments and the workers."""
+    from prefect_conductor.studio.stack import up
+
+    up(workers, typer.echo)
+
+
+@studio_app.command("down")
+def studio_down() -> None:
+    """Stop the workers, the server and PostgreSQL; nothing is left running."""
+    from prefect_conductor.studio.stack import down
+
+    down(typer.echo)
+
+
+@studio_app.command("status")
+def studio_status() -> None:
+    """Whether the studio stack runs, its API address and live workers."""
+    from prefect_conductor.studio.stack import status as stack_status
+
+    typer.echo(stack_status())
 
 
 @app.command()

@@ -214,6 +214,46 @@ class ConductorSettings(BaseSettings):
             raise ValueError(f"{value} {where} a file, not a folder")
         return value
 
+    # studio scale (issue 12): Conductor's limits held across every worker ---------------------
+
+    job_post_limit_name: str = Field(
+        default="prefect-conductor-job-posts",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description=(
+            "The Prefect global concurrency limit every worker takes around a job's lookup and"
+            " POST jobs/."
+        ),
+    )
+    job_post_limit: int = Field(
+        default=4,
+        ge=1,
+        le=1000,
+        description="How many job lookups-and-posts may run at once across all workers.",
+    )
+    upload_limit_name: str = Field(
+        default="prefect-conductor-uploads",
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="The Prefect global concurrency limit every worker takes around its uploads.",
+    )
+    upload_limit: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="How many runs may upload at once across all workers.",
+    )
+    limit_wait_seconds: float = Field(
+        default=1800.0,
+        gt=0,
+        description=(
+            "How long a run waits for a job-post or upload slot before failing (transient: the"
+            " step retries)."
+        ),
+    )
+
 
 def _checked_url(value: str) -> str:
     """``value`` if it is an http(s) address with a host; else ValueError saying what is wrong."""

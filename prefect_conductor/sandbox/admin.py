@@ -12,7 +12,8 @@ No token is needed; the sandbox only listens on loopback and the gate refuses an
   {base64 md5: size}, "requests": [{"method", "path", "status", "params", "terms"}],
   "bearer_on_storage": n}``; ``status`` is 0 for a dropped connection; ``params`` are the query's
   parameter names and ``terms`` the filter terms' kinds (``jid_gt_``): no query value is ever
-  logged, so no secret is.
+  logged, so no secret is. ``in_flight`` gives, for ``job_posts`` and ``uploads``, how many are
+  being served ``now`` and the ``max`` at once since the last reset (``inflight.py``).
 * ``POST /_sandbox/reset`` forgets jobs, uploads, requests, faults and settings (back to what the
   server was started with); keeps the API key and issued tokens, and restarts job ids at 00001.
 * ``POST /_sandbox/release/<jid>`` releases a native-scout job's held tasks. It stands for the
@@ -78,6 +79,7 @@ class Admin:
                 "uploads": store.uploads(),
                 "requests": store.requests(),
                 "bearer_on_storage": store.bearer_on_storage(),
+                "in_flight": self.context.in_flight.snapshot(),
             }
         )
 

@@ -38,6 +38,7 @@ from prefect_conductor.sandbox.downloads import Downloads
 from prefect_conductor.sandbox.faults import FaultMiddleware, FaultRule
 from prefect_conductor.sandbox.fixture_catalog import ACCOUNT_ID
 from prefect_conductor.sandbox.gate import BodyTooLarge, Gatekeeper
+from prefect_conductor.sandbox.inflight import InFlightMiddleware
 from prefect_conductor.sandbox.job_page import JobPage
 from prefect_conductor.sandbox.jobs import Jobs
 from prefect_conductor.sandbox.storage import Storage
@@ -149,4 +150,6 @@ def create_app(
     ]
     app: ASGIApp = Starlette(routes=routes, exception_handlers={BodyTooLarge: _too_large})
     app = FaultMiddleware(app, context.faults)
+    # Outside the faults: a delayed POST counts as in flight, as on a slow Conductor.
+    app = InFlightMiddleware(app, context.in_flight)
     return Gatekeeper(app, context, tokens), context

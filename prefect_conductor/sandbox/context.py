@@ -25,6 +25,7 @@ from typing import Any
 from prefect_conductor.conductor_cloud.errors import UserError
 from prefect_conductor.sandbox.faults import FaultBook, FaultRule
 from prefect_conductor.sandbox.fixture_catalog import fixture_records
+from prefect_conductor.sandbox.inflight import InFlight
 from prefect_conductor.sandbox.store import Store
 
 
@@ -87,6 +88,7 @@ class SandboxContext:
         self.catalog = fixture_records()
         self.faults = FaultBook()
         self.faults.add(faults or [])
+        self.in_flight = InFlight()
         # What a reset returns to: the defaults plus what the server was started with.
         self.base_settings = dict(settings or {})
         self.store.set_settings(self.base_settings)
@@ -102,6 +104,7 @@ class SandboxContext:
     def reset(self) -> None:
         """Forget jobs, uploads, requests, faults and settings; keep the key and issued tokens."""
         self.faults.clear()
+        self.in_flight.reset()
         self.store.reset()
         self.store.set_settings(self.base_settings)
         for folder in (self.files_dir, self.parts_dir, self.incoming_dir):

@@ -29,6 +29,7 @@ from prefect_conductor.conductor_cloud.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.status import TaskStatus
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
+from prefect_conductor.tasks.conductor_limits import conductor_slot
 from prefect_conductor.tasks.submission_lock import submission_lock
 
 MAX_POLL_SECONDS = 60.0
@@ -51,8 +52,13 @@ def submit_job(
     payload: dict[str, Any], submission_id: str, step: str, options: RunOptions
 ) -> SubmittedJob:
     """Post the job for ``submission_id`` (or find the one already posted) and link to it."""
-    # Lookup-then-post is not atomic: a Prefect-held lock makes it so across workers.
-    with submission_lock(submission_id), client_for(options) as client:
+    # Lookup-then-post is not atomic: a Prefect-held lock makes it so across workers. The
+    # studio-wide job-post slot is taken second, so a run waiting for its id holds no slot.
+    with (
+        submission_lock(submission_id),
+        conductor_slot("job-post"),
+        client_for(options) as client,
+    ):
         job = client.submit_job(payload, submission_id, first_attempt=_first_attempt())
     verb = "submitted" if job.created else "already submitted"
     get_run_logger().info("%s job %s %s: %s", step, job.jid, verb, job.dashboard_url)

@@ -22,6 +22,7 @@ from prefect_conductor.conductor_cloud.payload import UploadEntry
 from prefect_conductor.conductor_cloud.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.uploads import UploadProgress, upload_files
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
+from prefect_conductor.tasks.conductor_limits import conductor_slot
 
 PROGRESS_EVERY_SECONDS = 2.0
 
@@ -78,7 +79,8 @@ def upload_assets(
         done = 100.0 * progress.bytes_uploaded / total if total else 0.0
         update_progress_artifact(artifact, min(100.0, done))
 
-    with client_for(options) as client:
+    # One studio-wide upload slot per run (conductor_limits.py), held for hashing and transfers.
+    with conductor_slot("upload"), client_for(options) as client:
         result = upload_files(client, list(files), project=project, progress=report)
     update_progress_artifact(artifact, 100.0)
     logger.info(

@@ -1,0 +1,197 @@
+"""A studio's Submit storm: the PostgreSQL stack beside the same load on SQLite, in one run.
+
+For each database: ``studio up`` (4 workers, loopback) against one sandbox; ``--hosts`` threads
+stand for artists' hosts and press Submit ``--presses`` times in all through the host's own
+trigger (``start_flow_run``, idempotency key per press; every press is sent twice, a double
+click); halfway through, one worker is killed (PostgreSQL run). Then every run is waited for and
+the figures are printed side by side: duplicate flow runs, duplicate jobs, lost submissions,
+Submit's latency as the artist sees it (p50/p95), 503s the trigger met (and retried), failures,
+runs completed per minute, and the most concurrent ``POST jobs/`` the sandbox served against the
+limit. Everything stays on 127.0.0.1.
+
+Run: python bench/studio.py [--presses 100] [--hosts 20] [--workers 4] [--job-post-limit 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from prefect_conductor.conductor_cloud.status import SUBMISSION_METADATA_KEY  # noqa: E402
+from prefect_conductor.deployment_params import deployment_parameters  # noqa: E402
+from prefect_conductor.host_export.trigger import (  # noqa: E402
+    PrefectError,
+    PrefectSettings,
+    start_flow_run,
+)
+from prefect_conductor.sandbox.server import SandboxServer  # noqa: E402
+from prefect_conductor.studio import stack  # noqa: E402
+from prefect_conductor.studio.postgres import Cluster  # noqa: E402
+
+EXAMPLES = REPO / "examples" / "shot010"
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class Counting(httpx.HTTPTransport):
+    """Counts the 503s the host's trigger meets (it retries them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unavailable = 0
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if response.status_code == 503:
+            with self._lock:
+                self.unavailable += 1
+        return response
+
+
+def percentile(values: list[float], share: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def storm(
+    name: str, args: argparse.Namespace, sandbox: SandboxServer, root: Path
+) -> dict[str, Any]:
+    """One stack, one storm; its figures."""
+    home = root / name
+    os.environ["PREFECT_CONDUCTOR_HOME"] = str(home)
+    os.environ["PREFECT_CONDUCTOR_JOB_POST_LIMIT"] = str(args.job_post_limit)
+    os.environ["PREFECT_CONDUCTOR_JOB_POST_LIMIT_NAME"] = f"bench-posts-{name}"
+    os.environ["CONDUCTOR_URL"] = sandbox.url
+    os.environ["CONDUCTOR_API_KEY"] = sandbox.api_key
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    httpx.post(f"{sandbox.url}/_sandbox/reset")
+    state = stack.up(args.workers, lambda line: None, sqlite=name == "sqlite")
+    try:
+        settings = PrefectSettings(api_url=state.api_url)
+        parameters = json.loads(
+            deployment_parameters(EXAMPLES / "job.yaml", scene=EXAMPLES / "scene_export.json")
+        )
+        transport = Counting()
+        latencies: list[float] = []
+        failures: list[str] = []
+        run_ids: dict[str, set[str]] = {}
+        lock = threading.Lock()
+        killed = threading.Event()
+
+        def host(number: int) -> None:
+            for press in range(number, args.presses, args.hosts):
+                key = f"{name}-press-{press}"
+                body = {**parameters, "options": {"submission_key": key, "poll_seconds": 0.5}}
+                for _ in range(2):  # a double click
+                    began = time.perf_counter()
+                    try:
+                        link = start_flow_run(
+                            body, idempotency_key=key, settings=settings, transport=transport
+                        )
+                    except PrefectError as error:
+                        with lock:
+                            failures.append(str(error))
+                        continue
+                    with lock:
+                        latencies.append(time.perf_counter() - began)
+                        run_ids.setdefault(key, set()).add(link.id)
+                if press >= args.presses // 2 and name == "postgres" and not killed.is_set():
+                    killed.set()
+                    os.kill(state.worker_pids[0], signal.SIGKILL)  # the worker, not its runs
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=args.hosts) as pool:
+            list(pool.map(host, range(args.hosts)))
+        runs = wait_for_runs(state.api_url, args.timeout)
+        ended = time.monotonic()
+        jobs = httpx.get(f"{sandbox.url}/_sandbox/state", timeout=60).json()
+        ids = [job["metadata"][SUBMISSION_METADATA_KEY] for job in jobs["jobs"]]
+        completed = [r for r in runs if r["state_type"] == "COMPLETED"]
+        keys_done = {r["parameters"]["options"]["submission_key"] for r in completed}
+        return {
+            "presses (x2 clicks)": args.presses,
+            "duplicate flow runs": sum(len(v) - 1 for v in run_ids.values()),
+            "duplicate jobs": len(ids) - len(set(ids)),
+            "lost submissions": args.presses - len(keys_done),
+            "Submit p50 (s)": round(percentile(latencies, 0.50), 3),
+            "Submit p95 (s)": round(percentile(latencies, 0.95), 3),
+            "503s met (retried)": transport.unavailable,
+            "Submit failures": len(failures),
+            "runs not completed": len(runs) - len(completed),
+            "runs completed / min": round(len(completed) / ((ended - started) / 60), 1),
+            "max concurrent POST jobs/": jobs["in_flight"]["job_posts"]["max"],
+            "job-post limit": args.job_post_limit,
+            "worker killed midway": "yes" if killed.is_set() else "no",
+            "failures": _reasons(failures),
+        }
+    finally:
+        stack.down(lambda line: None)
+        cluster = Cluster.for_home(home / "studio")
+        if cluster.run_as:  # as root the cluster lives outside the temporary folder
+            shutil.rmtree(cluster.data_dir, ignore_errors=True)
+            cluster.log_file.unlink(missing_ok=True)
+
+
+def _reasons(failures: list[str]) -> dict[str, int]:
+    """Each distinct failure (its first 90 characters) and how often it happened."""
+    counts: dict[str, int] = {}
+    for failure in failures:
+        counts[failure[:90]] = counts.get(failure[:90], 0) + 1
+    return counts
+
+
+def wait_for_runs(api_url: str, timeout: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs: list[dict[str, Any]] = httpx.post(
+            f"{api_url}/flow_runs/filter", json={}, timeout=60
+        ).json()
+        if all(r["state_type"] in FINAL for r in runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presses", type=int, default=100)
+    parser.add_argument("--hosts", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--job-post-limit", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--only", choices=["postgres", "sqlite"], default=None)
+    args = parser.parse_args()
+    names = [args.only] if args.only else ["postgres", "sqlite"]
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        SandboxServer(Path(tmp) / "sandbox", task_seconds=0.05) as sb,
+    ):
+        results = {name: storm(name, args, sb, Path(tmp)) for name in names}
+    print(f"{args.presses} presses from {args.hosts} hosts, {args.workers} workers")
+    print(f"{'':28}" + "".join(f"{name:>12}" for name in names))
+    for row in results[names[0]]:
+        if row != "failures":
+            print(f"{row:28}" + "".join(f"{results[n][row]!s:>12}" for n in names))
+    for name in names:
+        for reason, count in results[name]["failures"].items():
+            print(f"{name} failure x{count}: {reason}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""The studio commands without PostgreSQL: what is said when nothing runs or is missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.studio import postgres
+
+
+def studio(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PREFECT_CONDUCTOR_HOME": str(home)}
+    command = [sys.executable, "-c", "from prefect_conductor.cli import main; main()", "studio"]
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+def test_status_and_down_when_nothing_runs(tmp_path: Path) -> None:
+    assert studio("status", home=tmp_path).stdout.strip() == "studio: not running"
+    stopped = studio("down", home=tmp_path)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.strip() == "studio down: nothing left running"
+
+
+def test_without_postgresql_the_error_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "POSTGRES_ROOT", tmp_path)
+    with pytest.raises(UserError) as raised:
+        postgres.binaries()
+    assert str(raised.value) == (
+        f"PostgreSQL: no initdb under {tmp_path}/<version>/bin;"
+        " install Debian's package: apt-get install -y postgresql"
+    )
+
+
+def test_the_newest_postgresql_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for version in ("9", "15", "13"):
+        (tmp_path / version / "bin").mkdir(parents=True)
+        (tmp_path / version / "bin" / "initdb").write_text("")
+    monkeypatch.setattr(postgres, "POSTGRES_ROOT", tmp_path)
+    assert postgres.binaries() == tmp_path / "15" / "bin"

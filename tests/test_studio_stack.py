@@ -1,0 +1,124 @@
+"""The studio stack end to end: PostgreSQL, a Prefect server on it, 4 workers (issue 12).
+
+``prefect-conductor studio up`` on loopback, then 20 artists press Submit at once, each twice (a
+double click), as the host does: ``POST deployments/<id>/create_flow_run`` with the press's
+idempotency key. Every press must make exactly one flow run and each run one scout and one full
+job; the sandbox never serves more job posts at once than the studio-wide limit; ``studio down``
+leaves nothing running. Needs Debian's ``postgresql`` package (.ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from prefect_conductor.conductor_cloud.status import SUBMISSION_METADATA_KEY
+from prefect_conductor.deployment_params import deployment_parameters
+from prefect_conductor.sandbox.handle import SandboxHandle
+from prefect_conductor.studio.postgres import POSTGRES_ROOT, Cluster
+from tests.scenes import EXAMPLES
+
+PRESSES = 20
+WORKERS = 4
+JOB_POST_LIMIT = 2
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def studio(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", "from prefect_conductor.cli import main; main()", "studio"]
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def press(api_url: str, deployment_id: str, parameters: dict[str, Any], key: str) -> str:
+    """One Submit press, as the host sends it; the flow run's id."""
+    body = {"parameters": parameters, "idempotency_key": key, "tags": ["host:jobs"]}
+    with httpx.Client(base_url=api_url + "/", timeout=60.0) as http:
+        response = http.post(f"deployments/{deployment_id}/create_flow_run", json=body)
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+@pytest.mark.studio
+def test_twenty_artists_submit_through_the_postgres_stack_without_duplicates(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    assert list(POSTGRES_ROOT.glob("*/bin/initdb")), "apt-get install -y postgresql (.ci/run does)"
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "PREFECT_CONDUCTOR_HOME": str(home),
+        "CONDUCTOR_URL": sandbox.url,
+        "CONDUCTOR_API_KEY": sandbox.api_key,
+        "PREFECT_CONDUCTOR_JOB_POST_LIMIT": str(JOB_POST_LIMIT),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    started = studio("up", "--workers", str(WORKERS), env=env)
+    state: dict[str, Any] = {}
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "PREFECT_API_URL=" in started.stdout
+        state = json.loads((home / "studio" / "state.json").read_text())
+        assert "password" not in json.dumps(state) and "postgresql" not in started.stdout
+        api_url = state["api_url"]
+        with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
+            deployment = http.get("deployments/name/render-submit/conductor").json()
+        parameters = json.loads(
+            deployment_parameters(EXAMPLES / "job.yaml", scene=EXAMPLES / "scene_export.json")
+        )
+        presses = []
+        for n in range(PRESSES):
+            options = {"submission_key": f"press-{n}", "poll_seconds": 0.2}
+            presses.extend([(n, {**parameters, "options": options})] * 2)  # a double click
+        with ThreadPoolExecutor(max_workers=PRESSES) as pool:
+            run_ids = list(
+                pool.map(
+                    lambda item: press(api_url, deployment["id"], item[1], f"press-{item[0]}"),
+                    presses,
+                )
+            )
+        assert len(set(run_ids)) == PRESSES  # each double click made one flow run
+        deadline = time.monotonic() + 900
+        while True:
+            with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
+                body = {"deployments": {"id": {"any_": [deployment["id"]]}}}
+                runs = http.post("flow_runs/filter", json=body).json()
+            if all(run["state_type"] in FINAL for run in runs) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert len(runs) == PRESSES
+        assert sorted(run["state_type"] for run in runs) == ["COMPLETED"] * PRESSES
+        jobs = sandbox.jobs()
+        ids = sorted(job["metadata"][SUBMISSION_METADATA_KEY] for job in jobs)
+        expected = sorted(f"press-{n}:{step}" for n in range(PRESSES) for step in ("scout", "full"))
+        assert ids == expected  # 0 duplicate jobs, 0 lost submissions
+        assert 1 <= sandbox.state()["in_flight"]["job_posts"]["max"] <= JOB_POST_LIMIT
+    finally:
+        stopped = studio("down", env=env)
+        cluster = Cluster.for_home(home / "studio")
+        if cluster.run_as:  # root's clusters live outside tmp_path
+            shutil.rmtree(cluster.data_dir, ignore_errors=True)
+            cluster.log_file.unlink(missing_ok=True)
+    assert stopped.returncode == 0, stopped.stderr
+    pids = [state.get("server_pid", 0), *state.get("worker_pids", [])]
+    assert not [pid for pid in pids if pid and _alive(pid)]
+    assert not (home / "studio" / "state.json").exists()
