@@ -145,11 +145,14 @@ def render_submit(
                 bodies["scout"], f"{key}:scout", "scout", options, wait_for=[entries]
             )
             submitted["scout"] = scout
+            waited: list[Any] = [scout]
             if can_suspend():
                 await_job(scout.jid, options, options.scout_timeout_minutes)
             else:
-                wait_for_tasks(scout.jid, options, wait_for=[scout])
-            counts = job_finished(scout.jid, "scout", _title(bodies["scout"]), options)
+                waited = [wait_for_tasks(scout.jid, options, wait_for=[scout])]
+            counts = job_finished(
+                scout.jid, "scout", _title(bodies["scout"]), options, wait_for=waited
+            )
             before_full = [scout, counts]
             summary = f"{counts['success']} of {counts['total']} tasks rendered"
             if job.approval == "manual" and "full" in bodies:

@@ -25,7 +25,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.client.orchestration import get_client
-from prefect.context import TaskRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
 
@@ -70,7 +70,8 @@ def counts(states: list[TaskState]) -> dict[str, int]:
 
 def can_suspend() -> bool:
     """Whether this run can be started again after a suspend: only a deployment's run can."""
-    return flow_run.deployment_id is not None
+    context = FlowRunContext.get()
+    return bool(context and context.flow_run and context.flow_run.deployment_id)
 
 
 def _retag(add: set[str], drop_prefixes: tuple[str, ...]) -> None:
