@@ -21,6 +21,8 @@ not repeat it), ``conductor.scouts.finished`` and ``conductor.job.finished`` fro
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from prefect import get_run_logger, task
@@ -48,13 +50,16 @@ JID_TAG_PREFIX = "conductor-jid:"
 
 
 def resume_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """One cache entry per (flow run, task, call number): a resumed run's re-run finds it.
+    """One cache entry per (flow run, task, plain arguments): a resumed run's re-run finds it.
 
-    Keyed on the call, not the inputs, so a task whose inputs do not hash (paths, models) is
-    still found; a new flow run (a new id) never re-uses another run's results.
+    Prefect's own call number (``dynamic_key``) is a fresh uuid on every run of the flow
+    function, and models and paths do not always hash; the plain arguments (the submission id,
+    the step, the job id) tell apart the calls of one task within a run. A new flow run (a new
+    id) never re-uses another run's results.
     """
-    run = context.task_run
-    return f"resume-{run.flow_run_id}-{context.task.name}-{run.dynamic_key}"
+    plain = {k: v for k, v in sorted(parameters.items()) if isinstance(v, str | int | float | bool)}
+    digest = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
+    return f"resume-{context.task_run.flow_run_id}-{context.task.name}-{digest}"
 
 
 RESUMABLE: dict[str, Any] = {"cache_key_fn": resume_key, "persist_result": True}
