@@ -79,6 +79,18 @@ def wait_for(api: httpx.Client, ids: list[str], done: Any, timeout: float) -> di
         time.sleep(2)
 
 
+def post(api: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST, again after a 503 (SQLite busy under the worker's and watcher's calls)."""
+    for _ in range(30):
+        answer = api.post(path, json=body)
+        if answer.status_code != 503:
+            result: dict[str, Any] = answer.raise_for_status().json()
+            return result
+        time.sleep(1)
+    answer.raise_for_status()
+    raise RuntimeError(f"{path}: 503 for 30 s")
+
+
 def is_jobs(path: str) -> bool:
     return path.rstrip("/").endswith("jobs")
 
@@ -140,12 +152,9 @@ def main() -> None:
                     "options": {"poll_seconds": 1},
                 }
                 started = time.monotonic()
+                create = f"/deployments/{deployment['id']}/create_flow_run"
                 ids = [
-                    api.post(
-                        f"/deployments/{deployment['id']}/create_flow_run",
-                        json={"parameters": parameters},
-                    ).json()["id"]
-                    for _ in range(args.runs)
+                    post(api, create, {"parameters": parameters})["id"] for _ in range(args.runs)
                 ]
                 seen = wait_for(api, ids, lambda s: s == "PAUSED/Suspended", args.timeout)
                 waited = time.monotonic() - started
