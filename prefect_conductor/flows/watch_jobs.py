@@ -95,15 +95,30 @@ def finished_jobs(listing: Iterable[dict[str, Any]]) -> set[str]:
 
 
 def due(waiting: list[Waiting]) -> tuple[list[Waiting], int]:
-    """The waiting runs whose jobs finished, and how many Conductor listings that took."""
+    """The waiting runs whose jobs finished, and how many Conductor listings that took.
+
+    An account whose listing fails (unreachable, refused, a missing credentials block) is logged
+    and asked again next pass; the other accounts' runs are still resumed.
+    """
     groups: dict[tuple[str, str], list[Waiting]] = defaultdict(list)
     for item in waiting:
         groups[(item.options.conductor_url, item.options.credentials_block)].append(item)
     ready: list[Waiting] = []
-    for items in groups.values():
+    for (url, block), items in groups.items():
         numbers = [int(item.jid) for item in items]
-        with client_for(items[0].options) as conductor:
-            done = finished_jobs(conductor.list_jobs(min(numbers), max(numbers)))
+        try:
+            with client_for(items[0].options) as conductor:
+                done = finished_jobs(conductor.list_jobs(min(numbers), max(numbers)))
+        except SubmitterError as error:
+            get_run_logger().warning(
+                "job listing for %d run(s) (conductor_url %r, credentials_block %r) failed,"
+                " asking again next pass: %s",
+                len(items),
+                url,
+                block,
+                error,
+            )
+            continue
         ready.extend(item for item in items if item.jid in done)
     return ready, len(groups)
 
@@ -116,13 +131,7 @@ def watch_jobs() -> dict[str, Any]:
         waiting = list(waiting_runs(client))
         if not waiting:
             return {"waiting": 0, "listings": 0, "resumed": []}
-        try:
-            ready, listings = due(waiting)
-        except (
-            SubmitterError
-        ) as error:  # Conductor unreachable or refusing: the next pass asks again
-            logger.warning("Conductor's job listing failed, trying again next pass: %s", error)
-            return {"waiting": len(waiting), "listings": 0, "resumed": []}
+        ready, listings = due(waiting)
         resumed = []
         for item in ready:
             answer = client.resume_flow_run(item.run_id)
