@@ -23,6 +23,7 @@ from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.host_scenes import build_shot
 from tests.host_standin.fixtures import standin_environment
 from tests.processes import stop
+from tests.test_waiting import watch_once
 
 REPO = Path(__file__).resolve().parent.parent
 POOL = "render-submit-pool"
@@ -137,6 +138,8 @@ def test_submit_in_the_host_runs_on_a_worker_and_submits_scout_then_full(
             state = answer.json()["state"]["type"]
             if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 break
+            if answer.json()["state"]["name"] == "Suspended":  # waiting on Conductor
+                watch_once(prefect_server)  # a pass of the watch-jobs deployment
             time.sleep(1)
         run = api.get(f"/flow_runs/{run_id}").json()
     assert state == "COMPLETED", run["state"]

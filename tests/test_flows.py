@@ -152,7 +152,8 @@ def test_the_task_graph_is_the_pipeline_in_order(conductor_env: SandboxHandle) -
     assert "chunk-frames" in graph["upload-assets"]
     assert "upload-assets" in graph["scout-submit"]
     assert "scout-submit" in graph["wait-for-tasks"]
-    assert "wait-for-tasks" in graph["full-submit"]
+    assert "wait-for-tasks" in graph["job-finished"]
+    assert "job-finished" in graph["full-submit"]
 
 
 def test_the_payload_artifact_is_a_table_people_read(conductor_env: SandboxHandle) -> None:

@@ -118,3 +118,17 @@ class RunOptions(BaseModel):
     submitted_by: str = Field(
         default="", max_length=128, description="Who pressed Submit (shown as the job owner)."
     )
+    follow: bool | None = Field(
+        default=None,
+        description=(
+            "After the full job is posted, wait for it to render, download its frames into the"
+            " job's output folder and check them. Empty: yes when a worker runs the deployment"
+            " (the run waits suspended, holding no process), no for a local run."
+        ),
+    )
+    render_timeout_minutes: int = Field(
+        default=10_080,
+        ge=1,
+        le=43_200,
+        description="When following, stop waiting for the full job's tasks after this long.",
+    )

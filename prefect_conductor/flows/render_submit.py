@@ -1,7 +1,8 @@
 """render_submit: a ConductorJob in, one scout job and one full job on Conductor out.
 
 export_scene -> fetch_catalog -> validate -> resolve_packages -> chunk_frames -> upload_assets
--> scout_submit -> wait for the scouts -> approve -> full_submit. Each step is a task in the
+-> scout_submit -> wait for the scouts -> approve -> full_submit -> (follow: wait for the job ->
+download and check its frames). Each step is a task in the
 Prefect UI with its own retries (none for validation) and does its own step's work on the previous
 step's result, so the run's graph is this chain; the ConductorJob is a typed parameter, so the
 UI's Run form shows every field with its description.
@@ -15,6 +16,12 @@ No duplicate jobs: each job carries the submission id ``<submission key>:<step>`
 ``options.submission_key`` or this flow run's id), which the client looks up before posting. A
 retried step, a retried flow run and a second run with the same key all find the job already
 posted.
+
+Waiting holds no process when a worker runs the deployment: the run suspends until the
+``watch-jobs`` deployment sees the job finished and resumes it (``tasks/follow.py``); the re-run
+re-uses every earlier step's persisted result, so nothing is uploaded or posted twice. A local run
+(no deployment) polls in its own process. Events: ``conductor.job.submitted``,
+``conductor.scouts.finished``, ``conductor.job.finished``, ``conductor.outputs.downloaded``.
 
 No ``from __future__ import annotations`` here: Prefect resolves the parameter models from the
 annotations when it builds the form and when a worker loads the flow (research/prefect-notes.md).
@@ -42,8 +49,11 @@ from prefect_conductor.conductor_cloud.submission import (
 from prefect_conductor.conductor_cloud.uploads import hash_files
 from prefect_conductor.tasks.approve import ask_for_approval, cancel_after_timeout
 from prefect_conductor.tasks.chunk_frames import chunk_frames
+from prefect_conductor.tasks.download import download_job_outputs
 from prefect_conductor.tasks.export_scene import export_scene
 from prefect_conductor.tasks.fetch_catalog import fetch_catalog
+from prefect_conductor.tasks.follow import RESUMABLE, await_job, can_suspend, job_finished
+from prefect_conductor.tasks.job_events import OUTPUTS_DOWNLOADED, emit_job_event
 from prefect_conductor.tasks.resolve_packages import resolve_packages
 from prefect_conductor.tasks.submit import full_submit, scout_submit, wait_for_tasks
 from prefect_conductor.tasks.upload_assets import upload_assets
@@ -93,14 +103,17 @@ def render_submit(
     """
     logger = get_run_logger()
     tag_this_run(run_tags(job))
+    # A run that can suspend is started again from the top when resumed: every step before a
+    # wait re-uses its persisted result instead of running (and posting) again.
+    kept = _resumable if can_suspend() else _as_is
     with tags(*run_tags(job)):
         # Each step takes the previous step's result (or waits for it), so the run's graph is the
         # pipeline in order and a retried step redoes its own work.
-        exported = export_scene(scene, options.staging_dir, job.title)
-        catalog = fetch_catalog(options, wait_for=[exported])
-        checked: Checked = validate(job, exported, catalog)
-        packages: Packages = resolve_packages(checked, catalog)
-        planned: Planned = chunk_frames(checked, wait_for=[packages])
+        exported = kept(export_scene)(scene, options.staging_dir, job.title)
+        catalog = kept(fetch_catalog)(options, wait_for=[exported])
+        checked: Checked = kept(validate)(job, exported, catalog)
+        packages: Packages = kept(resolve_packages)(checked, catalog)
+        planned: Planned = kept(chunk_frames)(checked, wait_for=[packages])
         prepared = assemble(checked, packages, planned)
         info = planned.plan.info
         owner = options.submitted_by or None
@@ -118,7 +131,7 @@ def render_submit(
             )
             logger.info("Preview only: nothing was uploaded or submitted")
             return {"preview": True, "info": info, "payloads": bodies}
-        entries: list[UploadEntry] = upload_assets(
+        entries: list[UploadEntry] = kept(upload_assets)(
             prepared.files, job.project, options, wait_for=[planned]
         )
         bodies = payloads(prepared, entries, owner=owner, submission_key=key, flow_run_id=run_id)
@@ -128,13 +141,20 @@ def render_submit(
         submitted: dict[str, Any] = {}
         before_full: list[Any] = [entries]
         if "scout" in bodies:
-            scout = scout_submit(
+            scout = kept(scout_submit)(
                 bodies["scout"], f"{key}:scout", "scout", options, wait_for=[entries]
             )
             submitted["scout"] = scout
-            counts = wait_for_tasks(scout.jid, options, wait_for=[scout])
+            waited: list[Any] = [scout]
+            if can_suspend():
+                await_job(scout.jid, options, options.scout_timeout_minutes)
+            else:
+                waited = [wait_for_tasks(scout.jid, options, wait_for=[scout])]
+            counts = job_finished(
+                scout.jid, "scout", _title(bodies["scout"]), options, wait_for=waited
+            )
             before_full = [scout, counts]
-            summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            summary = f"{counts['success']} of {counts['total']} tasks rendered"
             if job.approval == "manual" and "full" in bodies:
                 answer = ask_for_approval(job, summary, options.poll_seconds)
                 if answer is None:
@@ -151,16 +171,55 @@ def render_submit(
                         submitted,
                     )
         if "full" in bodies:
-            submitted["full"] = full_submit(
+            submitted["full"] = kept(full_submit)(
                 bodies["full"], f"{key}:full", "full", options, wait_for=before_full
             )
-        result = {
+        result: dict[str, Any] = {
             "preview": False,
             "info": info,
             "jobs": {step: {"jid": j.jid, "url": j.dashboard_url} for step, j in submitted.items()},
         }
         logger.info("Submitted: %s", result["jobs"])
+        follow = options.follow if options.follow is not None else can_suspend()
+        if follow and "full" in submitted:
+            result["outputs"] = _follow(
+                submitted["full"].jid, _title(bodies["full"]), scene, options
+            )
         return result
+
+
+def _follow(jid: str, title: str, scene: SceneSource, options: RunOptions) -> dict[str, Any]:
+    """Wait for the full job (suspended when deployed), then download and check its frames.
+
+    The frame check needs the scene export file, so it runs for an ``export_path`` scene; a
+    failed task ends the run Failed naming the job, the tasks and their frames (log tails in the
+    run's logs).
+    """
+    await_job(jid, options, options.render_timeout_minutes)
+    job_finished(jid, "full", title, options)
+    outputs = download_job_outputs(
+        jid, None, scene.export_path or None, [], 0.0, options.poll_seconds, options
+    )
+    emit_job_event(
+        OUTPUTS_DOWNLOADED,
+        jid,
+        title,
+        {k: outputs[k] for k in ("output_folder", "files", "bytes", "frames")},
+    )
+    return outputs
+
+
+def _title(body: dict[str, Any]) -> str:
+    return str(body.get("job_title") or "")
+
+
+def _resumable(step: Any) -> Any:
+    """The task with its result persisted and cached for this flow run (``follow.RESUMABLE``)."""
+    return step.with_options(**RESUMABLE)
+
+
+def _as_is(step: Any) -> Any:
+    return step
 
 
 def _stopped(message: str, submitted: dict[str, Any]) -> State:

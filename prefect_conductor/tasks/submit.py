@@ -30,6 +30,7 @@ from prefect_conductor.conductor_cloud.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.status import TaskStatus
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 from prefect_conductor.tasks.conductor_limits import conductor_slot
+from prefect_conductor.tasks.job_events import JOB_SUBMITTED, emit_job_event
 from prefect_conductor.tasks.submission_lock import submission_lock
 
 MAX_POLL_SECONDS = 60.0
@@ -67,6 +68,12 @@ def submit_job(
         link_text=f"{step} job {job.jid}",
         key=f"{step}-job",
         description=f"The {step} job on the Conductor dashboard",
+    )
+    emit_job_event(
+        JOB_SUBMITTED,
+        job.jid,
+        str(payload.get("job_title") or job.jid),
+        {"step": step, "created": job.created, "url": job.dashboard_url},
     )
     return job
 

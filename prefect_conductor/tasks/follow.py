@@ -1,0 +1,155 @@
+"""Follow a posted job until its tasks finish, holding no process while Conductor renders.
+
+A run that comes from a deployment (a worker started it) *suspends*: it tags itself
+``conductor-waiting`` and ``conductor-jid:<jid>`` and calls ``suspend_flow_run``, so its process
+exits and the worker's slot is free. The ``watch-jobs`` deployment (``flows/watch_jobs.py``) lists
+every job in flight with one Conductor call per interval and resumes the runs whose jobs have
+finished; the worker then starts the run again from the top. Every task before the wait is
+cached on (flow run, task, call number) with its result persisted (:data:`RESUMABLE`), so the
+re-run re-uses the exports, uploads and job ids and posts nothing twice (the client's
+submission-id lookup stays as the second guard).
+
+A run without a deployment (``prefect-conductor submit`` on the local server, tests on the
+ephemeral backend) cannot be suspended (Prefect needs a deployment to start it again), so it polls
+in its own process instead, as before.
+
+Events (the job as resource ``conductor.job.<jid>``, named by the job's title, the flow run as
+the related resource): ``conductor.job.submitted`` from the submit task (so a cached re-run does
+not repeat it), ``conductor.scouts.finished`` and ``conductor.job.finished`` from
+:func:`job_finished` with the success/failed counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.flow_runs import suspend_flow_run
+from prefect.runtime import flow_run
+
+from prefect_conductor.conductor_cloud.frames import FrameList, parse_frame_spec
+from prefect_conductor.conductor_cloud.job_outputs import (
+    TaskState,
+    task_states,
+    wait_for_tasks,
+)
+from prefect_conductor.conductor_cloud.run_parameters import RunOptions
+from prefect_conductor.conductor_cloud.status import TaskStatus
+from prefect_conductor.tasks.common import client_for, never_retry_user_errors
+from prefect_conductor.tasks.job_events import JOB_FINISHED, SCOUTS_FINISHED, emit_job_event
+from prefect_conductor.tasks.submit import ScoutFailed
+
+WAITING_TAG = "conductor-waiting"
+"""The tag of a run suspended until a Conductor job finishes (what the watcher looks for)."""
+JID_TAG_PREFIX = "conductor-jid:"
+"""``conductor-jid:<jid>``: the job a suspended run waits for."""
+
+
+def resume_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """One cache entry per (flow run, task, plain arguments): a resumed run's re-run finds it.
+
+    Prefect's own call number (``dynamic_key``) is a fresh uuid on every run of the flow
+    function, and models and paths do not always hash; the plain arguments (the submission id,
+    the step, the job id) tell apart the calls of one task within a run. A new flow run (a new
+    id) never re-uses another run's results.
+    """
+    plain = {k: v for k, v in sorted(parameters.items()) if isinstance(v, str | int | float | bool)}
+    digest = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
+    return f"resume-{context.task_run.flow_run_id}-{context.task.name}-{digest}"
+
+
+RESUMABLE: dict[str, Any] = {"cache_key_fn": resume_key, "persist_result": True}
+"""``task.with_options(**RESUMABLE)`` for every task a suspended run passes before its wait."""
+
+
+def counts(states: list[TaskState]) -> dict[str, int]:
+    """``{"success": n, "failed": n, "total": n}``: failed counts failed and killed tasks."""
+    success = sum(1 for s in states if s.status.succeeded)
+    failed = sum(1 for s in states if s.status in (TaskStatus.FAILED, TaskStatus.KILLED))
+    return {"success": success, "failed": failed, "total": len(states)}
+
+
+def can_suspend() -> bool:
+    """Whether this run can be started again after a suspend: only a deployment's run can."""
+    context = FlowRunContext.get()
+    return bool(context and context.flow_run and context.flow_run.deployment_id)
+
+
+def _retag(add: set[str], drop_prefixes: tuple[str, ...]) -> None:
+    """Update this run's tags: drop those starting with ``drop_prefixes``, then add ``add``."""
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run.id)
+        kept = {t for t in run.tags if not t.startswith(drop_prefixes)}
+        if kept | add != set(run.tags):
+            client.update_flow_run(run.id, tags=sorted(kept | add))
+
+
+def _next_key(jid: str) -> str:
+    """A pause key this run has not used: a second suspend on the same job must not be refused
+    as "already resumed" (Prefect turns a reused key into a no-op)."""
+    with get_client(sync_client=True) as client:
+        used = client.read_flow_run(flow_run.id).empirical_policy.pause_keys or set()
+    prefix = f"conductor-{jid}-"
+    return f"{prefix}{sum(1 for k in used if str(k).startswith(prefix))}"
+
+
+def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> None:
+    """Return once every task of job ``jid`` has finished.
+
+    From a deployment: look once; if tasks are still open, tag the run and suspend it (the
+    process exits here; the watcher resumes the run and the re-run comes back to this call).
+    Without one: poll in this process with backoff until ``timeout_minutes``.
+    """
+    logger = get_run_logger()
+    if not can_suspend():
+        with client_for(options) as client:
+            wait_for_tasks(
+                client,
+                jid,
+                poll_seconds=options.poll_seconds,
+                timeout_seconds=timeout_minutes * 60.0,
+            )
+        return
+    with client_for(options) as client:
+        states = task_states(client, jid)
+    if all(s.status.finished for s in states):
+        _retag(set(), (WAITING_TAG, JID_TAG_PREFIX))
+        return
+    _retag({WAITING_TAG, f"{JID_TAG_PREFIX}{jid}"}, (JID_TAG_PREFIX,))
+    logger.info(
+        "job %s: %d of %d tasks still open; suspending until it finishes (no process is held)",
+        jid,
+        sum(1 for s in states if not s.status.finished),
+        len(states),
+    )
+    suspend_flow_run(timeout=timeout_minutes * 60, key=_next_key(jid))
+
+
+@task(name="job-finished", retries=2, retry_delay_seconds=[5, 30],
+      retry_condition_fn=never_retry_user_errors, **RESUMABLE)  # fmt: skip
+def job_finished(jid: str, step: str, title: str, options: RunOptions) -> dict[str, int]:
+    """Count the finished job's tasks and tell the pipeline; failed scouts stop the run.
+
+    Cached for the run, so a later resume does not emit the event again.
+    """
+    with client_for(options) as client:
+        states = task_states(client, jid)
+    tally = counts(states)
+    event = SCOUTS_FINISHED if step == "scout" else JOB_FINISHED
+    emit_job_event(event, jid, title, {"step": step, **tally})
+    get_run_logger().info("%s job %s finished: %s", step, jid, tally)
+    if step == "scout" and tally["failed"]:
+        bad = [s for s in states if not s.status.succeeded]
+        frames = FrameList.from_iterable(
+            f for s in bad if s.frames for f in parse_frame_spec(s.frames)
+        )
+        named = f"frames {frames}" if frames else "tasks " + ", ".join(s.tid for s in bad)
+        raise ScoutFailed(
+            f"scout job {jid}: {len(bad)} task(s) failed, {named}; the remaining frames were not"
+            " submitted"
+        )
+    return tally

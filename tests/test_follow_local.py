@@ -1,0 +1,60 @@
+"""A local run (no deployment) that follows its job: it polls in its own process, downloads and
+checks the frames, and a failed task ends it Failed in one line naming the job and frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from prefect_conductor.conductor_cloud.job_outputs import TasksFailed
+from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
+from prefect_conductor.flows.render_submit import render_submit
+from prefect_conductor.sandbox.handle import SandboxHandle
+from tests.scenes import make_job, make_scene
+
+pytestmark = pytest.mark.usefixtures("prefect_backend")
+
+FOLLOW = RunOptions(poll_seconds=0.05, follow=True)
+
+
+def scene_on_disk(root: Path, sandbox: SandboxHandle) -> SceneSource:
+    """A scene export under ``root``; the stand-in renderer writes its images' Save As."""
+    scene_file = root / "shot" / "scene_export.json"
+    scene_file.parent.mkdir(parents=True)
+    scene = make_scene(scene_file.parent)
+    scene_file.write_text(scene.model_dump_json())
+    sandbox.config(task_seconds=0.05, save_as={i.path: i.save_as for i in scene.images})
+    return SceneSource(export_path=str(scene_file))
+
+
+def test_a_local_run_follows_the_job_to_its_frames(
+    conductor_env: SandboxHandle, tmp_path: Path
+) -> None:
+    scene = scene_on_disk(tmp_path, conductor_env)
+    result: dict[str, Any] = render_submit(job=make_job(), scene=scene, options=FOLLOW)
+    outputs = result["outputs"]
+    assert outputs["jid"] == result["jobs"]["full"]["jid"]
+    assert outputs["files"] == 12  # frames 1-2, 5-6, 9-10 of each of two images
+    assert Path(outputs["output_folder"]).is_dir()
+    assert len(conductor_env.jobs()) == 2
+
+
+def test_a_local_run_does_not_follow_unless_asked(
+    conductor_env: SandboxHandle, tmp_path: Path
+) -> None:
+    scene = scene_on_disk(tmp_path, conductor_env)
+    options = RunOptions(poll_seconds=0.05)
+    result: dict[str, Any] = render_submit(job=make_job(), scene=scene, options=options)
+    assert "outputs" not in result
+
+
+def test_a_failed_task_of_the_full_job_fails_the_run_naming_it(
+    conductor_env: SandboxHandle, tmp_path: Path
+) -> None:
+    scene = scene_on_disk(tmp_path, conductor_env)
+    conductor_env.config(fail_frames=[5])
+    with pytest.raises(TasksFailed, match=r"tasks did not render: .* failed \(frames 5-6\)"):
+        render_submit(job=make_job(), scene=scene, options=FOLLOW)
+    assert len(conductor_env.jobs()) == 2

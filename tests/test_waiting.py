@@ -1,0 +1,204 @@
+"""End to end: a deployed render run waits on Conductor holding no process, and is followed.
+
+A real Prefect server and process worker on loopback, the deployments from
+deployments/prefect.yaml (the watcher's schedule paused: the test runs each watcher pass itself,
+so no scheduled run's process is counted). The run posts its scout job and suspends: while it is
+Suspended the worker has no child process. The watcher resumes it once the scouts rendered; the
+re-run re-uses the persisted steps (one scout job, one full job, two POSTs in all), suspends again
+on the full job, is resumed, downloads and checks the frames, and completes. The pipeline's events
+are read back from the server's event feed, each naming the job and the flow run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from prefect_conductor.sandbox.handle import SandboxHandle
+from tests.processes import stop
+from tests.scenes import make_job, make_scene
+
+REPO = Path(__file__).resolve().parent.parent
+POOL = "render-submit-pool"
+
+pytestmark = pytest.mark.e2e
+
+
+def prefect_cli(api: str, *args: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "prefect", *args],
+        cwd=REPO,
+        env={**os.environ, "PREFECT_API_URL": api},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc), children first."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found += [child, *descendants(child)]
+    return found
+
+
+@pytest.fixture
+def worker(prefect_server: str, sandbox: SandboxHandle, tmp_path: Path) -> Iterator[int]:
+    """A process worker on the deployed pool; yields its pid."""
+    prefect_cli(prefect_server, "work-pool", "create", POOL, "--type", "process", "--overwrite")
+    prefect_cli(
+        prefect_server,
+        "--no-prompt",
+        "deploy",
+        "--prefect-file",
+        "deployments/prefect.yaml",
+        "--all",
+    )
+    with httpx.Client(base_url=prefect_server, timeout=30) as api:
+        watcher = api.get("/deployments/name/watch-jobs/conductor").raise_for_status().json()
+        api.patch(f"/deployments/{watcher['id']}", json={"paused": True}).raise_for_status()
+    log = (tmp_path / "worker.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "PREFECT_API_URL": prefect_server,
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+            "CONDUCTOR_URL": sandbox.url,
+            "CONDUCTOR_API_KEY": sandbox.api_key,
+            "PREFECT_CONDUCTOR_HOME": str(tmp_path / "worker-home"),
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield process.pid
+    finally:
+        stop(process, 20)
+        log.close()
+
+
+def read_run(api: httpx.Client, run_id: str) -> dict[str, Any] | None:
+    answer = api.get(f"/flow_runs/{run_id}")
+    return answer.json() if answer.status_code == 200 else None  # 503 when SQLite is busy
+
+
+def watch_once(server: str) -> dict[str, Any]:
+    """One pass of the watcher, in this process, against the test's server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from prefect_conductor.flows.watch_jobs import watch_jobs
+
+    with temporary_settings({PREFECT_API_URL: server}):
+        result: dict[str, Any] = watch_jobs()
+    return result
+
+
+def events(server: str, name: str, jid: str) -> list[dict[str, Any]]:
+    """The events called ``name`` about job ``jid`` in the server's feed (waits up to 60 s)."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    wanted = EventFilter(
+        event=EventNameFilter(name=[name]),
+        resource=EventResourceFilter(id=[f"conductor.job.{jid}"]),
+    )
+    give_up = time.monotonic() + 60
+    with temporary_settings({PREFECT_API_URL: server}), get_client(sync_client=True) as api:
+        while True:
+            page = api.read_events(filter=wanted, limit=50)
+            found = [e.model_dump(mode="json") for e in page.events]
+            if found or time.monotonic() > give_up:
+                return found
+            time.sleep(0.5)
+
+
+def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
+    prefect_server: str, conductor_env: SandboxHandle, worker: int, tmp_path: Path
+) -> None:
+    scene_file = tmp_path / "shot" / "scene_export.json"
+    scene_file.parent.mkdir(parents=True)
+    scene = make_scene(scene_file.parent)
+    scene_file.write_text(scene.model_dump_json())
+    # The stand-in renderer writes each image at the scene's Save As, so the frame check passes.
+    conductor_env.config(task_seconds=3, save_as={i.path: i.save_as for i in scene.images})
+    parameters = {
+        "job": make_job().model_dump(mode="json"),
+        "scene": {"export_path": str(scene_file)},
+        "options": {"poll_seconds": 1},
+    }
+    suspended_children: list[list[int]] = []
+    passes: list[dict[str, Any]] = []
+    with httpx.Client(base_url=prefect_server, timeout=30) as api:
+        deployment = api.get("/deployments/name/render-submit/conductor").json()
+        run = api.post(
+            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}
+        ).json()
+        deadline = time.monotonic() + 300
+        state: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            current = read_run(api, run["id"])
+            if current is None:
+                time.sleep(1)
+                continue
+            state = current["state"]
+            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            if state["name"] == "Suspended":
+                time.sleep(2)  # the suspended run's process is on its way out
+                again = read_run(api, run["id"])
+                if again and again["state"]["name"] == "Suspended":
+                    suspended_children.append(descendants(worker))
+                    assert "conductor-waiting" in again["tags"]
+                passes.append(watch_once(prefect_server))
+            time.sleep(1)
+        final = read_run(api, run["id"])
+    assert state.get("type") == "COMPLETED", (state, (tmp_path / "worker.log").read_text()[-3000:])
+    assert final is not None and "conductor-waiting" not in final["tags"]
+    # It was suspended on the scouts and on the full job, each time with no process held.
+    assert len(suspended_children) >= 2 and all(c == [] for c in suspended_children)
+    assert sum(len(p["resumed"]) for p in passes) >= 2
+    assert all(p["listings"] <= 1 for p in passes)
+    jobs = conductor_env.jobs()
+    assert [[t["frames"] for t in j["tasks_data"]] for j in jobs] == [
+        ["3-4", "7-8"],
+        ["1-2", "5-6", "9-10"],
+    ]
+    posts = [r for r in conductor_env.state()["requests"] if r["method"] == "POST"]
+    assert len([r for r in posts if r["path"].rstrip("/").endswith("jobs")]) == 2
+    scout, full = (f"{int(j['jid']):05d}" for j in jobs)
+    run_resource = f"prefect.flow-run.{run['id']}"
+    for name, jid in [
+        ("conductor.job.submitted", scout),
+        ("conductor.job.submitted", full),
+        ("conductor.scouts.finished", scout),
+        ("conductor.job.finished", full),
+        ("conductor.outputs.downloaded", full),
+    ]:
+        found = events(prefect_server, name, jid)
+        assert len(found) == 1, (name, jid, found)  # a resumed run does not repeat one
+        assert run_resource in [r["prefect.resource.id"] for r in found[0]["related"]]
+    finished = events(prefect_server, "conductor.scouts.finished", scout)[0]
+    assert finished["payload"]["success"] == 2 and finished["payload"]["failed"] == 0
+    assert finished["resource"]["prefect.resource.name"] == "shot010 lighting"
+    downloaded = events(prefect_server, "conductor.outputs.downloaded", full)[0]["payload"]
+    assert downloaded["files"] > 0
+    assert Path(downloaded["output_folder"]).is_dir()
