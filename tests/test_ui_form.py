@@ -75,7 +75,9 @@ def served(ui_server: str, sandbox: SandboxHandle, tmp_path: Path) -> Iterator[d
     parameters = json.loads(
         deployment_parameters(EXAMPLES / "job.yaml", scene=EXAMPLES / "scene_export.json")
     )
-    parameters["options"] = {"poll_seconds": 0.05}
+    # The form's run ends at full-submit: following the render needs the watch-jobs deployment,
+    # which test_waiting covers.
+    parameters["options"] = {"poll_seconds": 0.05, "follow": "no"}
     env = {
         **os.environ,
         "PREFECT_API_URL": ui_server,

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,16 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def busy_retried(call: Callable[[], httpx.Response], attempts: int = 20) -> httpx.Response:
+    """A call to the test's SQLite-backed Prefect server, again while it answers 503 (busy)."""
+    for _ in range(attempts - 1):
+        response = call()
+        if response.status_code != 503:
+            return response.raise_for_status()
+        time.sleep(1.0)
+    return call().raise_for_status()
+
+
 @pytest.fixture
 def worker(prefect_server: str, sandbox: SandboxHandle, tmp_path: Path) -> Iterator[int]:
     """A process worker on the deployed pool; yields its pid."""
@@ -70,8 +80,8 @@ def worker(prefect_server: str, sandbox: SandboxHandle, tmp_path: Path) -> Itera
         "--all",
     )
     with httpx.Client(base_url=prefect_server, timeout=30) as api:
-        watcher = api.get("/deployments/name/watch-jobs/conductor").raise_for_status().json()
-        api.patch(f"/deployments/{watcher['id']}", json={"paused": True}).raise_for_status()
+        watcher = busy_retried(lambda: api.get("/deployments/name/watch-jobs/conductor")).json()
+        busy_retried(lambda: api.patch(f"/deployments/{watcher['id']}", json={"paused": True}))
     log = (tmp_path / "worker.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL],

@@ -9,7 +9,9 @@ text box, not a nullable toggle that reads 'Property is type "None"'.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from prefect_conductor.conductor_cloud.settings import get_settings
 
@@ -118,11 +120,11 @@ class RunOptions(BaseModel):
     submitted_by: str = Field(
         default="", max_length=128, description="Who pressed Submit (shown as the job owner)."
     )
-    follow: bool | None = Field(
-        default=None,
+    follow: Literal["auto", "yes", "no"] = Field(
+        default="auto",
         description=(
             "After the full job is posted, wait for it to render, download its frames into the"
-            " job's output folder and check them. Empty: yes when a worker runs the deployment"
+            " job's output folder and check them. auto: yes when a worker runs the deployment"
             " (the run waits suspended, holding no process), no for a local run."
         ),
     )
@@ -132,3 +134,13 @@ class RunOptions(BaseModel):
         le=43_200,
         description="When following, stop waiting for the full job's tasks after this long.",
     )
+
+    @field_validator("follow", mode="before")
+    @classmethod
+    def _follow_word(cls, value: object) -> object:
+        """True/False/None (older callers, JSON booleans) mean yes/no/auto."""
+        if value is None:
+            return "auto"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return value

@@ -180,7 +180,7 @@ def render_submit(
             "jobs": {step: {"jid": j.jid, "url": j.dashboard_url} for step, j in submitted.items()},
         }
         logger.info("Submitted: %s", result["jobs"])
-        follow = options.follow if options.follow is not None else can_suspend()
+        follow = options.follow == "yes" or (options.follow == "auto" and can_suspend())
         if follow and "full" in submitted:
             result["outputs"] = _follow(
                 submitted["full"].jid, _title(bodies["full"]), scene, options
