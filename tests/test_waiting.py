@@ -121,8 +121,10 @@ def watch_once(server: str) -> dict[str, Any]:
     return result
 
 
-def events(server: str, name: str, jid: str) -> list[dict[str, Any]]:
-    """The events called ``name`` about job ``jid`` in the server's feed (waits up to 60 s)."""
+def events(server: str, name: str, jid: str, related: str) -> list[dict[str, Any]]:
+    """The events called ``name`` about job ``jid`` related to ``related`` (this test's run: the
+    session's server also holds other tests' events about a job with the same jid), waiting up
+    to 60 s for them to reach the feed."""
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -135,7 +137,11 @@ def events(server: str, name: str, jid: str) -> list[dict[str, Any]]:
     with temporary_settings({PREFECT_API_URL: server}), get_client(sync_client=True) as api:
         while True:
             page = api.read_events(filter=wanted, limit=50)
-            found = [e.model_dump(mode="json") for e in page.events]
+            found = [
+                e.model_dump(mode="json")
+                for e in page.events
+                if related in [r.get("prefect.resource.id") for r in e.model_dump()["related"]]
+            ]
             if found or time.monotonic() > give_up:
                 return found
             time.sleep(0.5)
@@ -203,12 +209,14 @@ def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
         ("conductor.job.finished", full),
         ("conductor.outputs.downloaded", full),
     ]:
-        found = events(prefect_server, name, jid)
+        found = events(prefect_server, name, jid, run_resource)
         assert len(found) == 1, (name, jid, found)  # a resumed run does not repeat one
         assert run_resource in [r["prefect.resource.id"] for r in found[0]["related"]]
-    finished = events(prefect_server, "conductor.scouts.finished", scout)[0]
+    finished = events(prefect_server, "conductor.scouts.finished", scout, run_resource)[0]
     assert finished["payload"]["success"] == 2 and finished["payload"]["failed"] == 0
     assert finished["resource"]["prefect.resource.name"] == "shot010 lighting"
-    downloaded = events(prefect_server, "conductor.outputs.downloaded", full)[0]["payload"]
+    downloaded = events(prefect_server, "conductor.outputs.downloaded", full, run_resource)[0][
+        "payload"
+    ]
     assert downloaded["files"] > 0
     assert Path(downloaded["output_folder"]).is_dir()

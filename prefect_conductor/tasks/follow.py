@@ -74,9 +74,14 @@ def counts(states: list[TaskState]) -> dict[str, int]:
 
 
 def can_suspend() -> bool:
-    """Whether this run can be started again after a suspend: only a deployment's run can."""
+    """Whether this run can be started again after a suspend: a deployment's run on a work pool.
+
+    A served deployment (``flow.serve``, no work pool) polls in-process instead: nothing promises
+    that a watcher resumes it, and its serve process is alive anyway.
+    """
     context = FlowRunContext.get()
-    return bool(context and context.flow_run and context.flow_run.deployment_id)
+    run = context.flow_run if context else None
+    return bool(run and run.deployment_id and run.work_pool_name)
 
 
 def _retag(add: set[str], drop_prefixes: tuple[str, ...]) -> None:
