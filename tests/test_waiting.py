@@ -110,6 +110,25 @@ def read_run(api: httpx.Client, run_id: str) -> dict[str, Any] | None:
     return answer.json() if answer.status_code == 200 else None  # 503 when SQLite is busy
 
 
+def processes_left_while_suspended(
+    api: httpx.Client, run_id: str, worker: int, grace: float = 45.0
+) -> list[int] | None:
+    """The worker's child processes once the suspended run's process has had ``grace`` seconds to
+    exit (an empty list as soon as it has; on a loaded machine its exit takes a few seconds), or
+    None when the run left Suspended before anything could be seen."""
+    give_up = time.monotonic() + grace
+    while True:
+        again = read_run(api, run_id)
+        if again is not None and again["state"]["name"] != "Suspended":
+            return None
+        if again is not None:
+            assert "conductor-waiting" in again["tags"]
+            children = descendants(worker)
+            if not children or time.monotonic() > give_up:
+                return children
+        time.sleep(0.5)
+
+
 def watch_once(server: str) -> dict[str, Any]:
     """One pass of the watcher, in this process, against the test's server."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -179,11 +198,9 @@ def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
             if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 break
             if state["name"] == "Suspended":
-                time.sleep(2)  # the suspended run's process is on its way out
-                again = read_run(api, run["id"])
-                if again and again["state"]["name"] == "Suspended":
-                    suspended_children.append(descendants(worker))
-                    assert "conductor-waiting" in again["tags"]
+                held = processes_left_while_suspended(api, run["id"], worker)
+                if held is not None:
+                    suspended_children.append(held)
                 passes.append(watch_once(prefect_server))
             time.sleep(1)
         final = read_run(api, run["id"])
