@@ -7,10 +7,7 @@ through Prefect, several of them look the id up before any has posted, and each 
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -18,7 +15,7 @@ import pytest
 
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.tasks.submission_lock import LOCK_PREFIX, lock_name
-from tests.scenes import EXAMPLES
+from tests.cli_submits import submit_at_once
 
 RUNS = 4
 JOB_LINE = re.compile(r"^(scout|full) job (\S+): ", re.MULTILINE)
@@ -37,38 +34,10 @@ def test_four_concurrent_runs_with_one_key_make_one_scout_and_one_full_job(
     sandbox.faults(
         {"method": "POST", "path": "/jobs/", "action": "delay", "seconds": 1.0, "times": 0}
     )
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": prefect_server,
-        "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-        "CONDUCTOR_URL": sandbox.url,
-        "CONDUCTOR_API_KEY": sandbox.api_key,
-        "PREFECT_CONDUCTOR_SUBMIT_LOCK_BUCKETS": "4",  # few limits on the shared test server
-    }
-    cli = Path(sys.executable).with_name("prefect-conductor")
-    processes = []
-    for number in range(RUNS):
-        run_env = {**env, "PREFECT_CONDUCTOR_HOME": str(tmp_path / f"home-{number}")}
-        command = [
-            str(cli),
-            "submit",
-            str(EXAMPLES / "job.yaml"),
-            "--submission-key",
-            "same-click",
-            "--poll-seconds",
-            "0.1",
-        ]
-        processes.append(
-            subprocess.Popen(
-                command, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        )
-    outputs = []
-    for process in processes:
-        out, err = process.communicate(timeout=600)
-        assert process.returncode == 0, err[-2000:]
-        outputs.append(dict(JOB_LINE.findall(out)))
+    outputs = [
+        dict(JOB_LINE.findall(out))
+        for out in submit_at_once(prefect_server, sandbox, tmp_path, ["same-click"] * RUNS)
+    ]
     jobs = sandbox.jobs()
     assert [len(job["tasks_data"]) for job in jobs] == [2, 3]  # one scout job, one full job
     expected = {"scout": jobs[0]["jid"], "full": jobs[1]["jid"]}

@@ -8,9 +8,6 @@ witness, since only the server sees all workers.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -22,7 +19,7 @@ from prefect_conductor.conductor_cloud.settings import get_settings
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.sandbox.inflight import InFlight, counted
 from prefect_conductor.tasks.conductor_limits import limit_for
-from tests.scenes import EXAMPLES
+from tests.cli_submits import submit_at_once
 
 RUNS = 3
 
@@ -81,40 +78,14 @@ def test_job_posts_from_concurrent_runs_never_exceed_the_limit(
     # Names of their own: the session's server is shared with other tests.
     posts_limit = f"test-job-posts-{uuid.uuid4().hex[:8]}"
     uploads_limit = f"test-uploads-{uuid.uuid4().hex[:8]}"
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": prefect_server,
-        "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-        "CONDUCTOR_URL": sandbox.url,
-        "CONDUCTOR_API_KEY": sandbox.api_key,
-        "PREFECT_CONDUCTOR_SUBMIT_LOCK_BUCKETS": "4",
+    limits = {
         "PREFECT_CONDUCTOR_JOB_POST_LIMIT_NAME": posts_limit,
         "PREFECT_CONDUCTOR_JOB_POST_LIMIT": "1",
         "PREFECT_CONDUCTOR_UPLOAD_LIMIT_NAME": uploads_limit,
         "PREFECT_CONDUCTOR_UPLOAD_LIMIT": "1",
     }
-    cli = Path(sys.executable).with_name("prefect-conductor")
-    processes = []
-    for number in range(RUNS):
-        run_env = {**env, "PREFECT_CONDUCTOR_HOME": str(tmp_path / f"home-{number}")}
-        command = [
-            str(cli),
-            "submit",
-            str(EXAMPLES / "job.yaml"),
-            "--submission-key",
-            f"artist-{number}",
-            "--poll-seconds",
-            "0.1",
-        ]
-        processes.append(
-            subprocess.Popen(
-                command, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-        )
-    for process in processes:
-        _, err = process.communicate(timeout=600)
-        assert process.returncode == 0, err[-2000:]
+    keys = [f"artist-{number}" for number in range(RUNS)]
+    submit_at_once(prefect_server, sandbox, tmp_path, keys, limits)
     assert len(sandbox.jobs()) == 2 * RUNS  # a scout and a full job per run
     in_flight = sandbox.state()["in_flight"]
     assert in_flight["job_posts"]["max"] == 1

@@ -6,9 +6,7 @@ jobs arriving in the sandbox."""
 
 from __future__ import annotations
 
-import os
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,65 +20,24 @@ from prefect_conductor.conductor_cloud.payload import FULL_TITLE_SUFFIX
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.host_scenes import build_shot
 from tests.host_standin.fixtures import standin_environment
-from tests.processes import stop
-from tests.test_waiting import watch_once
+from tests.prefect_server import deployed_worker, watch_once
 
-REPO = Path(__file__).resolve().parent.parent
-POOL = "render-submit-pool"
 BATCH_COMMAND = shlex.join([sys.executable, "-m", "prefect_conductor.host_export.batch_export"])
 
 pytestmark = pytest.mark.e2e
 
 
-def prefect_cli(api: str, *args: str, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "prefect", *args],
-        cwd=REPO,
-        env={**os.environ, "PREFECT_API_URL": api, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
-
-
 @pytest.fixture
 def worker(prefect_server: str, sandbox: SandboxHandle, tmp_path: Path) -> Iterator[None]:
-    prefect_cli(prefect_server, "work-pool", "create", POOL, "--type", "process", "--overwrite")
-    prefect_cli(
-        prefect_server,
-        "--no-prompt",
-        "deploy",
-        "--prefect-file",
-        "deployments/prefect.yaml",
-        "--all",
-    )
-    log = (tmp_path / "worker.log").open("w")
-    # The worker runs outside the checkout: the module-path entrypoints load the installed package.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL],
-        cwd=tmp_path,
-        env={
-            **os.environ,
-            "PREFECT_API_URL": prefect_server,
-            "PREFECT_WORKER_QUERY_SECONDS": "1",
-            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-            "CONDUCTOR_URL": sandbox.url,
-            "CONDUCTOR_API_KEY": sandbox.api_key,
-            "PREFECT_CONDUCTOR_HOME": str(tmp_path / "worker-home"),
-            # The host in batch mode: the stand-in host runs the plugin's batch exporter.
-            "PREFECT_CONDUCTOR_HOST_BATCH": BATCH_COMMAND,
-            "PYTHONPATH": standin_environment()["PYTHONPATH"],
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    env = {
+        "CONDUCTOR_URL": sandbox.url,
+        "CONDUCTOR_API_KEY": sandbox.api_key,
+        # The host in batch mode: the stand-in host runs the plugin's batch exporter.
+        "PREFECT_CONDUCTOR_HOST_BATCH": BATCH_COMMAND,
+        "PYTHONPATH": standin_environment()["PYTHONPATH"],
+    }
+    with deployed_worker(prefect_server, tmp_path, env):
         yield
-    finally:
-        stop(process, 20)  # SIGINT first: the worker ignores SIGTERM
-        log.close()
 
 
 def seed_quick_start(app: Any, root: Path) -> Any:

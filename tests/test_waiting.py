@@ -11,11 +11,8 @@ are read back from the server's event feed, each naming the job and the flow run
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +20,10 @@ import httpx
 import pytest
 
 from prefect_conductor.sandbox.handle import SandboxHandle
-from tests.processes import stop
+from tests.prefect_server import deployed_worker, watch_once
 from tests.scenes import make_job, make_scene
 
-REPO = Path(__file__).resolve().parent.parent
-POOL = "render-submit-pool"
-
 pytestmark = pytest.mark.e2e
-
-
-def prefect_cli(api: str, *args: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "prefect", *args],
-        cwd=REPO,
-        env={**os.environ, "PREFECT_API_URL": api},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def descendants(pid: int) -> list[int]:
@@ -57,52 +39,12 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def busy_retried(call: Callable[[], httpx.Response], attempts: int = 20) -> httpx.Response:
-    """A call to the test's SQLite-backed Prefect server, again while it answers 503 (busy)."""
-    for _ in range(attempts - 1):
-        response = call()
-        if response.status_code != 503:
-            return response.raise_for_status()
-        time.sleep(1.0)
-    return call().raise_for_status()
-
-
 @pytest.fixture
 def worker(prefect_server: str, sandbox: SandboxHandle, tmp_path: Path) -> Iterator[int]:
     """A process worker on the deployed pool; yields its pid."""
-    prefect_cli(prefect_server, "work-pool", "create", POOL, "--type", "process", "--overwrite")
-    prefect_cli(
-        prefect_server,
-        "--no-prompt",
-        "deploy",
-        "--prefect-file",
-        "deployments/prefect.yaml",
-        "--all",
-    )
-    with httpx.Client(base_url=prefect_server, timeout=30) as api:
-        watcher = busy_retried(lambda: api.get("/deployments/name/watch-jobs/conductor")).json()
-        busy_retried(lambda: api.patch(f"/deployments/{watcher['id']}", json={"paused": True}))
-    log = (tmp_path / "worker.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL],
-        cwd=tmp_path,
-        env={
-            **os.environ,
-            "PREFECT_API_URL": prefect_server,
-            "PREFECT_WORKER_QUERY_SECONDS": "1",
-            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-            "CONDUCTOR_URL": sandbox.url,
-            "CONDUCTOR_API_KEY": sandbox.api_key,
-            "PREFECT_CONDUCTOR_HOME": str(tmp_path / "worker-home"),
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    env = {"CONDUCTOR_URL": sandbox.url, "CONDUCTOR_API_KEY": sandbox.api_key}
+    with deployed_worker(prefect_server, tmp_path, env) as process:
         yield process.pid
-    finally:
-        stop(process, 20)
-        log.close()
 
 
 def read_run(api: httpx.Client, run_id: str) -> dict[str, Any] | None:
@@ -127,17 +69,6 @@ def processes_left_while_suspended(
             if not children or time.monotonic() > give_up:
                 return children
         time.sleep(0.5)
-
-
-def watch_once(server: str) -> dict[str, Any]:
-    """One pass of the watcher, in this process, against the test's server."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from prefect_conductor.flows.watch_jobs import watch_jobs
-
-    with temporary_settings({PREFECT_API_URL: server}):
-        result: dict[str, Any] = watch_jobs()
-    return result
 
 
 def events(server: str, name: str, jid: str, related: str) -> list[dict[str, Any]]:
