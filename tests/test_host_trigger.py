@@ -11,12 +11,14 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from prefect_conductor.conductor_cloud.job import ConductorJob
@@ -112,6 +114,8 @@ class Scripted:
     answers: dict[tuple[str, str], list[tuple[int, Any]]]
     received: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+    delays: list[float] = field(default_factory=list)
+    """Seconds to wait before answering each request, in order (then none)."""
 
 
 @pytest.fixture
@@ -130,6 +134,8 @@ def scripted() -> Iterator[Scripted]:
                     "body": body,
                 }
             )
+            if script.delays:
+                time.sleep(script.delays.pop(0))
             for (method, suffix), queue in script.answers.items():
                 if method == self.command and self.path.endswith(suffix):
                     status, payload = queue.pop(0) if len(queue) > 1 else queue[0]
@@ -175,6 +181,83 @@ def test_503_is_retried_until_prefect_answers(scripted: Scripted) -> None:
     assert [r["method"] for r in scripted.received] == ["GET"] * 3 + ["POST"] * 3
     posts = [r["body"] for r in scripted.received if r["method"] == "POST"]
     assert all(body["idempotency_key"] == "k-503" for body in posts)  # a retry is the same run
+
+
+def test_a_second_submit_to_the_same_server_is_one_call(scripted: Scripted) -> None:
+    scripted.answers = {
+        ("GET", "/deployments/name/render-submit/conductor"): [(200, DEPLOYMENT_JSON)],
+        ("POST", "/deployments/d-1/create_flow_run"): [(201, RUN_JSON)],
+    }
+    settings = PrefectSettings(scripted.url)
+    for key in ("k-1", "k-2", "k-3"):
+        start_flow_run({}, idempotency_key=key, settings=settings, policy=FAST)
+    assert [r["method"] for r in scripted.received] == ["GET", "POST", "POST", "POST"]
+
+
+def test_a_deployment_made_again_is_looked_up_again(scripted: Scripted) -> None:
+    """A kept id the server no longer knows (404) is looked up once more, then used."""
+    scripted.answers = {
+        ("GET", "/deployments/name/render-submit/conductor"): [
+            (200, DEPLOYMENT_JSON),
+            (200, {"id": "d-2", "name": "conductor"}),
+        ],
+        ("POST", "/deployments/d-1/create_flow_run"): [(201, RUN_JSON), (404, {"detail": "gone"})],
+        ("POST", "/deployments/d-2/create_flow_run"): [(201, {**RUN_JSON, "id": "r-2"})],
+    }
+    settings = PrefectSettings(scripted.url)
+    assert start_flow_run({}, idempotency_key="a", settings=settings, policy=FAST).id == "r-1"
+    assert start_flow_run({}, idempotency_key="b", settings=settings, policy=FAST).id == "r-2"
+    assert [r["path"].rsplit("/", 2)[-2] for r in scripted.received] == [
+        "render-submit",
+        "d-1",
+        "d-1",
+        "render-submit",
+        "d-2",
+    ]
+
+
+def test_an_answer_lost_to_a_slow_server_is_asked_again_with_the_same_key(
+    scripted: Scripted,
+) -> None:
+    """The first POST is answered after the read timeout: the retry carries the same key, so
+    Prefect returns the one run it made (HTTP 200), and Submit reports that run."""
+    scripted.answers = {
+        ("GET", "/deployments/name/render-submit/conductor"): [(200, DEPLOYMENT_JSON)],
+        ("POST", "/deployments/d-1/create_flow_run"): [(201, RUN_JSON), (200, RUN_JSON)],
+    }
+    scripted.delays = [0.0, 1.5]  # the GET at once, the first POST too late
+    settings = PrefectSettings(scripted.url, timeout=httpx.Timeout(1.0))
+    link = start_flow_run({}, idempotency_key="slow", settings=settings, policy=FAST)
+    assert link.id == "r-1"
+    posts = [r["body"]["idempotency_key"] for r in scripted.received if r["method"] == "POST"]
+    assert posts == ["slow", "slow"]
+
+
+def test_a_server_that_never_answers_in_time_is_one_line_saying_retry_is_safe(
+    scripted: Scripted,
+) -> None:
+    scripted.answers = {("GET", "/conductor"): [(200, DEPLOYMENT_JSON)]}
+    scripted.delays = [0.6] * 10
+    settings = PrefectSettings(scripted.url, timeout=httpx.Timeout(0.3))
+    policy = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, deadline=1.0)
+    with pytest.raises(PrefectUnavailable) as caught:
+        start_flow_run({}, idempotency_key="k", settings=settings, policy=policy)
+    assert str(caught.value) == (
+        f"Prefect at {scripted.url} did not answer in 1 s (ReadTimeout): it is overloaded;"
+        " pressing Submit again is safe, the same submission never starts a second run"
+    )
+
+
+def test_the_submit_deadline_is_a_setting_checked_in_one_line() -> None:
+    base = {"PREFECT_API_URL": "http://prefect:4200/api"}
+    assert PrefectSettings.from_env(base).submit_seconds == 20.0
+    assert (
+        PrefectSettings.from_env({**base, "PREFECT_CONDUCTOR_SUBMIT_SECONDS": "45"}).submit_seconds
+        == 45.0
+    )
+    for bad in ("soon", "0", "-3", "nan", "99999"):
+        with pytest.raises(PrefectError, match="PREFECT_CONDUCTOR_SUBMIT_SECONDS=.* seconds"):
+            PrefectSettings.from_env({**base, "PREFECT_CONDUCTOR_SUBMIT_SECONDS": bad})
 
 
 def test_prefect_still_busy_after_the_retries_is_one_line(scripted: Scripted) -> None:

@@ -4,16 +4,25 @@ The host's Submit button calls :func:`start_flow_run`. It must return in well un
 may run in a Python that Prefect does not support, so this module speaks plain HTTP
 (research/prefect-notes.md section 5):
 
-1. ``GET  /deployments/name/{flow}/{deployment}`` finds the deployment's id;
+1. ``GET  /deployments/name/{flow}/{deployment}`` finds the deployment's id, once per host
+   session: the id is kept in memory, so every later Submit is the one call below. A kept id that
+   the server no longer knows (the deployment was deleted and deployed again) is looked up afresh
+   once;
 2. ``POST /deployments/{id}/create_flow_run`` with the parameters, tags and an ``idempotency_key``.
    The same key again returns the same run (HTTP 200 instead of 201), so a double-click on Submit,
    or a retry after an answer that was lost on the way back, never makes a second run.
 
 Both calls go through the project's one retry policy (``conductor_cloud.retry``): connect and
-read errors, timeouts, 408/425/429/5xx are retried with jittered backoff under a short total
-deadline. A SQLite-backed Prefect server answers 503 when its write lock is busy, which is common
+read errors, timeouts, 408/425/429/5xx are retried with jittered backoff under a total deadline.
+A SQLite-backed Prefect server answers 503 when its write lock is busy, which is common
 with a few clients at once; the idempotency key makes retrying the POST safe. Any other 4xx is
 reported at once as one line naming what to fix.
+
+The timeout policy (the artist waits while Submit runs): one answer may take ``READ_SECONDS``;
+one that does not come is asked again with the same key, and the whole Submit gives up after
+``PREFECT_CONDUCTOR_SUBMIT_SECONDS`` (default 20 s, so an overloaded server gets a second chance
+after a lost answer). Giving up says so in one line and that Submit may be pressed again: at most
+one run is ever made for the same submission.
 
 Settings come from the environment the way Prefect's own client reads them: ``PREFECT_API_URL``,
 ``PREFECT_API_KEY`` (a bearer token, Prefect Cloud) or ``PREFECT_API_AUTH_STRING`` (``user:pass``
@@ -27,8 +36,9 @@ from __future__ import annotations
 import base64
 import os
 import re
+import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -39,10 +49,12 @@ from prefect_conductor.conductor_cloud.errors import ServiceError
 from prefect_conductor.conductor_cloud.retry import RetryPolicy, send_with_retries
 
 DEFAULT_DEPLOYMENT = "render-submit/conductor"
-DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=10.0, pool=3.0)
-DEFAULT_POLICY = RetryPolicy(attempts=5, base_delay=0.2, max_delay=2.0, deadline=10.0)
-"""Five tries within ten seconds: enough to ride out a busy SQLite server, short enough that an
-artist is told quickly when Prefect is really down."""
+READ_SECONDS = 8.0
+DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=READ_SECONDS, write=READ_SECONDS, pool=3.0)
+SUBMIT_SECONDS = 20.0
+DEFAULT_POLICY = RetryPolicy(attempts=6, base_delay=0.2, max_delay=2.0, deadline=SUBMIT_SECONDS)
+"""Six tries within twenty seconds: enough to ride out a busy SQLite server or one answer lost to
+an overloaded one, short enough that an artist is told soon when Prefect is really down."""
 
 CLOUD_API = re.compile(r"^/api/accounts/(?P<account>[^/]+)/workspaces/(?P<workspace>[^/]+)/?$")
 
@@ -86,6 +98,20 @@ def ui_url_for(api_url: str) -> str:
     return base[: -len("/api")] if base.endswith("/api") else base
 
 
+def _seconds(source: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds from the environment; anything else is a one-line error."""
+    text = source.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 3600:
+        raise PrefectError(f"{name}={text!r} must be a number of seconds between 0 and 3600")
+    return value
+
+
 @dataclass(frozen=True)
 class PrefectSettings:
     """Where Prefect is and how to sign in; read from the environment by :meth:`from_env`."""
@@ -96,6 +122,8 @@ class PrefectSettings:
     ui_url: str | None = None
     deployment: str = DEFAULT_DEPLOYMENT
     timeout: httpx.Timeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
+    submit_seconds: float = SUBMIT_SECONDS
+    """How long one Submit may take in all, retries included."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PrefectSettings:
@@ -113,6 +141,7 @@ class PrefectSettings:
             auth_string=source.get("PREFECT_API_AUTH_STRING", "").strip() or None,
             ui_url=source.get("PREFECT_UI_URL", "").strip().rstrip("/") or None,
             deployment=source.get("PREFECT_CONDUCTOR_DEPLOYMENT", "").strip() or DEFAULT_DEPLOYMENT,
+            submit_seconds=_seconds(source, "PREFECT_CONDUCTOR_SUBMIT_SECONDS", SUBMIT_SECONDS),
         )
 
     @property
@@ -191,6 +220,18 @@ class _Api:
 
         try:
             response = send_with_retries(self.http, build, self.policy)
+        except httpx.TimeoutException as error:
+            if isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout):
+                raise PrefectUnavailable(
+                    f"cannot reach Prefect at {self.settings.display_url}"
+                    f" ({type(error).__name__}); is the server running, and is PREFECT_API_URL"
+                    " right?"
+                ) from None
+            raise PrefectUnavailable(
+                f"Prefect at {self.settings.display_url} did not answer in"
+                f" {self.policy.deadline:g} s ({type(error).__name__}): it is overloaded;"
+                " pressing Submit again is safe, the same submission never starts a second run"
+            ) from None
         except httpx.TransportError as error:
             raise PrefectUnavailable(
                 f"cannot reach Prefect at {self.settings.display_url} ({type(error).__name__});"
@@ -208,6 +249,40 @@ class _Api:
                 f" {self.policy.attempts} tries): {_detail(response)}"
             )
         return response
+
+
+_deployment_ids: dict[tuple[str, str], str] = {}
+_deployment_ids_lock = threading.Lock()
+
+
+def _deployment_id(api: _Api, deployment: str, flow_name: str, deployment_name: str) -> str:
+    """The deployment's id: kept from an earlier Submit to this server, else looked up."""
+    key = (api.settings.api_url, deployment)
+    with _deployment_ids_lock:
+        known = _deployment_ids.get(key)
+    if known is not None:
+        return known
+    found = api.call(
+        "GET", f"deployments/name/{quote(flow_name, safe='')}/{quote(deployment_name, safe='')}"
+    )
+    if found.status_code == 404:
+        raise DeploymentNotFound(
+            f"Prefect at {api.settings.display_url} has no deployment {deployment!r}: deploy it"
+            " with `prefect deploy --prefect-file deployments/prefect.yaml --all`"
+        )
+    if not found.is_success:
+        raise PrefectError(
+            f"cannot read deployment {deployment!r} (HTTP {found.status_code}): {_detail(found)}"
+        )
+    deployment_id = str(found.json()["id"])
+    with _deployment_ids_lock:
+        _deployment_ids[key] = deployment_id
+    return deployment_id
+
+
+def _forget_deployment(api_url: str, deployment: str) -> None:
+    with _deployment_ids_lock:
+        _deployment_ids.pop((api_url, deployment), None)
 
 
 def start_flow_run(
@@ -232,28 +307,21 @@ def start_flow_run(
     flow_name, _, deployment_name = deployment.partition("/")
     if not flow_name or not deployment_name:
         raise PrefectError(f"deployment {deployment!r} must be written flow/deployment")
-    api = _Api(settings, policy or DEFAULT_POLICY, transport)
+    if policy is None:
+        policy = replace(DEFAULT_POLICY, deadline=settings.submit_seconds)
+    api = _Api(settings, policy, transport)
+    body = {
+        "parameters": dict(parameters),
+        "idempotency_key": idempotency_key,
+        "tags": list(tags),
+    }
     try:
-        found = api.call(
-            "GET", f"deployments/name/{quote(flow_name, safe='')}/{quote(deployment_name, safe='')}"
-        )
-        if found.status_code == 404:
-            raise DeploymentNotFound(
-                f"Prefect at {settings.display_url} has no deployment {deployment!r}: deploy it"
-                " with `prefect deploy --prefect-file deployments/prefect.yaml --all`"
-            )
-        if not found.is_success:
-            raise PrefectError(
-                f"cannot read deployment {deployment!r} (HTTP {found.status_code}):"
-                f" {_detail(found)}"
-            )
-        deployment_id = str(found.json()["id"])
-        body = {
-            "parameters": dict(parameters),
-            "idempotency_key": idempotency_key,
-            "tags": list(tags),
-        }
+        deployment_id = _deployment_id(api, deployment, flow_name, deployment_name)
         created = api.call("POST", f"deployments/{deployment_id}/create_flow_run", json=body)
+        if created.status_code == 404:  # the kept id is stale: the deployment was made again
+            _forget_deployment(settings.api_url, deployment)
+            deployment_id = _deployment_id(api, deployment, flow_name, deployment_name)
+            created = api.call("POST", f"deployments/{deployment_id}/create_flow_run", json=body)
         if created.status_code in (409, 422):
             raise FlowRunRejected(
                 f"Prefect refused the flow run of {deployment!r} (HTTP {created.status_code}):"
