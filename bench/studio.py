@@ -10,6 +10,7 @@ runs completed per minute, and the most concurrent ``POST jobs/`` the sandbox se
 limit. Everything stays on 127.0.0.1.
 
 Run: python bench/studio.py [--presses 100] [--hosts 20] [--workers 4] [--job-post-limit 4]
+     [--limit 4] [--nice 10] [--only postgres|sqlite]
 """
 
 from __future__ import annotations
@@ -82,7 +83,13 @@ def storm(
     os.environ["CONDUCTOR_API_KEY"] = sandbox.api_key
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
     httpx.post(f"{sandbox.url}/_sandbox/reset")
-    state = stack.up(args.workers, lambda line: None, sqlite=name == "sqlite")
+    state = stack.up(
+        args.workers,
+        lambda line: None,
+        sqlite=name == "sqlite",
+        runs_per_worker=args.limit,
+        worker_nice=args.nice,
+    )
     try:
         settings = PrefectSettings(api_url=state.api_url)
         parameters = json.loads(
@@ -98,7 +105,10 @@ def storm(
         def host(number: int) -> None:
             for press in range(number, args.presses, args.hosts):
                 key = f"{name}-press-{press}"
-                body = {**parameters, "options": {"submission_key": key, "poll_seconds": 0.5}}
+                # Submissions are measured; following the render to the frames is
+                # bench/waiting.py's (and would write the frames beside the example scene).
+                options = {"submission_key": key, "poll_seconds": 0.5, "follow": "no"}
+                body = {**parameters, "options": options}
                 for _ in range(2):  # a double click
                     began = time.perf_counter()
                     try:
@@ -158,10 +168,13 @@ def _reasons(failures: list[str]) -> dict[str, int]:
 
 
 def wait_for_runs(api_url: str, timeout: float) -> list[dict[str, Any]]:
+    """The render-submit runs once all are final (the watcher's scheduled runs are not counted)."""
     deadline = time.monotonic() + timeout
+    deployment = httpx.get(f"{api_url}/deployments/name/render-submit/conductor", timeout=60)
+    body = {"deployments": {"id": {"any_": [deployment.raise_for_status().json()["id"]]}}}
     while True:
         runs: list[dict[str, Any]] = httpx.post(
-            f"{api_url}/flow_runs/filter", json={}, timeout=60
+            f"{api_url}/flow_runs/filter", json=body, timeout=60
         ).json()
         if all(r["state_type"] in FINAL for r in runs) or time.monotonic() > deadline:
             return runs
@@ -174,6 +187,8 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--job-post-limit", type=int, default=4)
+    parser.add_argument("--limit", type=int, default=stack.RUNS_PER_WORKER, help="runs per worker")
+    parser.add_argument("--nice", type=int, default=stack.WORKER_NICE, help="workers' nice")
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--only", choices=["postgres", "sqlite"], default=None)
     args = parser.parse_args()
@@ -183,7 +198,10 @@ def main() -> None:
         SandboxServer(Path(tmp) / "sandbox", task_seconds=0.05) as sb,
     ):
         results = {name: storm(name, args, sb, Path(tmp)) for name in names}
-    print(f"{args.presses} presses from {args.hosts} hosts, {args.workers} workers")
+    print(
+        f"{args.presses} presses from {args.hosts} hosts, {args.workers} workers"
+        f" (--limit {args.limit}, nice {args.nice}), {os.cpu_count()} CPUs"
+    )
     print(f"{'':28}" + "".join(f"{name:>12}" for name in names))
     for row in results[names[0]]:
         if row != "failures":

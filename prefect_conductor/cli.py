@@ -411,11 +411,22 @@ def server_stop() -> None:
 @studio_app.command("up")
 def studio_up(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Process workers to start.")] = 4,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="Flow runs each worker runs at once, at most.")
+    ] = 4,
+    nice: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=19,
+            help="How much lower the workers' CPU priority is than the server's (0: equal).",
+        ),
+    ] = 10,
 ) -> None:
     """Start PostgreSQL, the Prefect server on it, the pool, the deployments and the workers."""
     from prefect_conductor.studio.stack import up
 
-    up(workers, typer.echo)
+    up(workers, typer.echo, runs_per_worker=limit, worker_nice=nice)
 
 
 @studio_app.command("down")

@@ -8,6 +8,14 @@ stops the workers, then the server (SIGINT to each one's own process group, SIGK
 grace), then PostgreSQL, and removes the state file: nothing is left running. ``up`` on a running
 stack only reports it.
 
+On one machine the server and the workers share the CPUs, and every flow run is a Python process
+of its own: unbounded, a Submit storm starts dozens of them and the API answers the next Submit in
+seconds. So each worker takes at most ``runs_per_worker`` runs at once (``--limit``), and the
+workers (and the runs they start, which inherit it) run at a lower CPU priority (``nice``) than the
+server and PostgreSQL: an artist's Submit is a few milliseconds of API work that must not queue
+behind a flow run's imports. On real machines the workers are elsewhere and only ``--limit``
+matters (deployments/README.md).
+
 Fairness between artists (deployments/README.md): the pool's ``interactive`` queue (priority 1)
 takes the artists' Submits (the ``render-submit/conductor`` deployment's queue); the ``batch``
 queue (lower priority) takes batch submissions, so a worker always picks a waiting Submit before the
@@ -38,6 +46,12 @@ POOL = "studio"
 QUEUES = {"interactive": 1, "batch": 10}
 """Work queue -> priority (lower is served first; Prefect renumbers them after the pool's
 ``default`` queue, keeping the order)."""
+RUNS_PER_WORKER = 4
+"""Flow runs one worker runs at once (``prefect worker start --limit``)."""
+WORKER_NICE = 10
+"""How much lower the workers' CPU priority is than the server's (``nice``; 0 keeps it equal)."""
+WATCH_SECONDS = 30
+"""How often the watch-jobs deployment looks for finished jobs (as in deployments/prefect.yaml)."""
 START_TIMEOUT = 240.0
 STOP_TIMEOUT = 20.0
 
@@ -98,7 +112,9 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def _spawn(command: list[str], env: dict[str, str], log: Path) -> int:
+def _spawn(command: list[str], env: dict[str, str], log: Path, nice: int = 0) -> int:
+    """Start ``command`` in a session of its own (so ``down`` stops its whole group), ``nice``
+    steps below this process's CPU priority."""
     with log.open("ab") as handle:
         process = subprocess.Popen(
             command,
@@ -108,6 +124,10 @@ def _spawn(command: list[str], env: dict[str, str], log: Path) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    if nice:  # a worker needs seconds to start, so its runs (which inherit this) all have it;
+        # set from outside, not in preexec_fn, which is unsafe when the caller has threads
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, process.pid, min(19, ours + nice))
     return process.pid
 
 
@@ -142,16 +162,21 @@ def _pool_and_queues(api_url: str) -> None:
 
 
 def _deploy(api_url: str) -> None:
-    """The deployments, by module path: a worker needs only the installed package."""
+    """The deployments, by module path: a worker needs only the installed package. The watcher
+    runs every ``WATCH_SECONDS``: without it a render run suspended while Conductor renders its
+    scouts would never be resumed."""
     code = (
         "from prefect.deployments.runner import EntrypointType as E\n"
         "from prefect_conductor.flows.render_submit import render_submit\n"
         "from prefect_conductor.flows.refresh_catalog import refresh_catalog\n"
         "from prefect_conductor.flows.submit_batch import submit_batch\n"
-        f"for flow, name, queue in ((render_submit, 'conductor', 'interactive'),"
-        f" (refresh_catalog, 'refresh', 'interactive'), (submit_batch, 'batch', 'batch')):\n"
+        "from prefect_conductor.flows.watch_jobs import watch_jobs\n"
+        "for flow, name, queue, every in ((render_submit, 'conductor', 'interactive', None),"
+        " (refresh_catalog, 'refresh', 'interactive', None),"
+        " (submit_batch, 'batch', 'batch', None),"
+        f" (watch_jobs, 'conductor', 'interactive', {WATCH_SECONDS})):\n"
         f"    flow.to_deployment(name, entrypoint_type=E.MODULE_PATH, work_pool_name={POOL!r},"
-        " work_queue_name=queue).apply()\n"
+        " work_queue_name=queue, interval=every).apply()\n"
     )
     env = {**_clean_env(), "PREFECT_API_URL": api_url}
     result = subprocess.run(
@@ -162,8 +187,18 @@ def _deploy(api_url: str) -> None:
         raise StudioError(f"deploying the flows failed: {last[0]}")
 
 
-def up(workers: int, echo: Callable[[str], None], *, sqlite: bool = False) -> StudioState:
+def up(
+    workers: int,
+    echo: Callable[[str], None],
+    *,
+    sqlite: bool = False,
+    runs_per_worker: int = RUNS_PER_WORKER,
+    worker_nice: int = WORKER_NICE,
+) -> StudioState:
     """Start the stack (or report the running one); its state.
+
+    Each worker runs at most ``runs_per_worker`` flow runs at once, ``worker_nice`` steps below
+    the server's CPU priority (module doc).
 
     ``sqlite`` keeps Prefect's default SQLite database instead of PostgreSQL: only for
     ``bench/studio.py``'s comparison, which shows why the studio stack does not.
@@ -215,9 +250,13 @@ def up(workers: int, echo: Callable[[str], None], *, sqlite: bool = False) -> St
         }
         pids = [
             _spawn(
-                [_prefect(), "worker", "start", "--pool", POOL, "--name", f"studio-{n}"],
+                [
+                    *(_prefect(), "worker", "start", "--pool", POOL, "--name", f"studio-{n}"),
+                    *("--limit", str(runs_per_worker)),
+                ],
                 worker_env,
                 folder / f"worker-{n}.log",
+                nice=worker_nice,
             )
             for n in range(workers)
         ]
@@ -227,7 +266,10 @@ def up(workers: int, echo: Callable[[str], None], *, sqlite: bool = False) -> St
         raise
     state = StudioState(api_url, server_pid, pids, pg_port)
     _state_path().write_text(json.dumps(asdict(state)), encoding="utf-8")
-    echo(f"{workers} workers on pool {POOL!r} (queues: interactive first, then batch)")
+    echo(
+        f"{workers} workers on pool {POOL!r}, {runs_per_worker} runs each at most"
+        " (queues: interactive first, then batch)"
+    )
     echo(f"PREFECT_API_URL={api_url}")
     return state
 
