@@ -152,6 +152,11 @@ def storm(
             "failures": _reasons(failures),
         }
     finally:
+        if args.logs:  # the server's and workers' logs, for reading after the stack is gone
+            kept = Path(args.logs) / name
+            kept.mkdir(parents=True, exist_ok=True)
+            for log in (home / "studio").glob("*.log"):
+                shutil.copy(log, kept / log.name)
         stack.down(lambda line: None)
         cluster = Cluster.for_home(home / "studio")
         if cluster.run_as:  # as root the cluster lives outside the temporary folder
@@ -191,6 +196,7 @@ def main() -> None:
     parser.add_argument("--nice", type=int, default=stack.WORKER_NICE, help="workers' nice")
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--only", choices=["postgres", "sqlite"], default=None)
+    parser.add_argument("--logs", default="", help="copy the stack's logs into this folder")
     args = parser.parse_args()
     names = [args.only] if args.only else ["postgres", "sqlite"]
     with (

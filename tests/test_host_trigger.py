@@ -248,6 +248,29 @@ def test_a_server_that_never_answers_in_time_is_one_line_saying_retry_is_safe(
     )
 
 
+def test_a_transport_shared_by_several_submits_stays_open(scripted: Scripted) -> None:
+    """A caller's transport (one pool for many Submits at once) is not closed by each Submit:
+    closing it cut the others' requests short (ReadError)."""
+    scripted.answers = {
+        ("GET", "/deployments/name/render-submit/conductor"): [(200, DEPLOYMENT_JSON)],
+        ("POST", "/deployments/d-1/create_flow_run"): [(201, RUN_JSON)],
+    }
+
+    class Shared(httpx.HTTPTransport):
+        closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+            super().close()
+
+    shared = Shared()
+    settings = PrefectSettings(scripted.url)
+    for key in ("k-1", "k-2"):
+        start_flow_run({}, idempotency_key=key, settings=settings, policy=FAST, transport=shared)
+    assert shared.closed == 0
+    shared.close()
+
+
 def test_the_submit_deadline_is_a_setting_checked_in_one_line() -> None:
     base = {"PREFECT_API_URL": "http://prefect:4200/api"}
     assert PrefectSettings.from_env(base).submit_seconds == 20.0

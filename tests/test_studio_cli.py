@@ -46,3 +46,22 @@ def test_the_newest_postgresql_is_used(tmp_path: Path, monkeypatch: pytest.Monke
         (tmp_path / version / "bin" / "initdb").write_text("")
     monkeypatch.setattr(postgres, "POSTGRES_ROOT", tmp_path)
     assert postgres.binaries() == tmp_path / "15" / "bin"
+
+
+@pytest.mark.studio
+def test_a_cluster_whose_password_file_is_gone_is_made_anew(tmp_path: Path) -> None:
+    """Root's cluster lives outside the per-user folder; when that folder is removed, the
+    password goes with it and the cluster can never be signed in to again: it is replaced."""
+    assert list(postgres.POSTGRES_ROOT.glob("*/bin/initdb")), "apt-get install -y postgresql"
+    cluster = postgres.Cluster.for_home(tmp_path / "studio")
+    try:
+        cluster.init()
+        assert cluster.initialised() and not cluster.orphaned()
+        cluster.password_file.unlink()
+        assert cluster.orphaned()
+        cluster.discard()
+        assert not cluster.initialised()
+        cluster.init()  # a new password file, a new cluster that takes it
+        assert cluster.initialised() and not cluster.orphaned()
+    finally:
+        cluster.discard()

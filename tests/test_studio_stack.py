@@ -1,10 +1,12 @@
 """The studio stack end to end: PostgreSQL, a Prefect server on it, 4 workers (issue 12).
 
-``prefect-conductor studio up`` on loopback, then 20 artists press Submit at once, each twice (a
-double click), as the host does: ``POST deployments/<id>/create_flow_run`` with the press's
-idempotency key. Every press must make exactly one flow run and each run one scout and one full
-job; the sandbox never serves more job posts at once than the studio-wide limit; ``studio down``
-leaves nothing running. Needs Debian's ``postgresql`` package (.ci/run installs it).
+``prefect-conductor studio up`` on loopback. First, fairness: with a 40-shot batch waiting, the
+next run the pool hands a worker is an artist's Submit. Then 20 artists press Submit at once,
+each twice (a double click), as the host does: ``POST deployments/<id>/create_flow_run`` with the
+press's idempotency key. Every press must make exactly one flow run and each run one scout and
+one full job; the sandbox never serves more job posts at once than the studio-wide limit;
+``studio down`` leaves nothing running. Needs Debian's ``postgresql`` package (.ci/run installs
+it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,38 @@ def press(api_url: str, deployment_id: str, parameters: dict[str, Any], key: str
     return str(response.json()["id"])
 
 
+def batch_waits_behind_a_submit(
+    api_url: str, deployment_id: str, parameters: dict[str, Any]
+) -> bool:
+    """40 shots of a batch (the ``batch`` queue) are waiting, then one artist presses Submit:
+    the next run the pool hands a worker is the Submit. Asked the way workers ask
+    (``get_scheduled_flow_runs``); the runs are scheduled an hour ahead, so the live workers
+    never take them, and are deleted afterwards."""
+    soon = datetime.now(UTC) + timedelta(hours=1)
+
+    def scheduled(key: str, at: datetime, queue: str | None = None) -> str:
+        options = {"submission_key": key, "follow": "no"}
+        body: dict[str, Any] = {
+            "parameters": {**parameters, "options": options},
+            "idempotency_key": key,
+            "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": at.isoformat()}},
+        }
+        if queue:
+            body["work_queue_name"] = queue
+        with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
+            made = http.post(f"deployments/{deployment_id}/create_flow_run", json=body)
+        return str(made.raise_for_status().json()["id"])
+
+    batch = [scheduled(f"fair-batch-{n}", soon, "batch") for n in range(40)]
+    submit = scheduled("fair-submit", soon + timedelta(minutes=5))  # later, yet first
+    ask = {"scheduled_before": (soon + timedelta(hours=1)).isoformat(), "limit": 1}
+    with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
+        handed = http.post("work_pools/studio/get_scheduled_flow_runs", json=ask).json()
+        for run_id in [*batch, submit]:
+            http.delete(f"flow_runs/{run_id}").raise_for_status()
+    return [item["flow_run"]["id"] for item in handed] == [submit]
+
+
 @pytest.mark.studio
 def test_twenty_artists_submit_through_the_postgres_stack_without_duplicates(
     sandbox: SandboxHandle, tmp_path: Path
@@ -85,6 +120,7 @@ def test_twenty_artists_submit_through_the_postgres_stack_without_duplicates(
         parameters = json.loads(
             deployment_parameters(EXAMPLES / "job.yaml", scene=EXAMPLES / "scene_export.json")
         )
+        assert batch_waits_behind_a_submit(api_url, deployment["id"], parameters)
         presses = []
         for n in range(PRESSES):
             # Submissions are what this test counts; following the render is test_waiting's.

@@ -203,6 +203,7 @@ class _Api:
     ) -> None:
         self.settings = settings
         self.policy = policy
+        self._shared_transport = transport is not None
         self.http = httpx.Client(
             base_url=settings.api_url + "/",
             headers=settings.headers(),
@@ -212,7 +213,10 @@ class _Api:
         )
 
     def close(self) -> None:
-        self.http.close()
+        """Close the client, unless its transport is the caller's: closing that would cut the
+        caller's other requests on it (a shared transport serves several Submits at once)."""
+        if not self._shared_transport:
+            self.http.close()
 
     def call(self, method: str, path: str, json: Any = None) -> httpx.Response:
         def build() -> httpx.Request:

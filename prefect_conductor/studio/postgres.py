@@ -9,7 +9,8 @@ PostgreSQL does not, and ``asyncpg`` comes with Prefect. This module runs Debian
   (``runuser``), in ``/var/lib/postgresql/prefect-conductor-<hash of the per-user folder>`` (the
   package's own place for clusters): the postgres user cannot enter root's folders.
 - Password authentication (scram) even on loopback, so another local user cannot reach the
-  database: the password is made once and kept in a 0600 file in the per-user folder; it is part
+  database: the password is made with the cluster and kept in a 0600 file in the per-user folder
+  (a cluster whose file is gone is replaced: nobody can sign in to it); it is part
   of the connection URL given to the Prefect server in its environment, never printed.
 """
 
@@ -85,16 +86,40 @@ class Cluster:
             raise PostgresError(f"PostgreSQL: {what} failed: {last[0]} (log: {self.log_file})")
 
     def password(self) -> str:
-        """The role's password, made once (0600, from the first byte)."""
-        if not self.password_file.exists():
-            self.password_file.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(secrets.token_urlsafe(24))
-        return self.password_file.read_text(encoding="utf-8").strip()
+        """The role's password, made by :meth:`init` with the cluster (0600 from the first byte).
+        Never made anywhere else: a new word would not open an existing cluster."""
+        try:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        except OSError as problem:
+            raise PostgresError(
+                f"PostgreSQL: cannot read {self.password_file} ({problem.strerror})"
+            ) from None
+
+    def _new_password(self) -> None:
+        self.password_file.parent.mkdir(parents=True, exist_ok=True)
+        self.password_file.unlink(missing_ok=True)
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_urlsafe(24))
 
     def initialised(self) -> bool:
         return (self.data_dir / "PG_VERSION").is_file()
+
+    def orphaned(self) -> bool:
+        """A cluster whose password file is gone (the per-user folder was removed while root's
+        cluster, kept outside it, stayed): nobody can sign in to it any more."""
+        return self.initialised() and not self.password_file.exists()
+
+    def discard(self) -> None:
+        """Stop and remove this cluster's files (only for an orphaned one: its database held
+        nothing but the Prefect state of a per-user folder that no longer exists)."""
+        if self.running():
+            self._run(
+                str(binaries() / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop",
+                what="pg_ctl stop",
+            )  # fmt: skip
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.log_file.unlink(missing_ok=True)
 
     def init(self) -> None:
         """``initdb`` a new cluster whose superuser is ``prefect`` with the password file's word."""
@@ -105,6 +130,7 @@ class Cluster:
             except KeyError:
                 raise UserError(f"PostgreSQL: no {self.run_as} user; {INSTALL_HINT}") from None
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._new_password()
         pwfile = self.data_dir.parent / f".{self.data_dir.name}.pw"
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -170,6 +196,11 @@ class Cluster:
             f"SELECT 1 FROM pg_database WHERE datname='{DATABASE}'",
         ]
         found = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        if "password authentication failed" in found.stderr:
+            raise PostgresError(
+                f"PostgreSQL: the password in {self.password_file} does not open the cluster in"
+                f" {self.data_dir}; remove that folder to start a new, empty one"
+            )
         if found.returncode != 0:
             raise PostgresError(
                 f"PostgreSQL: cannot connect on port {port}: {found.stderr.strip()[:200]}"

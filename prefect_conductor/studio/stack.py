@@ -215,6 +215,9 @@ def up(
         cluster.stop()
     database: dict[str, str] = {}
     if not sqlite:
+        if cluster.orphaned():
+            echo(f"PostgreSQL: {cluster.password_file} is gone; starting a new, empty cluster")
+            cluster.discard()
         if not cluster.initialised():
             echo("PostgreSQL: initdb")
             cluster.init()
