@@ -110,6 +110,7 @@ FORBIDDEN_LAYERS: dict[str, set[str]] = {
     "host_export": {"sandbox", "tasks", "flows", "cli", "demo"},
     "tasks": {"flows", "cli", "demo", "sandbox", "host_export"},
     "flows": {"cli", "demo", "sandbox", "host_export"},
+    "studio": {"cli", "demo", "sandbox", "host_export", "tasks", "flows"},
 }
 NO_PREFECT = {"conductor_cloud", "sandbox", "host_export"}
 EVERYONE_BUT = {"cli": {"cli"}, "demo": {"demo", "cli"}}
