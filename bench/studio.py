@@ -6,8 +6,8 @@ trigger (``start_flow_run``, idempotency key per press; every press is sent twic
 click); halfway through, one worker is killed (PostgreSQL run). Then every run is waited for and
 the figures are printed side by side: duplicate flow runs, duplicate jobs, lost submissions,
 Submit's latency as the artist sees it (p50/p95), 503s the trigger met (and retried), failures,
-runs completed per minute, and the most concurrent ``POST jobs/`` the sandbox served against the
-limit. Everything stays on 127.0.0.1.
+runs completed per minute, the Prefect server's CPU time per run, and the most concurrent
+``POST jobs/`` the sandbox served against the limit. Everything stays on 127.0.0.1.
 
 Run: python bench/studio.py [--presses 100] [--hosts 20] [--workers 4] [--job-post-limit 4]
      [--limit 4] [--nice 10] [--only postgres|sqlite]
@@ -131,6 +131,7 @@ def storm(
             list(pool.map(host, range(args.hosts)))
         runs = wait_for_runs(state.api_url, args.timeout)
         ended = time.monotonic()
+        server_cpu = cpu_seconds(state.server_pid)
         jobs = httpx.get(f"{sandbox.url}/_sandbox/state", timeout=60).json()
         ids = [job["metadata"][SUBMISSION_METADATA_KEY] for job in jobs["jobs"]]
         completed = [r for r in runs if r["state_type"] == "COMPLETED"]
@@ -146,6 +147,7 @@ def storm(
             "Submit failures": len(failures),
             "runs not completed": len(runs) - len(completed),
             "runs completed / min": round(len(completed) / ((ended - started) / 60), 1),
+            "server CPU s / run": round(server_cpu / max(1, len(runs)), 2),
             "max concurrent POST jobs/": jobs["in_flight"]["job_posts"]["max"],
             "job-post limit": args.job_post_limit,
             "worker killed midway": "yes" if killed.is_set() else "no",
@@ -162,6 +164,12 @@ def storm(
         if cluster.run_as:  # as root the cluster lives outside the temporary folder
             shutil.rmtree(cluster.data_dir, ignore_errors=True)
             cluster.log_file.unlink(missing_ok=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used since it started (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _reasons(failures: list[str]) -> dict[str, int]:
