@@ -10,17 +10,23 @@ the watcher resumes the runs, each submits its full job, suspends again, is resu
 and checks its frames. It prints how every run ended, the jobs and POSTs the sandbox saw, and
 the most processes seen meanwhile.
 
+``--postgres`` puts the server on PostgreSQL (Debian's package, as ``studio up`` runs it): SQLite
+answers 503 under a few hundred runs' calls, and a studio runs PostgreSQL anyway.
+
     .venv/bin/python bench/waiting.py --runs 20
+    .venv/bin/python bench/waiting.py --runs 200 --postgres
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +37,8 @@ sys.path.insert(0, str(REPO))
 
 from prefect_conductor.sandbox.handle import SandboxHandle  # noqa: E402
 from prefect_conductor.sandbox.server import SandboxServer  # noqa: E402
-from tests.prefect_server import running_prefect_server  # noqa: E402
+from prefect_conductor.studio.postgres import Cluster  # noqa: E402
+from tests.prefect_server import free_port, running_prefect_server  # noqa: E402
 from tests.processes import stop  # noqa: E402
 from tests.scenes import make_job, make_scene  # noqa: E402
 from tests.test_waiting import descendants  # noqa: E402
@@ -102,18 +109,38 @@ def tally(seen: dict[str, str]) -> str:
     return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
 
 
+@contextlib.contextmanager
+def postgres_for_server(work: Path) -> Iterator[None]:
+    """A PostgreSQL cluster under ``work`` for the server this bench starts (it reads
+    PREFECT_API_DATABASE_CONNECTION_URL from this process's environment); removed afterwards."""
+    cluster = Cluster.for_home(work / "studio")
+    port = free_port()
+    cluster.init()
+    cluster.start(port)
+    try:
+        cluster.create_database(port)
+        os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = cluster.url(port)
+        yield
+    finally:
+        os.environ.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)
+        cluster.discard()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--postgres", action="store_true", help="the server on PostgreSQL")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-waiting-"))
     os.environ["PREFECT_HOME"] = str(work / "client-home")
     os.environ["PREFECT_CONDUCTOR_HOME"] = str(work / "conductor-home")
     with (
+        postgres_for_server(work) if args.postgres else contextlib.nullcontext(),
         SandboxServer(work / "sandbox", task_seconds=86_400) as sandbox,
-        running_prefect_server(work) as api_url,
+        running_prefect_server(work, timeout=240) as api_url,
     ):
+        print(f"server database: {'PostgreSQL' if args.postgres else 'SQLite'}")
         handle = SandboxHandle(sandbox.url, sandbox.api_key, sandbox.data_dir)
         os.environ.update(
             PREFECT_API_URL=api_url, CONDUCTOR_URL=sandbox.url, CONDUCTOR_API_KEY=sandbox.api_key

@@ -21,6 +21,10 @@ os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "true"
 # A 2-core CI machine running servers in parallel can take longer than Prefect's default 20 s to
 # migrate and start the temporary server; a slow start is not a failure of the code under test.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+# A lock or limit slot that is never given back (see _free_left_slots) fails a run in minutes,
+# not in the 15 and 30 minutes a studio waits for a busy slot.
+os.environ.setdefault("PREFECT_CONDUCTOR_SUBMIT_LOCK_WAIT_SECONDS", "180")
+os.environ.setdefault("PREFECT_CONDUCTOR_LIMIT_WAIT_SECONDS", "180")
 os.environ["PREFECT_CONDUCTOR_HOME"] = str(_TEST_HOME / "conductor")
 for _name in ("CONDUCTOR_URL", "CONDUCTOR_API_KEY", "CONDUCTOR_API_KEY_PATH"):
     os.environ.pop(_name, None)
@@ -71,10 +75,34 @@ def prefect_backend() -> Iterator[None]:
 
 @pytest.fixture
 def conductor_env(sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> SandboxHandle:
-    """Point this process's Conductor settings at the sandbox, as a worker's environment would."""
+    """Point this process's Conductor settings at the sandbox, as a worker's environment would;
+    every slot of the project's Prefect limits on the local backend is free when a test starts."""
     monkeypatch.setenv("CONDUCTOR_URL", sandbox.url)
     monkeypatch.setenv("CONDUCTOR_API_KEY", sandbox.api_key)
+    _free_left_slots()
     return sandbox
+
+
+def _free_left_slots() -> None:
+    """Give back the slots an earlier test left taken on the session's local (ephemeral) backend.
+
+    Prefect's temporary server runs no lease repossessor (only ``prefect server start`` does), so
+    a slot whose release was lost under load is never given back there, and every later run on
+    that limit waits out its timeout (seen once in CI: a 15-minute hang). Between tests nothing
+    may hold one. A real server frees such a slot when its lease ends (60 s).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    with get_client(sync_client=True) as client:
+        for limit in client.read_global_concurrency_limits(limit=200):
+            if limit.name.startswith("prefect-conductor-") and limit.active_slots:
+                logging.getLogger(__name__).warning(
+                    "freeing %d slot(s) of %s left taken", limit.active_slots, limit.name
+                )
+                client.update_global_concurrency_limit(
+                    limit.name, GlobalConcurrencyLimitUpdate(active_slots=0)
+                )
 
 
 def _free_port() -> int:
