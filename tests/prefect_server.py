@@ -132,7 +132,9 @@ def flow_runs(api_url: str, deployment_id: str) -> list[dict[str, Any]]:
     """Every flow run of a deployment, oldest first."""
     body = {"deployments": {"id": {"any_": [deployment_id]}}, "sort": "EXPECTED_START_TIME_ASC"}
     with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
-        runs: list[dict[str, Any]] = http.post("flow_runs/filter", json=body).json()
+        runs: list[dict[str, Any]] = busy_retried(
+            lambda: http.post("flow_runs/filter", json=body)
+        ).json()
     return runs
 
 
