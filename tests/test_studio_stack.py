@@ -69,24 +69,26 @@ def batch_waits_behind_a_submit(
     (``get_scheduled_flow_runs``); the runs are scheduled an hour ahead, so the live workers
     never take them, and are deleted afterwards."""
     soon = datetime.now(UTC) + timedelta(hours=1)
-
-    def scheduled(key: str, at: datetime, queue: str | None = None) -> str:
-        options = {"submission_key": key, "follow": "no"}
-        body: dict[str, Any] = {
-            "parameters": {**parameters, "options": options},
-            "idempotency_key": key,
-            "state": {"type": "SCHEDULED", "state_details": {"scheduled_time": at.isoformat()}},
-        }
-        if queue:
-            body["work_queue_name"] = queue
-        with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
-            made = http.post(f"deployments/{deployment_id}/create_flow_run", json=body)
-        return str(made.raise_for_status().json()["id"])
-
-    batch = [scheduled(f"fair-batch-{n}", soon, "batch") for n in range(40)]
-    submit = scheduled("fair-submit", soon + timedelta(minutes=5))  # later, yet first
-    ask = {"scheduled_before": (soon + timedelta(hours=1)).isoformat(), "limit": 200}
     with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
+
+        def scheduled(key: str, at: datetime, queue: str | None = None) -> str:
+            options = {"submission_key": key, "follow": "no"}
+            body: dict[str, Any] = {
+                "parameters": {**parameters, "options": options},
+                "idempotency_key": key,
+                "state": {
+                    "type": "SCHEDULED",
+                    "state_details": {"scheduled_time": at.isoformat()},
+                },
+            }
+            if queue:
+                body["work_queue_name"] = queue
+            made = http.post(f"deployments/{deployment_id}/create_flow_run", json=body)
+            return str(made.raise_for_status().json()["id"])
+
+        batch = [scheduled(f"fair-batch-{n}", soon, "batch") for n in range(40)]
+        submit = scheduled("fair-submit", soon + timedelta(minutes=5))  # later, yet first
+        ask = {"scheduled_before": (soon + timedelta(hours=1)).isoformat(), "limit": 200}
         handed = http.post("work_pools/studio/get_scheduled_flow_runs", json=ask).json()
         for run_id in [*batch, submit]:
             http.delete(f"flow_runs/{run_id}").raise_for_status()

@@ -224,13 +224,7 @@ class _Api:
 
         try:
             response = send_with_retries(self.http, build, self.policy)
-        except httpx.TimeoutException as error:
-            if isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout):
-                raise PrefectUnavailable(
-                    f"cannot reach Prefect at {self.settings.display_url}"
-                    f" ({type(error).__name__}); is the server running, and is PREFECT_API_URL"
-                    " right?"
-                ) from None
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as error:  # reached, never answered
             raise PrefectUnavailable(
                 f"Prefect at {self.settings.display_url} did not answer in"
                 f" {self.policy.deadline:g} s ({type(error).__name__}): it is overloaded;"
@@ -259,13 +253,15 @@ _deployment_ids: dict[tuple[str, str], str] = {}
 _deployment_ids_lock = threading.Lock()
 
 
-def _deployment_id(api: _Api, deployment: str, flow_name: str, deployment_name: str) -> str:
-    """The deployment's id: kept from an earlier Submit to this server, else looked up."""
+def _deployment_id(api: _Api, deployment: str) -> str:
+    """The deployment's (``flow/name``) id: kept from an earlier Submit to this server, else
+    looked up."""
     key = (api.settings.api_url, deployment)
     with _deployment_ids_lock:
         known = _deployment_ids.get(key)
     if known is not None:
         return known
+    flow_name, _, deployment_name = deployment.partition("/")
     found = api.call(
         "GET", f"deployments/name/{quote(flow_name, safe='')}/{quote(deployment_name, safe='')}"
     )
@@ -320,11 +316,11 @@ def start_flow_run(
         "tags": list(tags),
     }
     try:
-        deployment_id = _deployment_id(api, deployment, flow_name, deployment_name)
+        deployment_id = _deployment_id(api, deployment)
         created = api.call("POST", f"deployments/{deployment_id}/create_flow_run", json=body)
         if created.status_code == 404:  # the kept id is stale: the deployment was made again
             _forget_deployment(settings.api_url, deployment)
-            deployment_id = _deployment_id(api, deployment, flow_name, deployment_name)
+            deployment_id = _deployment_id(api, deployment)
             created = api.call("POST", f"deployments/{deployment_id}/create_flow_run", json=body)
         if created.status_code in (409, 422):
             raise FlowRunRejected(

@@ -113,11 +113,7 @@ class Cluster:
     def discard(self) -> None:
         """Stop and remove this cluster's files (only for an orphaned one: its database held
         nothing but the Prefect state of a per-user folder that no longer exists)."""
-        if self.running():
-            self._run(
-                str(binaries() / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop",
-                what="pg_ctl stop",
-            )  # fmt: skip
+        self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.log_file.unlink(missing_ok=True)
 
