@@ -1,7 +1,7 @@
 """prefect-conductor: the Conductor cloud-render submitter for the Jobs host, as Prefect flows.
 
-The package is split by who may import what (see DESIGN.md):
-``host_export`` -> ``conductor_cloud`` <- ``tasks`` <- ``flows``.
+The package is split by who may import what (docs/architecture.md; the import contracts in
+pyproject.toml): ``host_export`` -> ``conductor_cloud`` <- ``tasks`` <- ``flows``.
 Importing this top-level package must stay cheap and must never import Prefect, because the host's
 embedded Python loads ``prefect_conductor.host_export`` through it. The Prefect block
 ``ConductorCredentials`` is therefore exposed lazily (PEP 562): ``prefect block register -m

@@ -16,7 +16,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-CLI = [sys.executable, "-c", "from prefect_conductor.cli import main; main()"]
+CLI = [sys.executable, "-c", "from prefect_conductor.cli.main import main; main()"]
 
 
 def test_demo_keep_serves_the_job_page_and_the_ui_until_ctrl_c(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from prefect_conductor.conductor_cloud.payload import FULL_TITLE_SUFFIX
+from prefect_conductor.conductor_cloud.submission.payload import FULL_TITLE_SUFFIX
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.host_scenes import build_shot
 from tests.host_standin.fixtures import standin_environment
