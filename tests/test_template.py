@@ -77,13 +77,13 @@ def test_default_template_renders_every_image_with_its_frames() -> None:
 
 def test_every_token_renders() -> None:
     plan = plan_frames(parse_frame_spec("1-9x2"), 3, scout=parse_frame_spec("1"), tiles=2)
-    template = " ".join(f"<{name}>" for name in TOKENS)
+    template = "x " + " ".join(f"<{name}>" for name in TOKENS)
     command = render_command(template, plan.tasks[0], plan, context())
     assert "<" not in command
     words = shlex.split(command)
     assert "1-5x2" in words  # <task_frames>
     assert words[words.index("1-5x2") + 1] == "1"  # <task_scout>
-    ct_template = " ".join(f"<ct_{name}>" for name in REFERENCE_TOKENS)
+    ct_template = "x " + " ".join(f"<ct_{name}>" for name in REFERENCE_TOKENS)
     assert "<" not in render_command(ct_template, plan.tasks[0], plan, context())
 
 
@@ -136,16 +136,16 @@ def test_numbers_are_bare_and_sources_follow_the_images_with_frames() -> None:
         },
     )
     template = (
-        "<sources> | <chunks> | <chunkstart> <chunkend> <chunklength> <task_frames> <task_scout>"
+        "x <sources> , <chunks> , <chunkstart> <chunkend> <chunklength> <task_frames> <task_scout>"
         " <chunksize> <chunkcount> <tiles> <tile_number> <task>"
     )
     first = render_command(template, plan.tasks[1], plan, context())
     # context order (beauty, shadow) wins over plan order; each source has its own frames
     assert first == (
-        "project://scene/beauty project://scene/shadow | 1:5 1:10%3 | 1 10 10 1-10 0 10 2 2 2 1"
+        "x project://scene/beauty project://scene/shadow , 1:5 1:10%3 , 1 10 10 1-10 0 10 2 2 2 1"
     )
     second = render_command(template, plan.tasks[2], plan, context())
-    assert second == "project://scene/shadow | 13:19%3 | 11 20 10 11-20 1 10 2 2 1 2"
+    assert second == "x project://scene/shadow , 13:19%3 , 11 20 10 11-20 1 10 2 2 1 2"
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
@@ -238,8 +238,10 @@ def test_reference_tokens_keep_cioclarisses_meaning_with_or_without_ct() -> None
         "submitter": ["shot010"],
         "project": ["default"],
         "render_package": ["/proj/shot.cio.project"],
+        "renderpackage": ["/proj/shot.cio.project"],
         "pdir": ["/proj"],
         "temp_dir": ["/tmp/conductor"],
+        "tempdir": ["/tmp/conductor"],
         "timestamp": ["2026_12_02_08_00_00"],
         "directories": ["/proj/renders/beauty", "/proj/renders/shadow"],
     }

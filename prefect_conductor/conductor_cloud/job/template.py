@@ -1,16 +1,15 @@
-"""Task command templates: ``<angle bracket>`` tokens replaced per task, values shell-quoted.
+"""Task command templates: ``<angle bracket>`` tokens replaced per task, word by word.
 
 Every token of the reference submitter (cioclarisse / conductor.clarisse) is accepted with its
 meaning, spelt either way: ``<ct_chunks>`` as the reference writes it, or ``<chunks>``. So a
 studio's existing template carries over. We add a few of our own (``<wrapper>``, ``<task>``,
 ``<task_frames>``, ``<task_scout>``, ``<config_file>``); docs/render-command.md lists them all.
 
-Every value that comes from a person or a file (paths, item names, titles, project names) is
-quoted with ``shlex.quote``, so it stays one shell word whatever it holds. That guarantee only
-holds where the template leaves the token unquoted: inside ``"..."`` or ``'...'``, after a
-backslash or a ``$``, or inside backticks, the quoting would be undone and a title such as
-``$(rm -rf ~)`` would run on the render node. Such templates are refused with one line naming
-the field (issue 14); tokens never need quotes around them.
+The template is split once into shell words (``shell_words``); each word that holds a token is
+substituted and sent as one quoted word, every other word as written. So a title such as
+``$(rm -rf ~)`` is one literal argument wherever the template put it, with or without quotes
+around the token, and a template that would hand a value to something that evaluates it is
+refused in one line naming the token.
 
 A token that is not known is an error naming it, instead of being sent to the farm as literal
 text. A template that calls the reference's own wrapper (``ct_cnode``/``ciocnode``), which this
@@ -19,6 +18,7 @@ submitter does not upload, is refused too, pointing at ``<wrapper>``.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from prefect_conductor.conductor_cloud.errors import TemplateError
 from prefect_conductor.conductor_cloud.job.frames import FrameList, FramePlan, Task
+from prefect_conductor.conductor_cloud.job.shell_words import Mark, Word, refusal, split_words
 
 TOKEN = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")
 OPENING = re.compile(r"<(?=[A-Za-z_])")
@@ -38,9 +39,11 @@ REFERENCE_TOKENS: Mapping[str, str] = {
     # submission level
     "pdir": "The project's folder (PDIR) on the render node.",
     "temp_dir": "The submitter's folder on the render node: CTEMP/conductor.",
+    "tempdir": "The same as temp_dir (the reference accepts both spellings).",
     "timestamp": "When the payload was built, as YYYY_MM_DD_HH_MM_SS.",
     "submitter": "The ConductorJob's name; here the job title (the item name is not exported).",
     "render_package": "The exported render package the node loads (a path).",
+    "renderpackage": "The same as render_package (the reference accepts both spellings).",
     "project": "The Conductor project name.",
     # job level
     "scout": "The job's scout frames as a frame spec, for example 3,8 (empty without scouting).",
@@ -79,7 +82,7 @@ OUR_TOKENS: Mapping[str, str] = {
 TOKENS: Mapping[str, str] = {**REFERENCE_TOKENS, **OUR_TOKENS}
 
 #: Tokens whose value is a number or a fixed word, never text from a person or a file: they are
-#: safe in any shell context, so quotes or arithmetic around them are allowed.
+#: safe in any shell context, so they may stand anywhere, in arithmetic too.
 PLAIN_TOKENS = frozenset(
     {
         "chunksize",
@@ -99,6 +102,9 @@ PLAIN_TOKENS = frozenset(
         "task_scout",
     }
 )
+
+#: Tokens that stand for several words (one per image or folder): each must be a word of its own.
+LIST_TOKENS = frozenset({"directories", "chunks", "sources"})
 
 
 @dataclass(frozen=True)
@@ -134,92 +140,54 @@ def template_tokens(template: str) -> list[str]:
     return TOKEN.findall(template)
 
 
-def _quoting_at(template: str) -> dict[int, str]:
-    """For each token's start offset, the shell context it sits in ('' when bare).
-
-    A small lexer of the shell's quoting: single quotes, double quotes (with backslash escapes),
-    backticks, and a backslash or ``$`` right before the token. It does not follow ``$(...)``
-    inside double quotes; a token there counts as quoted, which refuses rather than risks.
-    Arithmetic (``((``, ``[[``) evaluates a quoted value's ``a[$(cmd)]`` and a here-document
-    expands ``$(cmd)`` inside quotes, so tokens there count as unsafe too.
-    """
-    contexts: dict[int, str] = {}
-    tokens = {match.start() for match in TOKEN.finditer(template)}
-    state = ""  # "", "'", '"', "`"
-    closer = ""  # "))" or "]]" while inside arithmetic or a [[ test
-    heredoc = False
-    index = 0
-    while index < len(template):
-        char = template[index]
-        pair = template[index : index + 2]
-        if not state:
-            if closer and pair == closer:
-                closer = ""
-            elif not closer and pair in ("((", "[["):
-                closer = "))" if pair == "((" else "]]"
-            around = template[index - 1 : index] + template[index + 2 : index + 3]
-            if pair == "<<" and "<" not in around:
-                heredoc = True
-        if index in tokens:
-            previous = template[index - 1] if index else ""
-            if state:
-                contexts[index] = state
-            elif heredoc:
-                contexts[index] = "<<"
-            elif closer:
-                contexts[index] = closer
-            elif previous == "\\":
-                contexts[index] = "\\"
-            elif previous == "$":
-                contexts[index] = "$"
-            else:
-                contexts[index] = ""
-        if state == "'":
-            if char == "'":
-                state = ""
-        elif state == '"':
-            if char == "\\":
-                if index + 1 in tokens:
-                    contexts[index + 1] = state
-                index += 1
-            elif char == '"':
-                state = ""
-        elif state == "`":
-            if char == "\\":
-                if index + 1 in tokens:
-                    contexts[index + 1] = state
-                index += 1
-            elif char == "`":
-                state = ""
-        elif char == "\\":
-            if index + 1 in tokens:
-                contexts[index + 1] = "\\"
-            index += 1
-        elif char in "'\"`":
-            state = char
-        index += 1
-    return contexts
+STRING_MARKS_START = 0xE000
+"""Each token stands in as one private-use character while the template is split into words."""
+PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 
 
-QUOTING_NAMES = {
-    "'": "inside single quotes",
-    '"': "inside double quotes",
-    "`": "inside backticks",
-    "\\": "after a backslash",
-    "$": "after a $",
-    "<<": "in a here-document",
-    "))": "inside (( ))",
-    "]]": "inside [[ ]]",
-}
+@dataclass(frozen=True)
+class CompiledTemplate:
+    """A checked template: its text with one stand-in character per token, and its words."""
+
+    text: str
+    names: Mapping[str, str]  # stand-in -> canonical token name
+    words: tuple[Word, ...]
 
 
-def check_template(template: str, field: str = "task_template") -> None:
-    """Raise TemplateError naming the first unknown, malformed, unclosed or quoted token.
+def _kind(name: str) -> str:
+    return "plain" if name in PLAIN_TOKENS else "list" if name in LIST_TOKENS else "string"
 
-    A ``<`` followed by a letter or ``_`` starts a token and must close as ``<name>``; a
-    half-written ``<render_package`` would otherwise reach the render node as shell input
-    redirection. Shell redirects stay possible: ``> log``, ``2>&1`` and ``< input`` (with a space).
-    """
+
+@functools.lru_cache(maxsize=64)
+def compile_template(template: str, field: str = "task_template") -> CompiledTemplate:
+    """Check ``template`` (see ``check_template``) and split it into words once."""
+    _check_tokens(template, field)
+    odd = PRIVATE_USE.search(template)
+    if odd is not None:
+        raise TemplateError(field, f"holds the private-use character U+{ord(odd.group(0)):04X}")
+    names: dict[str, str] = {}
+    marks: dict[str, Mark] = {}
+
+    def stand_in(match: re.Match[str]) -> str:
+        char = chr(STRING_MARKS_START + len(names))
+        names[char] = canonical(match.group(1))
+        marks[char] = Mark(match.group(0), _kind(names[char]))
+        return char
+
+    text = TOKEN.sub(stand_in, template)
+    try:
+        words = split_words(text)
+    except ValueError as error:
+        raise TemplateError(field, f"{str(error).lower()} in the template") from None
+    scripts = frozenset(char for char, name in names.items() if name == "wrapper")
+    reason = refusal(text, words, marks, scripts)
+    if reason:
+        raise TemplateError(field, reason)
+    return CompiledTemplate(text, names, tuple(words))
+
+
+def _check_tokens(template: str, field: str) -> None:
+    """Raise TemplateError naming the first unknown, malformed or unclosed token."""
     for opening in OPENING.finditer(template):
         if TOKEN.match(template, opening.start()) is not None:
             continue
@@ -237,15 +205,6 @@ def check_template(template: str, field: str = "task_template") -> None:
         if canonical(name) not in TOKENS:
             known = ", ".join(f"<{token}>" for token in TOKENS)
             raise TemplateError(field, f"unknown token <{name}>; known: {known}")
-    for start, where in _quoting_at(template).items():
-        token = TOKEN.match(template, start)
-        assert token is not None
-        if where and canonical(token.group(1)) not in PLAIN_TOKENS:
-            raise TemplateError(
-                field,
-                f"token {token.group(0)} sits {QUOTING_NAMES[where]}; tokens are already quoted"
-                " for the shell, so write them bare (a quoted title could run commands)",
-            )
     wrapper = REFERENCE_WRAPPERS.search(template)
     if wrapper is not None:
         raise TemplateError(
@@ -255,21 +214,30 @@ def check_template(template: str, field: str = "task_template") -> None:
         )
 
 
+def check_template(template: str, field: str = "task_template") -> None:
+    """Raise TemplateError, in one line naming the token, for a template we cannot run safely.
+
+    Refused: an unknown, malformed or unclosed token (a half-written ``<render_package`` would
+    reach the render node as input redirection; ``> log``, ``2>&1`` and ``< input`` stay
+    possible), an unclosed quote, and a string token anywhere but a plain argument of a command
+    that does not evaluate its arguments (see ``shell_words``).
+    """
+    compile_template(template, field)
+
+
 def quote(value: str) -> str:
     """One shell word, whatever the value holds."""
     return shlex.quote(value)
-
-
-def _words(values: Sequence[str]) -> str:
-    return " ".join(quote(value) for value in values)
 
 
 def _spec(frames: FrameList) -> str:
     return frames.spec
 
 
-def task_values(task: Task, plan: FramePlan, context: TemplateContext) -> dict[str, str]:
-    """Every token's replacement text for ``task``, already quoted where it came from a person.
+def token_values(
+    task: Task, plan: FramePlan, context: TemplateContext
+) -> dict[str, str | list[str]]:
+    """Every token's value for ``task``, unquoted; a list for tokens that stand for several words.
 
     ``<sources>`` lists the context's images (in the context's order) that render a frame of this
     chunk, and ``<chunks>`` their frames in the same order (the reference intersects each image's
@@ -287,46 +255,82 @@ def task_values(task: Task, plan: FramePlan, context: TemplateContext) -> dict[s
     ]
     frames = plan.frames
     return {
-        "pdir": quote(context.pdir),
-        "temp_dir": quote(context.temp_dir),
-        "timestamp": quote(context.timestamp),
-        "submitter": quote(context.job_title),
-        "render_package": quote(context.render_package),
-        "project": quote(context.project),
-        "scout": quote(_spec(plan.scout_frames) if plan.scouting else ""),
+        "pdir": context.pdir,
+        "temp_dir": context.temp_dir,
+        "tempdir": context.temp_dir,
+        "timestamp": context.timestamp,
+        "submitter": context.job_title,
+        "render_package": context.render_package,
+        "renderpackage": context.render_package,
+        "project": context.project,
+        "scout": _spec(plan.scout_frames) if plan.scouting else "",
         "chunksize": str(plan.chunk_size),
         "chunkcount": str(len(plan.chunks)),
         "scoutcount": str(len(plan.scout_frames) if plan.scouting else 0),
         "sequencelength": str(len(frames)),
-        "sequence": quote(_spec(frames)),
+        "sequence": _spec(frames),
         "sequencemin": str(frames.first),
         "sequencemax": str(frames.last),
-        "instance_type": quote(context.instance_type),
-        "instance": quote(context.instance or context.instance_type),
+        "instance_type": context.instance_type,
+        "instance": context.instance or context.instance_type,
         "tiles": str(task.tiles),
         "preemptible": "preemptible" if context.preemptible else "non-preemptible",
         "retries": str(context.retries),
-        "job": quote(context.job_title),
-        "directories": _words(context.directories),
+        "job": context.job_title,
+        "directories": list(context.directories),
         "tile_number": str(task.tile_number),
-        "chunks": _words(chunks),
-        "sources": _words(sources),
+        "chunks": chunks,
+        "sources": sources,
         "chunklength": str(len(task.frames)),
         "chunkstart": str(task.frames.first),
         "chunkend": str(task.frames.last),
-        "wrapper": quote(context.wrapper),
-        "config_file": quote(context.config_file),
+        "wrapper": context.wrapper,
+        "config_file": context.config_file,
         "task": str(task.index),
-        "task_frames": quote(task.frames.spec),
+        "task_frames": task.frames.spec,
         "task_scout": "1" if task.scout else "0",
     }
 
 
-def render_command(template: str, task: Task, plan: FramePlan, context: TemplateContext) -> str:
-    """The command for one task; bad tokens raise TemplateError (see ``check_template``).
+def task_values(task: Task, plan: FramePlan, context: TemplateContext) -> dict[str, str]:
+    """Every token's replacement text for ``task`` as it stands alone in a command, quoted."""
+    return {
+        name: " ".join(quote(item) for item in value)
+        if isinstance(value, list)
+        else value
+        if name in PLAIN_TOKENS
+        else quote(value)
+        for name, value in token_values(task, plan, context).items()
+    }
 
-    Substitution is one pass, so a value that itself reads ``<project>`` is left as text.
+
+def render_command(template: str, task: Task, plan: FramePlan, context: TemplateContext) -> str:
+    """The command for one task; a template we cannot run safely raises TemplateError.
+
+    Words without a token are sent as written; a word with a token is substituted and quoted as
+    one word (a list token becomes one quoted word per item). Numbers and fixed words are written
+    bare wherever they stand. Substitution is one pass, so a value reading ``<project>`` stays text.
     """
-    check_template(template)
-    values = task_values(task, plan, context)
-    return TOKEN.sub(lambda match: values[canonical(match.group(1))], template)
+    compiled = compile_template(template)
+    values = token_values(task, plan, context)
+
+    def plain(text: str) -> str:
+        return "".join(
+            str(values[compiled.names[char]]) if char in compiled.names else char for char in text
+        )
+
+    pieces: list[str] = []
+    position = 0
+    for word in compiled.words:
+        held = [compiled.names[char] for char in word.text if char in compiled.names]
+        if all(name in PLAIN_TOKENS for name in held):
+            continue
+        pieces.append(plain(compiled.text[position : word.start]))
+        listed = next((values[name] for name in held if name in LIST_TOKENS), None)
+        if isinstance(listed, list):
+            pieces.append(" ".join(quote(item) for item in listed))
+        else:
+            pieces.append(quote(plain(word.value)))
+        position = word.end
+    pieces.append(plain(compiled.text[position:]))
+    return "".join(pieces)
