@@ -479,6 +479,20 @@ def _failed_tasks(error: TasksFailed) -> typer.Exit:
     return typer.Exit(error.exit_code)
 
 
+def _writable_folder(folder: Path, option: str) -> None:
+    """Create ``folder`` and check that files can be made in it, or one line naming ``option``."""
+    import tempfile
+
+    from prefect_conductor.conductor_cloud.errors import UserError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise UserError(f"{option}: cannot write in {folder}: {error.strerror or error}") from None
+
+
 def _job_id(text: str) -> str:
     """A jid as Conductor writes it (5 digits), or one line naming the argument."""
     from prefect_conductor.conductor_cloud.transfers.job_outputs import job_id
@@ -526,6 +540,8 @@ def download(
     )
 
     job_id = _job_id(jid)
+    if output is not None:
+        _writable_folder(output, "--output")
     scene_export = load_scene_images(scene) if scene is not None else None
     console = Console(stderr=True)
     try:

@@ -603,6 +603,7 @@ class ConductorClient:
         path = f"jobs/{jid_text(_jid(jid))}/downloads"
         body = {"tids": [f"{int(t):03d}" for t in tids] if tids else None}
         cursor = ""
+        seen: set[str] = set()
         while True:
             # ciocore's first page has no cursor at all (requests drops its None).
             params: dict[str, Any] = {"limit": page_size}
@@ -638,6 +639,14 @@ class ConductorClient:
             cursor = str(answer.get("next_cursor") or "")
             if not cursor:
                 return
+            if cursor in seen:
+                raise ServerError(
+                    f"POST {url}: the listing repeats its cursor; stopped",
+                    method="POST",
+                    url=url,
+                    status=response.status_code,
+                )
+            seen.add(cursor)
 
     def report_download(
         self, download_id: str, status: str, bytes_downloaded: int, bytes_to_download: int
@@ -669,6 +678,6 @@ class ConductorClient:
 def _jid(jid: str | int) -> int:
     """A jid as a number; a caller passing something else is a bug, said plainly."""
     text = str(jid).strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ValueError(f"not a Conductor job id: {jid!r}")
     return int(text)

@@ -7,12 +7,16 @@ no Conductor token (ciocore ``base_downloader``), with its base64 md5, its path 
 task's output folder and its size. Compared with the reference downloader:
 
 * a file already on disk with the same md5 is skipped (the md5 cache makes the second look free);
-* the body streams into ``.<name>.part`` beside the target, is checked against the md5, and only
-  then renamed over the final name, so a killed download leaves no half file under that name;
+* the body streams into a fresh hidden file beside the target (never an existing entry), stops
+  at the listed size, is checked against the md5, and only then renamed over the final name, so
+  a killed download leaves no half file under that name;
+* nothing below the output folder is followed if it is a link (``safe_files``): a planted link
+  cannot redirect a write, and a linked subfolder is refused;
+* the job's folder is named from the job asked for, never from the server's record;
 * an md5 mismatch or a dropped connection fetches the file again, up to ``attempts`` times;
 * several files download at once through a bounded pool, each with one fixed-size buffer, so
   memory does not grow with file size;
-* a relative path that would leave the output folder (``../``, absolute) is refused.
+* a relative path that would leave the output folder (``../``, absolute) or is empty is refused.
 
 Errors are :class:`DownloadError` (a transient service error): one line naming the file.
 """
@@ -29,12 +33,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
 from prefect_conductor.conductor_cloud.errors import ServiceError, UserError
-from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache, md5_base64
+from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache
+from prefect_conductor.conductor_cloud.transfers.safe_files import Folder
 
 CHUNK_BYTES = 1 << 20
 """One read from the network, and the only buffer a transfer holds."""
@@ -43,6 +48,7 @@ DEFAULT_WORKERS = 4
 DEFAULT_ATTEMPTS = 3
 
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+_JOB_ID = re.compile(r"[0-9]{1,9}\Z")
 
 
 class DownloadError(ServiceError):
@@ -101,28 +107,48 @@ class DownloadTask:
         )
 
 
-def task_folder(task: DownloadTask, output: Path | None, home: Path | None = None) -> Path:
-    """Where a task's files go, by the reference downloader's rules.
+def task_root(
+    task: DownloadTask, output: Path | None, home: Path | None = None
+) -> tuple[Path, tuple[str, ...]]:
+    """A trusted folder, and the folders below it, where a task's files go (reference rules).
 
     ``output`` (the CLI's ``--output``) replaces the server's folder with ``output/<jid>``. Without
-    it, the server's ``output_dir`` is used, except that a Windows drive path on a posix machine
-    falls back to ``~/CONDUCTOR_DOWNLOADS/<jid>``.
+    it, the server's ``output_dir`` is used when it is a clean absolute path, except that a Windows
+    drive path on a posix machine falls back to ``~/CONDUCTOR_DOWNLOADS/<jid>``. The jid must be
+    digits: a folder name never comes from anything else in the server's record.
     """
+    if not _JOB_ID.match(task.job_id):
+        raise UnsafeDownloadPath(f"download: refused job id {task.job_id[:40]!r}: not digits")
+    fallback = (home or Path.home()) / "CONDUCTOR_DOWNLOADS"
     if output is not None:
-        return output / task.job_id
-    if os.name != "nt" and _WINDOWS_DRIVE.match(task.output_dir):
-        return (home or Path.home()) / "CONDUCTOR_DOWNLOADS" / task.job_id
-    if not task.output_dir:
-        return (home or Path.home()) / "CONDUCTOR_DOWNLOADS" / task.job_id
-    return Path(task.output_dir)
+        return output, (task.job_id,)
+    server = task.output_dir
+    if (os.name != "nt" and _WINDOWS_DRIVE.match(server)) or not server:
+        return fallback, (task.job_id,)
+    if not Path(server).is_absolute() or ".." in Path(server).parts:
+        raise UnsafeDownloadPath(f"download: refused output folder {server[:80]!r}: not absolute")
+    return Path(server), ()
+
+
+def task_folder(task: DownloadTask, output: Path | None, home: Path | None = None) -> Path:
+    """Where a task's files go (see ``task_root``)."""
+    root, parts = task_root(task, output, home)
+    return root.joinpath(*parts)
+
+
+def relative_parts(relative_path: str) -> tuple[str, ...]:
+    """The folders and file name of ``relative_path``, refusing one that leaves its folder."""
+    clean = posixpath.normpath(relative_path.replace("\\", "/"))
+    if clean.startswith(("/", "../")) or clean == ".." or _WINDOWS_DRIVE.match(clean):
+        raise UnsafeDownloadPath(f"download: refused {relative_path!r}: outside the output folder")
+    if not relative_path.strip() or clean == ".":
+        raise UnsafeDownloadPath(f"download: refused {relative_path!r}: names no file")
+    return tuple(clean.split("/"))
 
 
 def target_path(folder: Path, relative_path: str) -> Path:
     """``folder/relative_path``, refusing a path that climbs out of ``folder``."""
-    clean = posixpath.normpath(relative_path.replace("\\", "/"))
-    if clean.startswith(("/", "../")) or clean == ".." or _WINDOWS_DRIVE.match(clean):
-        raise UnsafeDownloadPath(f"download: refused {relative_path!r}: outside the output folder")
-    return folder / clean
+    return folder.joinpath(*relative_parts(relative_path))
 
 
 @dataclass
@@ -170,66 +196,89 @@ class FileFetcher:
         if self.on_progress is not None:
             self.on_progress(self.stats)
 
-    def _local_md5(self, path: Path) -> str | None:
-        """The md5 of the file already at ``path`` (cached by path, size, mtime and inode)."""
-        try:
-            info = path.stat()
-        except FileNotFoundError:
+    def _local_md5(self, folder: Folder, name: str) -> str | None:
+        """The md5 of the regular file already at ``name`` (cached by path, size, mtime, inode)."""
+        info = folder.file_info(name)
+        if info is None:
             return None
-        if not path.is_file():
-            return None
+        path = folder.path / name
         known = self.cache.lookup(path, info)
         if known is not None:
             return known
-        digest = md5_base64(path)
+        digest = base64.b64encode(folder.md5(name)).decode("ascii")
         self.cache.store(path, info, digest)
         return digest
 
-    def fetch(self, item: DownloadFile, target: Path) -> bool:
-        """Put ``item`` at ``target``; False when it was already there with the same md5."""
-        if self._local_md5(target) == item.md5:
+    def fetch(self, item: DownloadFile, root: Path, parts: Sequence[str]) -> bool:
+        """Put ``item`` at ``root/parts``; False when it was already there with the same md5.
+
+        Nothing below ``root`` is followed if it is a link (see ``safe_files``).
+        """
+        target = root.joinpath(*parts)
+        try:
+            with Folder(root, parts[:-1]) as folder:
+                return self._fetch_into(item, folder, parts[-1])
+        except OSError as error:
+            raise UserError(f"download: cannot write {target}: {error.strerror or error}") from None
+
+    def _fetch_into(self, item: DownloadFile, folder: Folder, name: str) -> bool:
+        if self._local_md5(folder, name) == item.md5:
             self.stats.add(
                 files_skipped=1, bytes_skipped=item.size, files_done=1, bytes_done=item.size
             )
             self._tell()
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.part")
         reason = ""
         for attempt in range(self.attempts):
             if attempt:
                 self.stats.add(refetched=1)
+            partial, handle = folder.new_file(name)
             try:
-                digest = self._stream(item, partial)
+                with handle:
+                    digest = self._stream(item, handle)
             except httpx.HTTPError as error:
                 reason = f"{type(error).__name__} from the storage host"
+                folder.remove(partial)
                 continue
             except _BadStatus as error:
                 reason = f"the storage host answered HTTP {error.status}"
+                folder.remove(partial)
                 continue
+            except _TooLong:
+                reason = f"the storage host sent more than the {item.size} bytes listed"
+                folder.remove(partial)
+                continue
+            except BaseException:
+                folder.remove(partial)
+                raise
             if digest == item.md5:
-                os.replace(partial, target)
-                info = target.stat()
-                self.cache.store(target, info, digest)
+                folder.replace(partial, name)
+                info = folder.file_info(name)
+                if info is not None:
+                    self.cache.store(folder.path / name, info, digest)
                 self.stats.add(files_done=1)
                 self._tell()
                 return True
+            folder.remove(partial)
             reason = f"md5 {digest} does not match Conductor's {item.md5}"
-        partial.unlink(missing_ok=True)
-        raise DownloadError(f"download of {target} failed after {self.attempts} attempts: {reason}")
+        raise DownloadError(
+            f"download of {folder.path / name} failed after {self.attempts} attempts: {reason}"
+        )
 
-    def _stream(self, item: DownloadFile, partial: Path) -> str:
-        """GET the signed URL (no Conductor token) into ``partial``; the md5 of what arrived."""
+    def _stream(self, item: DownloadFile, handle: BinaryIO) -> str:
+        """GET the signed URL (no Conductor token) into ``handle``, never past the listed size.
+
+        Returns the md5 of what arrived.
+        """
         digest = hashlib.md5(usedforsecurity=False)
         counted = 0
         try:
-            with (
-                self.http.stream("GET", item.url, headers={"Accept": "*/*"}) as response,
-                open(partial, "wb") as handle,
-            ):
+            with self.http.stream("GET", item.url, headers={"Accept": "*/*"}) as response:
                 if response.status_code != 200:
                     raise _BadStatus(response.status_code)
                 for chunk in response.iter_bytes(CHUNK_BYTES):
+                    if counted + len(chunk) > item.size:
+                        raise _TooLong
                     handle.write(chunk)
                     digest.update(chunk)
                     counted += len(chunk)
@@ -241,6 +290,10 @@ class FileFetcher:
         if counted != item.size:
             self.stats.add(bytes_done=item.size - counted)
         return base64.b64encode(digest.digest()).decode("ascii")
+
+
+class _TooLong(Exception):
+    """The body ran past the size the listing gave."""
 
 
 class _BadStatus(Exception):
@@ -267,12 +320,13 @@ def download_tasks(
     raised as :class:`DownloadError`; files already complete stay, so running again resumes.
     """
     listed: Sequence[DownloadTask] = list(tasks)
-    plan = [
-        (task, item, target_path(task_folder(task, output), item.relative_path))
-        for task in listed
-        for item in task.files
-    ]
-    stats = DownloadStats(files_total=len(plan), bytes_total=sum(i.size for _, i, _ in plan))
+    plan: list[tuple[DownloadTask, DownloadFile, Path, tuple[str, ...]]] = []
+    for task in listed:
+        root, below = task_root(task, output)
+        plan.extend(
+            (task, item, root, below + relative_parts(item.relative_path)) for item in task.files
+        )
+    stats = DownloadStats(files_total=len(plan), bytes_total=sum(entry[1].size for entry in plan))
     owned = http is None
     client = http or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
     fetcher = FileFetcher(
@@ -281,8 +335,8 @@ def download_tasks(
     remaining = {task.download_id or task.task_id: len(task.files) for task in listed}
     lock = threading.Lock()
 
-    def one(task: DownloadTask, item: DownloadFile, target: Path) -> None:
-        fetcher.fetch(item, target)
+    def one(task: DownloadTask, item: DownloadFile, root: Path, parts: tuple[str, ...]) -> None:
+        fetcher.fetch(item, root, parts)
         key = task.download_id or task.task_id
         with lock:
             remaining[key] -= 1

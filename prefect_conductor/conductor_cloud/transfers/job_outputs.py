@@ -15,6 +15,7 @@ the ``download-outputs`` flow, so both behave the same:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ class TaskState:
 def job_id(text: str, field: str = "jid") -> str:
     """A job id as Conductor writes it (``42`` -> ``00042``); UserError naming ``field``."""
     clean = str(text).strip()
-    if not (clean.isdigit() and len(clean) <= 9):
+    if not (clean.isascii() and clean.isdigit() and len(clean) <= 9):
         raise UserError(
             f"{field}: {str(text)[:40]!r} is not a Conductor job id (digits, e.g. 00042)"
         )
@@ -194,6 +195,7 @@ def download_job(
     on_progress: ProgressCallback | None = None,
     on_listed: Callable[[DownloadStats], None] | None = None,
     only: Collection[str] | None = None,
+    task_count: int | None = None,
 ) -> JobDownload:
     """Download every file Conductor lists for ``jid`` and report each task ``downloaded``.
 
@@ -201,11 +203,11 @@ def download_job(
     The listing is read in full first, so the progress bar knows the total; ``on_listed`` gets
     the empty stats with the totals. A file already on disk with the same md5 is not fetched.
     ``only`` keeps the listed tasks with those ids (the ones the task listing shows rendered).
+    The listing is bounded by the job's ``task_count`` (read from Conductor when not given).
     """
     tasks = [
         task
-        for page in client.download_pages(jid)
-        for task in page
+        for task in listed_tasks(client, jid, task_count)
         if only is None or task.task_id in only
     ]
     reported: list[str] = []
@@ -231,6 +233,35 @@ def download_job(
     )
     folder = job_folder(client, jid, output, tasks)
     return JobDownload(jid=jid, folder=folder, stats=stats, tasks=tasks, reported=reported)
+
+
+def listed_tasks(
+    client: ConductorJobs, jid: str, task_count: int | None = None
+) -> list[DownloadTask]:
+    """The job's download records, refusing a record for another job and an endless listing.
+
+    A listing holds at most one record per task; pages past one more than the job's task count
+    stop the walk in one line, whatever cursors the server keeps sending.
+    """
+    count = len(client.get_tasks(jid)) if task_count is None else task_count
+    tasks: list[DownloadTask] = []
+    for pages, page in enumerate(client.download_pages(jid), 1):
+        for task in page:
+            named = task.job_id
+            if not (
+                named.isascii() and named.isdigit() and len(named) <= 9 and int(named) == int(jid)
+            ):
+                raise ServiceError(
+                    f"job {jid}: Conductor's download listing holds a record for job"
+                    f" {named[:40]!r}; refused"
+                )
+            tasks.append(dataclasses.replace(task, job_id=jid))
+        if len(tasks) > count or pages > count + 1:
+            raise ServiceError(
+                f"job {jid}: Conductor's download listing ran past the job's {count} tasks"
+                f" ({len(tasks)} records on {pages} pages); stopped"
+            )
+    return tasks
 
 
 def job_folder(
@@ -293,6 +324,7 @@ def fetch_outputs(
         on_progress=on_progress,
         on_listed=on_listed,
         only={s.tid for s in states if s.status.succeeded},
+        task_count=len(states),
     )
     raise_for_failed_tasks(client, jid, states)
     checks: list[ImageCheck] = []
