@@ -154,14 +154,16 @@ def test_a_repeated_cursor_stops_the_walk_in_one_line(tmp_path: Path) -> None:
             return httpx.Response(201, json={"downloads": [], "next_cursor": "again"})
         return fake.handle(request)
 
-    with ConductorClient(
-        URL,
-        ApiKey(CLIENT_ID, PRIVATE_KEY),
-        token_cache_dir=tmp_path / "tokens",
-        transport=httpx.MockTransport(handle),
-    ) as client:
-        with pytest.raises(ServerError, match="the listing repeats its cursor; stopped$"):
-            list(client.download_pages("42"))
+    with (
+        ConductorClient(
+            URL,
+            ApiKey(CLIENT_ID, PRIVATE_KEY),
+            token_cache_dir=tmp_path / "tokens",
+            transport=httpx.MockTransport(handle),
+        ) as client,
+        pytest.raises(ServerError, match="the listing repeats its cursor; stopped$"),
+    ):
+        list(client.download_pages("42"))
     assert pages == ["", "again"]
 
 
