@@ -20,7 +20,7 @@ run that is no longer suspended is refused by Prefect and skipped.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -35,6 +35,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 
+from prefect_conductor.conductor_cloud.api.retry import redacted_url
 from prefect_conductor.conductor_cloud.api.status import JobStatus
 from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
@@ -85,13 +86,21 @@ def _waiting(run: FlowRun) -> Waiting | None:
     return Waiting(run.id, jid, options)
 
 
-def finished_jobs(listing: Iterable[dict[str, Any]]) -> set[str]:
-    """The jids of the listed jobs whose status is final."""
-    return {
-        f"{int(str(job['jid'])):05d}"
-        for job in listing
-        if str(job.get("jid", "")).isdigit() and JobStatus.parse(job.get("status")).finished
-    }
+def finished_jobs(
+    listing: Iterable[dict[str, Any]], skipped: Callable[[str], None] = lambda _line: None
+) -> set[str]:
+    """The jids of the listed jobs whose status is final; ``skipped`` hears of an odd record."""
+    done: set[str] = set()
+    for job in listing:
+        named = str(job.get("jid", "")) if isinstance(job, dict) else ""
+        try:
+            jid = job_id(named)
+        except SubmitterError:
+            skipped(f"skipped a job record whose jid is not a Conductor job id: {named[:40]!r}")
+            continue
+        if JobStatus.parse(job.get("status")).finished:
+            done.add(jid)
+    return done
 
 
 def due(waiting: list[Waiting]) -> tuple[list[Waiting], int]:
@@ -108,13 +117,14 @@ def due(waiting: list[Waiting]) -> tuple[list[Waiting], int]:
         numbers = [int(item.jid) for item in items]
         try:
             with client_for(items[0].options) as conductor:
-                done = finished_jobs(conductor.list_jobs(min(numbers), max(numbers)))
+                listing = conductor.list_jobs(min(numbers), max(numbers))
+                done = finished_jobs(listing, get_run_logger().warning)
         except SubmitterError as error:
             get_run_logger().warning(
                 "job listing for %d run(s) (conductor_url %r, credentials_block %r) failed,"
                 " asking again next pass: %s",
                 len(items),
-                url,
+                redacted_url(url) if url else url,
                 block,
                 error,
             )

@@ -14,6 +14,7 @@ value, because the token exchange carries the API key's secret in its query.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -42,6 +43,14 @@ def _is_loopback(client: Any) -> bool:
         return ipaddress.ip_address(client[0]).is_loopback
     except (TypeError, IndexError, ValueError):
         return False
+
+
+LOOPBACK_HOST = re.compile(r"(localhost|127(\.[0-9]{1,3}){3}|\[::1\])(:[0-9]{1,5})?", re.IGNORECASE)
+
+
+def _loopback_host(host: str | None) -> bool:
+    """Whether a Host header names this machine (a page using DNS rebinding names another)."""
+    return bool(host) and LOOPBACK_HOST.fullmatch(host or "") is not None
 
 
 def _header(scope: Scope, wanted: bytes) -> str | None:
@@ -93,6 +102,10 @@ class Gatekeeper:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        if not _loopback_host(_header(scope, b"host")):
+            refusal = "the sandbox answers requests addressed to a loopback host name only"
+            await _answer(send, 403, refusal, scope, receive)
+            return
         if path.startswith((ADMIN_PREFIX, JOB_PAGE_PREFIX)):
             if not _is_loopback(scope.get("client")):
                 refusal = "the admin API and job pages answer loopback peers only"

@@ -206,6 +206,8 @@ class Jobs:
         }
 
     def _job_row(self, jid: str) -> Any:
+        if not (jid.isascii() and jid.isdigit() and len(jid) <= 9):
+            return None
         rows = self.store.query("SELECT * FROM jobs WHERE jid = ?", int(jid))
         return rows[0] if rows else None
 

@@ -253,6 +253,7 @@ class TokenManager:
         policy: RetryPolicy | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.shown_url = redacted_url(self.url)
         self.api_key = api_key
         self.http = http
         self.policy = policy or RetryPolicy()
@@ -265,7 +266,7 @@ class TokenManager:
         install_log_redaction()
 
     def __repr__(self) -> str:
-        return f"TokenManager(url={self.url!r}, client_id={self.api_key.client_id!r})"
+        return f"TokenManager(url={self.shown_url!r}, client_id={self.api_key.client_id!r})"
 
     def token(self) -> str:
         """A token valid for at least REFRESH_MARGIN more seconds (or half its lifetime)."""
@@ -340,7 +341,7 @@ class TokenManager:
         except httpx.TransportError as error:
             reason = self.redact(" ".join(str(error).split())[:120])
             raise ConductorUnavailable(
-                f"cannot reach Conductor at {self.url}:"
+                f"cannot reach Conductor at {self.shown_url}:"
                 f" {type(error).__name__}{': ' + reason if reason else ''} (signing in)",
                 method="GET",
                 url=where,
@@ -349,13 +350,13 @@ class TokenManager:
         if status != 200:
             if status in RETRY_STATUSES or status >= 500:
                 raise ServerError(
-                    f"Conductor at {self.url} could not issue a token (HTTP {status})",
+                    f"Conductor at {self.shown_url} could not issue a token (HTTP {status})",
                     method="GET",
                     url=where,
                     status=status,
                 )
             raise AuthError(
-                f"Conductor at {self.url} refused the API key for client"
+                f"Conductor at {self.shown_url} refused the API key for client"
                 f" {self.api_key.client_id!r} (HTTP {status}): check CONDUCTOR_API_KEY",
                 method="GET",
                 url=where,
@@ -369,7 +370,7 @@ class TokenManager:
             lifetime = float(body.get("expires_in") or DEFAULT_TOKEN_SECONDS)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise AuthError(
-                f"Conductor at {self.url} sent an unreadable token answer",
+                f"Conductor at {self.shown_url} sent an unreadable token answer",
                 method="GET",
                 url=where,
                 status=status,

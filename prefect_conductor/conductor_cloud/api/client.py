@@ -167,6 +167,8 @@ class ConductorClient:
     ) -> None:
         settings = get_settings()
         self.url = _checked_url(url or settings.conductor_url)
+        self.shown_url = redacted_url(self.url)
+        """The address as messages, links and files show it: without user name or password."""
         key = api_key if api_key is not None else api_key_from_env()
         if key is None:
             raise ApiKeyError(
@@ -192,7 +194,7 @@ class ConductorClient:
         self.auth = BearerAuth(self.tokens)
 
     def __repr__(self) -> str:
-        return f"ConductorClient(url={self.url!r})"
+        return f"ConductorClient(url={self.shown_url!r})"
 
     def close(self) -> None:
         self.http.close()
@@ -204,7 +206,7 @@ class ConductorClient:
         self.close()
 
     def dashboard_url(self, jid: str) -> str:
-        return f"{self.url}/job/{jid}"
+        return f"{self.shown_url}/job/{jid}"
 
     # transport --------------------------------------------------------------------------------
 
@@ -216,7 +218,7 @@ class ConductorClient:
 
     def _unavailable(self, method: str, url: str, error: Exception) -> ConductorUnavailable:
         return ConductorUnavailable(
-            self._scrub(f"cannot reach Conductor at {self.url}: {_reason(error)}"),
+            self._scrub(f"cannot reach Conductor at {self.shown_url}: {_reason(error)}"),
             method=method,
             url=url,
         )
@@ -340,7 +342,7 @@ class ConductorClient:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ServerError(
-                f"POST {self._endpoint('/api/v2/files/get_upload_urls')}: unreadable upload URL"
+                f"POST {self.shown_url}/api/v2/files/get_upload_urls: unreadable upload URL"
                 f" answer ({type(error).__name__}: {_one_line(str(error), 80)})",
                 method="POST",
                 url=self._endpoint("/api/v2/files/get_upload_urls"),
@@ -389,7 +391,7 @@ class ConductorClient:
         for job in self.list_jobs(number, number):
             return job
         raise NotFoundError(
-            f"GET {self._endpoint('api/v1/jobs')}: no job {jid_text(number)}",
+            f"GET {self.shown_url}/api/v1/jobs: no job {jid_text(number)}",
             method="GET",
             url=self._endpoint("api/v1/jobs"),
         )
@@ -610,7 +612,7 @@ class ConductorClient:
             if cursor:
                 params["start_cursor"] = cursor
             response = self._call("POST", path, params=params, json=body)
-            url = self._endpoint(path)
+            url = f"{self.shown_url}/{path}"
             if response.status_code != 201:
                 raise ServerError(
                     f"POST {url}: expected HTTP 201, got {response.status_code}",

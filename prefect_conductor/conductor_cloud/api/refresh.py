@@ -38,7 +38,7 @@ def fetch_catalog(client: ConductorClient) -> Catalog:
         client.instance_types(),
         client.packages(),
         client.extra_environment(),
-        source_url=client.url,
+        source_url=client.shown_url,
         account_id=token_account(client.tokens.token()),
     )
 
@@ -67,6 +67,6 @@ def cached_catalog(
         return refresh_catalog(client, path)[0]
     if client is None:
         return catalog
-    if catalog.age > max_age or catalog.source_url != client.url:
+    if catalog.age > max_age or catalog.source_url != client.shown_url:
         return refresh_catalog(client, path)[0]
     return catalog

@@ -77,6 +77,64 @@ class DuplicateKeyError(ValueError):
         super().__init__(key)
 
 
+MAX_YAML_NODES = 200_000
+"""How many values a YAML file may stand for once its aliases are expanded: a "billion laughs"
+file of a few lines stands for billions, and every later step would walk them all."""
+
+
+def _load_yaml(text: str, name: str) -> Any:
+    """The YAML document, refused in one line when its aliases expand past MAX_YAML_NODES."""
+    loader = _UniqueKeyLoader(text)  # a SafeLoader subclass
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if expanded_size(node) > MAX_YAML_NODES:
+            raise InputFileError(
+                name,
+                [f"{name}: its aliases (*name) stand for more than {MAX_YAML_NODES} values"],
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def expanded_size(root: yaml.Node) -> int:
+    """How many nodes ``root`` stands for with every alias expanded (an alias to itself: no end).
+
+    Each shared node is counted once per reference, in time linear in the distinct nodes.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if children_done:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = min(1 + sum(sizes[id(c)] for c in children), MAX_YAML_NODES + 1)
+            continue
+        if id(node) in open_nodes:
+            return MAX_YAML_NODES + 1  # a node inside itself
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                return MAX_YAML_NODES + 1
+            stack.append((child, False))
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``json.loads`` object hook: a key given twice is an error, not "the last one wins"."""
     mapping: dict[str, Any] = {}
@@ -161,7 +219,7 @@ def read_mapping(path: Path) -> dict[str, Any]:
         if path.suffix.lower() == ".json":
             data = json.loads(text, object_pairs_hook=_unique_pairs)
         else:
-            data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+            data = _load_yaml(text, name)
     except DuplicateKeyError as error:
         where = f" (line {error.line})" if error.line else ""
         raise InputFileError(

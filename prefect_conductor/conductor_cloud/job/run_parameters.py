@@ -144,3 +144,15 @@ class RunOptions(BaseModel):
         if isinstance(value, bool):
             return "yes" if value else "no"
         return value
+
+    @field_validator("conductor_url")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        """A parameter is stored with the run: a password in the address would be stored too."""
+        rest = value.partition("://")[2]
+        if "@" in rest.split("/", 1)[0]:
+            raise ValueError(
+                "must not hold a user name or password (a run's parameters are stored); name a"
+                " Conductor Credentials block instead"
+            )
+        return value
