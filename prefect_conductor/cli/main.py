@@ -398,7 +398,7 @@ def server_stop() -> None:
     """Stop the local Prefect server and its idle supervisor."""
     from prefect_conductor.local_server.server import LocalServer
 
-    state = LocalServer.for_user().stop()
+    state = LocalServer.for_user().stop(echo_err)
     if state is None:
         typer.echo("No local Prefect server was running.")
     else:

@@ -1,7 +1,10 @@
 """Stops the CLI's local Prefect server once nobody has used it for a while.
 
-Run by :mod:`prefect_conductor.local_server.server` beside each server it starts, as
-``python -m prefect_conductor.local_server.supervisor ROOT SERVER_PID PORT IDLE_SECONDS``. It polls
+Started by :mod:`prefect_conductor.local_server.server` as
+``python -m prefect_conductor.local_server.supervisor ROOT PORT IDLE_SECONDS``, it starts the server
+as its own child (which, on Linux, is sent SIGTERM if the supervisor dies, however it dies),
+records both in the state file, and stops the server when the per-user folder or the state file
+goes. It polls
 (over plain HTTP, without importing Prefect, so it stays small) and counts as activity: a command
 using the server (the ``last-used`` file), a flow run starting, ending or being updated, and any
 flow run still pending, running, paused or cancelling (a scout wait or an approval can outlast
@@ -13,6 +16,9 @@ exits, whoever stopped it.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -22,7 +28,7 @@ from typing import Any
 import httpx
 from filelock import Timeout
 
-from prefect_conductor.local_server.server import LocalServer, ServerState, pid_alive, terminate
+from prefect_conductor.local_server.server import STOP_TIMEOUT, LocalServer, ServerState
 
 BUSY_STATES = ["PENDING", "RUNNING", "PAUSED", "CANCELLING"]
 
@@ -61,38 +67,53 @@ def poll_seconds(idle_seconds: float) -> float:
     return min(30.0, max(0.5, idle_seconds / 6))
 
 
-def supervise(server: LocalServer, pid: int, port: int, idle_seconds: float) -> None:
-    """Watch the server ``pid``; stop it after ``idle_seconds`` without activity."""
+def supervise(server: LocalServer, process: subprocess.Popen[bytes], state: ServerState) -> None:
+    """Watch the server ``process``; stop it when idle, or when the folder or the state goes."""
 
-    def ours() -> ServerState | None:
-        state = server.read_state()
-        return state if state is not None and (state.pid, state.port) == (pid, port) else None
+    def ours() -> bool:
+        return server.root.is_dir() and server.read_state() == state
 
-    while True:
-        time.sleep(poll_seconds(idle_seconds))
-        state = ours()
-        if state is None or not pid_alive(pid):
-            break
-        if time.time() - last_activity(state, server.touch_path) < idle_seconds:
-            continue
-        try:
-            with server.lock.acquire(timeout=5.0):
-                state = ours()
-                if state is None:
-                    break
-                if time.time() - last_activity(state, server.touch_path) < idle_seconds:
-                    continue
-                terminate(pid, "prefect", "server", group=True)
-                server.state_path.unlink(missing_ok=True)
+    try:
+        while process.poll() is None:
+            time.sleep(poll_seconds(server.idle_seconds))
+            if process.poll() is not None or not ours():
                 break
-        except Timeout:
-            continue
+            if time.time() - last_activity(state, server.touch_path) < server.idle_seconds:
+                continue
+            try:
+                with server.lock.acquire(timeout=5.0):
+                    if ours() and (
+                        time.time() - last_activity(state, server.touch_path) >= server.idle_seconds
+                    ):
+                        break
+            except (Timeout, OSError):
+                continue
+    finally:
+        stop(process)
+        with contextlib.suppress(OSError):
+            if server.read_state() == state:
+                server.state_path.unlink()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group, then SIGKILL if it has not gone after a while."""
+    for sent in (signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sent)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(STOP_TIMEOUT)
 
 
 def main(argv: list[str]) -> None:
-    root, pid, port, idle_seconds = argv
+    root, port, idle_seconds = argv
     server = LocalServer(Path(root), float(idle_seconds))
-    supervise(server, int(pid), int(port), float(idle_seconds))
+    process = server.start_server(int(port))
+    state = ServerState(process.pid, int(port), os.getpid(), time.time())
+    server.write_state(state)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # run the finally: stop the server
+    supervise(server, process, state)
 
 
 if __name__ == "__main__":
