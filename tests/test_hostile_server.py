@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from prefect_conductor.local_server.server import LocalServer, ServerState, pid_alive
-from tests.test_local_server import cli, stop_server
+from tests.test_local_server import COMMAND, cli, cli_env, stop_server
 
 SECRET_KEY = '{"client_id": "c", "private_key": "NEVER-IN-THE-SERVER"}'
 
@@ -154,8 +154,6 @@ def test_stop_says_what_it_waits_for(tmp_path: Path) -> None:
     server = server_of(home)
     server.root.mkdir(parents=True, mode=0o700)
     server.write_state(ServerState(0, 1, 0, 0.0))
-    from tests.test_local_server import COMMAND, cli_env
-
     with server.lock.acquire(timeout=5):
         stopping = subprocess.Popen(
             [*COMMAND, "server", "stop"],
@@ -166,6 +164,6 @@ def test_stop_says_what_it_waits_for(tmp_path: Path) -> None:
         )
         assert stopping.stderr is not None
         line = stopping.stderr.readline()
-    out, err = stopping.communicate(timeout=120)
+    _out, err = stopping.communicate(timeout=120)
     assert line.startswith(f"Waiting up to 210 s for {server.lock.lock_file}: another"), line
     assert stopping.returncode == 0, err
