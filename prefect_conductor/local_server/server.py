@@ -221,7 +221,8 @@ class LocalServer:
 
     def _private(self) -> None:
         """Create the folder private; refuse it, in one line, when others can write it."""
-        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, exist_ok=True)
         for where in (self.root, self.root.parent):
             if writable_by_others(where):
                 raise UserError(
