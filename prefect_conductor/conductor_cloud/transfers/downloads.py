@@ -126,7 +126,9 @@ def task_root(
     if (os.name != "nt" and _WINDOWS_DRIVE.match(server)) or not server:
         return fallback, (task.job_id,)
     if not Path(server).is_absolute() or ".." in Path(server).parts:
-        raise UnsafeDownloadPath(f"download: refused output folder {server[:80]!r}: not absolute")
+        raise UnsafeDownloadPath(
+            f"download: refused output folder {server[:80]!r}: not a clean absolute path"
+        )
     return Path(server), ()
 
 
