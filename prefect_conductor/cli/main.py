@@ -102,7 +102,7 @@ def submit(
     deployment: Annotated[
         str | None,
         typer.Option(
-            help="Start one run of this deployment per job file (e.g. render-submit/conductor)"
+            help="Start one run of this deployment per job file (e.g. render-submit/submit-to-conductor)"
             " and return; the studio's workers run them."
         ),
     ] = None,
