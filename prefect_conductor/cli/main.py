@@ -265,9 +265,12 @@ def demo(
 @app.command()
 def sandbox(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8085,
-    data: Annotated[Path, typer.Option(help="Folder for the sandbox's state and uploads.")] = Path(
-        ".sandbox"
-    ),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for the sandbox's state and uploads; default PREFECT_CONDUCTOR_HOME/sandbox."
+        ),
+    ] = None,
     faults: Annotated[
         str,
         typer.Option(
@@ -289,13 +292,19 @@ def sandbox(
     State (jobs, uploads, tokens) lives in the data folder and survives a restart. Tests steer
     it through /_sandbox/ (faults, config, state, reset, release/<jid>).
     """
+    from prefect_conductor.conductor_cloud.settings import get_settings
     from prefect_conductor.sandbox.server import SandboxServer
 
+    # Absolute, so the printed key path works from any folder (a worker started elsewhere);
+    # the per-user folder by default, so no state lands in whatever folder the command ran in.
+    folder = (data if data is not None else get_settings().home / "sandbox").absolute()
     try:
-        server = SandboxServer(data, port=port, faults=faults, task_seconds=task_seconds, host=host)
+        server = SandboxServer(
+            folder, port=port, faults=faults, task_seconds=task_seconds, host=host
+        )
     except ValueError as error:
         raise UserError(str(error)) from None
-    typer.echo(f"Conductor sandbox on {server.url} (data in {data})")
+    typer.echo(f"Conductor sandbox on {server.url} (data in {folder})")
     typer.echo(f"  export CONDUCTOR_URL={server.url}")
     typer.echo(f"  export CONDUCTOR_API_KEY_PATH={server.api_key_path}")
     server.serve_forever()
