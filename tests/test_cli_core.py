@@ -139,3 +139,40 @@ def test_help_frames_and_preview_do_not_import_prefect(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("job", "catalog", "expected"),
+    [
+        (
+            "job.yaml",
+            "job.yaml",
+            "job.yaml: not a catalogue (it has none of its fields: fetched_at",
+        ),
+        ("catalog.json", "catalog.json", "catalog.json: not a job file (it has none of its fields"),
+    ],
+)
+def test_a_file_of_another_kind_is_one_line(
+    tmp_path: Path, job: str, catalog: str, expected: str
+) -> None:
+    save_catalog(fixture_catalog(), tmp_path / "catalog.json")
+    (tmp_path / "job.yaml").write_text((EXAMPLES / "job.yaml").read_text())
+    result = cli(
+        "preview",
+        str(tmp_path / job),
+        "--scene",
+        str(EXAMPLES / "scene_export.json"),
+        "--catalog",
+        str(tmp_path / catalog),
+    )
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path}/{expected}"), lines
+
+
+def test_help_shows_flags_as_flags() -> None:
+    for command in ("submit", "params", "preview", "demo", "download"):
+        result = cli(command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "<bool>" not in result.stdout, result.stdout
+    assert "  --preview   " in cli("submit", "--help").stdout

@@ -171,7 +171,11 @@ RUN_JSON = {"id": "r-1", "name": "silver-fox", "state": {"type": "SCHEDULED"}}
 def test_503_is_retried_until_prefect_answers(scripted: Scripted) -> None:
     busy = (503, {"exception_message": "Service Unavailable"})
     scripted.answers = {
-        ("GET", "/deployments/name/render-submit/submit-to-conductor"): [busy, busy, (200, DEPLOYMENT_JSON)],
+        ("GET", "/deployments/name/render-submit/submit-to-conductor"): [
+            busy,
+            busy,
+            (200, DEPLOYMENT_JSON),
+        ],
         ("POST", "/deployments/d-1/create_flow_run"): [busy, busy, (201, RUN_JSON)],
     }
     link = start_flow_run(

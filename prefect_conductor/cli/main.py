@@ -29,15 +29,19 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: the rich panels label every flag "<bool>" (even --help), as if it took a value.
+    rich_markup_mode=None,
 )
 server_app = typer.Typer(
     help="The local Prefect server the commands use when PREFECT_API_URL is not set.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(server_app, name="server")
 studio_app = typer.Typer(
     help="The studio stack on loopback: PostgreSQL, a Prefect server on it, a pool, N workers.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(studio_app, name="studio")
 
@@ -102,8 +106,8 @@ def submit(
     deployment: Annotated[
         str | None,
         typer.Option(
-            help="Start one run of this deployment per job file (e.g. render-submit/submit-to-conductor)"
-            " and return; the studio's workers run them."
+            help="Start one run of this deployment per job file (e.g."
+            " render-submit/submit-to-conductor) and return; the studio's workers run them."
         ),
     ] = None,
     max_concurrent: Annotated[
@@ -268,7 +272,8 @@ def sandbox(
     data: Annotated[
         Path | None,
         typer.Option(
-            help="Folder for the sandbox's state and uploads; default PREFECT_CONDUCTOR_HOME/sandbox."
+            help="Folder for the sandbox's state and uploads (default: PREFECT_CONDUCTOR_HOME/"
+            "sandbox)."
         ),
     ] = None,
     faults: Annotated[

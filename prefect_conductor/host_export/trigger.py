@@ -27,8 +27,9 @@ one run is ever made for the same submission.
 Settings come from the environment the way Prefect's own client reads them: ``PREFECT_API_URL``,
 ``PREFECT_API_KEY`` (a bearer token, Prefect Cloud) or ``PREFECT_API_AUTH_STRING`` (``user:pass``
 for a self-hosted server with basic auth), and ``PREFECT_UI_URL`` for the link shown to the
-artist; PREFECT_CONDUCTOR_DEPLOYMENT names another deployment than ``render-submit/submit-to-conductor``
-(a second farm, a test deployment). Credentials never appear in a message, a repr or a URL.
+artist; PREFECT_CONDUCTOR_DEPLOYMENT names another deployment than
+``render-submit/submit-to-conductor`` (a second farm, a test deployment). Credentials never
+appear in a message, a repr or a URL.
 """
 
 from __future__ import annotations
