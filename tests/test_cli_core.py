@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +177,37 @@ def test_help_shows_flags_as_flags() -> None:
         assert result.returncode == 0, result.stderr
         assert "<bool>" not in result.stdout, result.stdout
     assert "  --preview   " in cli("submit", "--help").stdout
+
+
+def test_submit_without_a_key_says_so_before_starting_anything(tmp_path: Path) -> None:
+    env = {
+        "PREFECT_CONDUCTOR_HOME": str(tmp_path),
+        "PREFECT_SERVER_EPHEMERAL_ENABLED": "",
+        "PREFECT_API_URL": "",
+        "CONDUCTOR_API_KEY": "",
+        "CONDUCTOR_API_KEY_PATH": "",
+    }
+    result = cli("submit", str(EXAMPLES / "job.yaml"), env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: no Conductor API key: set CONDUCTOR_API_KEY or CONDUCTOR_API_KEY_PATH, or pass"
+        " --credentials-block NAME"
+    ]
+    assert not (tmp_path / "prefect-server").exists()  # no local server was started
+
+
+def test_a_dead_prefect_api_url_is_one_line_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/api"
+    env = {
+        "PREFECT_CONDUCTOR_HOME": str(tmp_path),
+        "PREFECT_API_URL": url,
+        "CONDUCTOR_API_KEY": json.dumps({"client_id": "c", "private_key": "k"}),
+    }
+    result = cli("submit", str(EXAMPLES / "job.yaml"), env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: PREFECT_API_URL: no Prefect server answers at {url} (ConnectError); start it,"
+        " or unset PREFECT_API_URL to use the local server"
+    ]

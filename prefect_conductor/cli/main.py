@@ -125,6 +125,8 @@ def submit(
     from prefect_conductor.conductor_cloud.job.job_files import expand_job_files
 
     files = expand_job_files(job_files)
+    if not deployment:  # runs here need the key here; a deployment's runs find it on the workers
+        require_credentials(credentials_block)
     if deployment or len(files) > 1 or job_files[0].is_dir():
         if scene is not None:
             raise UserError(
@@ -150,6 +152,17 @@ def submit(
         )
         return
     _submit_one(files[0], scene, preview_only, credentials_block, submission_key, poll_seconds)
+
+
+def require_credentials(credentials_block: str | None) -> None:
+    """A Conductor key at hand, or a block named, before a server or a flow run starts."""
+    from prefect_conductor.conductor_cloud.api.auth import ApiKeyError, api_key_from_env
+
+    if not credentials_block and api_key_from_env() is None:
+        raise ApiKeyError(
+            "no Conductor API key: set CONDUCTOR_API_KEY or CONDUCTOR_API_KEY_PATH, or pass"
+            " --credentials-block NAME"
+        )
 
 
 def _submit_one(

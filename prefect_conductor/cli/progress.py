@@ -28,17 +28,26 @@ def rich_progress(console: Console | None = None) -> Iterator[Callable[[UploadPr
     )
     hashing = bars.add_task("md5", total=None, detail="")
     uploading = bars.add_task("upload", total=None, detail="")
+    drawing: list[bool] = []
 
     def update(progress: UploadProgress) -> None:
+        if not drawing:  # drawn from the first snapshot: a run failing before it shows no bars
+            bars.start()
+            drawing.append(True)
         md5, upload = describe(progress)
         done = progress.files_hashed + progress.files_cached
         bars.update(hashing, total=progress.files_total, completed=done, detail=md5)
+        known = progress.eta is not None
+        nothing = known and not progress.bytes_to_upload  # done, not 0% of nothing
         bars.update(
             uploading,
-            total=progress.bytes_to_upload if progress.eta is not None else None,
-            completed=progress.bytes_uploaded,
+            total=(progress.bytes_to_upload or 1) if known else None,
+            completed=1 if nothing else progress.bytes_uploaded,
             detail=upload,
         )
 
-    with bars:
+    try:
         yield update
+    finally:
+        if drawing:
+            bars.stop()
