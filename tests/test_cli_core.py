@@ -13,6 +13,7 @@ import pytest
 
 from prefect_conductor.conductor_cloud.job.catalog import save_catalog
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
+from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.scenes import EXAMPLES
 
 
@@ -210,4 +211,20 @@ def test_a_dead_prefect_api_url_is_one_line_naming_it(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         f"error: PREFECT_API_URL: no Prefect server answers at {url} (ConnectError); start it,"
         " or unset PREFECT_API_URL to use the local server"
+    ]
+
+
+def test_a_prefect_api_url_without_its_api_is_one_line(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    env = {  # the sandbox answers 404 to /health, as a Prefect server's UI address does
+        "PREFECT_CONDUCTOR_HOME": str(tmp_path),
+        "PREFECT_API_URL": sandbox.url,
+        "CONDUCTOR_API_KEY": json.dumps({"client_id": "c", "private_key": "k"}),
+    }
+    result = cli("submit", str(EXAMPLES / "job.yaml"), env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: PREFECT_API_URL: {sandbox.url} is not a Prefect API (its /health is 404); a"
+        " server's API address ends in /api, such as http://127.0.0.1:4200/api"
     ]
