@@ -82,7 +82,9 @@ def scene_for(job_file: Path, scene: Path | None) -> Path:
 def submit(
     job_files: Annotated[
         list[Path],
-        typer.Argument(help="Job files (YAML or JSON), or folders of YAML job files."),
+        typer.Argument(
+            metavar="JOB_FILE", help="Job files (YAML or JSON), or folders of YAML job files."
+        ),
     ],
     scene: Annotated[
         Path | None,
