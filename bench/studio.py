@@ -183,7 +183,8 @@ def _reasons(failures: list[str]) -> dict[str, int]:
 def wait_for_runs(api_url: str, timeout: float) -> list[dict[str, Any]]:
     """The render-submit runs once all are final (the watcher's scheduled runs are not counted)."""
     deadline = time.monotonic() + timeout
-    deployment = httpx.get(f"{api_url}/deployments/name/render-submit/conductor", timeout=60)
+    name = "render-submit/submit-to-conductor"
+    deployment = httpx.get(f"{api_url}/deployments/name/{name}", timeout=60)
     body = {"deployments": {"id": {"any_": [deployment.raise_for_status().json()["id"]]}}}
     while True:
         runs: list[dict[str, Any]] = httpx.post(

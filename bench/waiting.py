@@ -160,7 +160,7 @@ def main() -> None:
             "PREFECT_WORKER_PREFETCH_SECONDS": "1",
         }
         with httpx.Client(base_url=api_url, timeout=60) as api:
-            watch = api.get("/deployments/name/watch-jobs/conductor").json()
+            watch = api.get("/deployments/name/watch-jobs/resume-waiting-runs").json()
             api.patch(f"/deployments/{watch['id']}", json={"paused": True}).raise_for_status()
             log = (work / "worker.log").open("w")
             worker = subprocess.Popen(
@@ -172,7 +172,7 @@ def main() -> None:
                 stdout=(work / "watcher.log").open("w"), stderr=subprocess.STDOUT,
             )  # fmt: skip
             try:
-                deployment = api.get("/deployments/name/render-submit/conductor").json()
+                deployment = api.get("/deployments/name/render-submit/submit-to-conductor").json()
                 parameters = {
                     "job": make_job().model_dump(mode="json"),
                     "scene": {"export_path": str(scene_file)},

@@ -172,7 +172,9 @@ def deployed_worker(api: str, root: Path, env: dict[str, str]) -> Iterator[subpr
     prefect_cli(api, "work-pool", "create", DEPLOYED_POOL, "--type", "process", "--overwrite")
     prefect_cli(api, "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--all")
     with httpx.Client(base_url=api, timeout=30) as http:
-        watcher = busy_retried(lambda: http.get("/deployments/name/watch-jobs/conductor")).json()
+        watcher = busy_retried(
+            lambda: http.get("/deployments/name/watch-jobs/resume-waiting-runs")
+        ).json()
         busy_retried(lambda: http.patch(f"/deployments/{watcher['id']}", json={"paused": True}))
         # Runs the scheduler made before the pause (here or in an earlier test on the session's
         # server) would still reach the worker, resume runs and show up as its child processes.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from prefect_conductor.conductor_cloud.job.catalog import save_catalog
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
+from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.scenes import EXAMPLES
 
 
@@ -139,3 +141,90 @@ def test_help_frames_and_preview_do_not_import_prefect(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("job", "catalog", "expected"),
+    [
+        (
+            "job.yaml",
+            "job.yaml",
+            "job.yaml: not a catalogue (it has none of its fields: fetched_at",
+        ),
+        ("catalog.json", "catalog.json", "catalog.json: not a job file (it has none of its fields"),
+    ],
+)
+def test_a_file_of_another_kind_is_one_line(
+    tmp_path: Path, job: str, catalog: str, expected: str
+) -> None:
+    save_catalog(fixture_catalog(), tmp_path / "catalog.json")
+    (tmp_path / "job.yaml").write_text((EXAMPLES / "job.yaml").read_text())
+    result = cli(
+        "preview",
+        str(tmp_path / job),
+        "--scene",
+        str(EXAMPLES / "scene_export.json"),
+        "--catalog",
+        str(tmp_path / catalog),
+    )
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path}/{expected}"), lines
+
+
+def test_help_shows_flags_as_flags() -> None:
+    for command in ("submit", "params", "preview", "demo", "download"):
+        result = cli(command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "<bool>" not in result.stdout, result.stdout
+    assert "  --preview   " in cli("submit", "--help").stdout
+
+
+def test_submit_without_a_key_says_so_before_starting_anything(tmp_path: Path) -> None:
+    env = {
+        "PREFECT_CONDUCTOR_HOME": str(tmp_path),
+        "PREFECT_SERVER_EPHEMERAL_ENABLED": "",
+        "PREFECT_API_URL": "",
+        "CONDUCTOR_API_KEY": "",
+        "CONDUCTOR_API_KEY_PATH": "",
+    }
+    result = cli("submit", str(EXAMPLES / "job.yaml"), env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: no Conductor API key: set CONDUCTOR_API_KEY or CONDUCTOR_API_KEY_PATH, or pass"
+        " --credentials-block NAME"
+    ]
+    assert not (tmp_path / "prefect-server").exists()  # no local server was started
+
+
+def test_a_dead_prefect_api_url_is_one_line_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/api"
+    env = {
+        "PREFECT_CONDUCTOR_HOME": str(tmp_path),
+        "PREFECT_API_URL": url,
+        "CONDUCTOR_API_KEY": json.dumps({"client_id": "c", "private_key": "k"}),
+    }
+    result = cli("submit", str(EXAMPLES / "job.yaml"), env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: PREFECT_API_URL: no Prefect server answers at {url} (ConnectError); start it,"
+        " or unset PREFECT_API_URL to use the local server"
+    ]
+
+
+def test_a_prefect_api_url_without_its_api_is_one_line(
+    tmp_path: Path, sandbox: SandboxHandle
+) -> None:
+    env = {  # the sandbox answers 404 to /health, as a Prefect server's UI address does
+        "PREFECT_CONDUCTOR_HOME": str(tmp_path),
+        "PREFECT_API_URL": sandbox.url,
+        "CONDUCTOR_API_KEY": json.dumps({"client_id": "c", "private_key": "k"}),
+    }
+    result = cli("submit", str(EXAMPLES / "job.yaml"), env=env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: PREFECT_API_URL: {sandbox.url} is not a Prefect API (its /health is 404); a"
+        " server's API address ends in /api, such as http://127.0.0.1:4200/api"
+    ]

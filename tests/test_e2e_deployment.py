@@ -74,7 +74,7 @@ def test_submit_in_the_host_runs_on_a_worker_and_submits_scout_then_full(
     host.ui_press(job, "submit")  # a double-click: the same idempotency key, the same run
     assert not host.lines("error"), host.lines("error")
     with httpx.Client(base_url=prefect_server, timeout=30) as api:
-        deployment = api.get("/deployments/name/render-submit/conductor").json()
+        deployment = api.get("/deployments/name/render-submit/submit-to-conductor").json()
         assert deployment["entrypoint"] == "prefect_conductor.flows.render_submit:render_submit"
         assert not deployment["pull_steps"]
         # The UI's Run form: every ConductorJob field with its description, unknown fields refused.

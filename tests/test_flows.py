@@ -112,6 +112,8 @@ def test_scouts_pass_then_the_full_job_goes(conductor_env: SandboxHandle) -> Non
     for step in ("scout", "full"):
         jid = result["jobs"][step]["jid"]
         assert f"({conductor_env.url}/job/{jid})" in str(by_key[f"{step}-job"].data)
+        host = conductor_env.url.removeprefix("http://")  # the sandbox is not "the dashboard"
+        assert by_key[f"{step}-job"].description == f"The {step} job's page on {host}"
     assert run.name == "shot010 lighting v012 1-10"
     jobs = conductor_env.jobs()
     assert [frames_of(j) for j in jobs] == [["3-4", "7-8"], ["1-2", "5-6", "9-10"]]

@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
+from prefect_conductor.conductor_cloud.job.loaders import load_job, load_scene
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.settings import get_settings
 from prefect_conductor.conductor_cloud.transfers.job_outputs import TasksFailed
 from prefect_conductor.flows.render_submit import render_submit
 from prefect_conductor.sandbox.handle import SandboxHandle
-from tests.scenes import make_job, make_scene
+from tests.scenes import EXAMPLES, make_job, make_scene
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
@@ -39,6 +41,21 @@ def test_a_local_run_follows_the_job_to_its_frames(
     assert outputs["files"] == 12  # frames 1-2, 5-6, 9-10 of each of two images
     assert Path(outputs["output_folder"]).is_dir()
     assert len(conductor_env.jobs()) == 2
+
+
+def test_the_sample_scene_never_downloads_into_the_checkout(conductor_env: SandboxHandle) -> None:
+    scene = load_scene(EXAMPLES / "scene_export.json")
+    conductor_env.config(task_seconds=0.05, save_as={i.path: i.save_as for i in scene.images})
+    before = sorted((EXAMPLES / "renders").rglob("*"))
+    result: dict[str, Any] = render_submit(
+        job=load_job(EXAMPLES / "job.yaml"),
+        scene=SceneSource(export_path=str(EXAMPLES / "scene_export.json")),
+        options=FOLLOW,
+    )
+    outputs = result["outputs"]
+    assert outputs["files"] == 12
+    assert Path(outputs["output_folder"]) == get_settings().home / "downloads" / outputs["jid"]
+    assert sorted((EXAMPLES / "renders").rglob("*")) == before
 
 
 def test_a_local_run_does_not_follow_unless_asked(

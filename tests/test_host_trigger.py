@@ -164,14 +164,18 @@ def scripted() -> Iterator[Scripted]:
     server.server_close()
 
 
-DEPLOYMENT_JSON = {"id": "d-1", "name": "conductor"}
+DEPLOYMENT_JSON = {"id": "d-1", "name": "submit-to-conductor"}
 RUN_JSON = {"id": "r-1", "name": "silver-fox", "state": {"type": "SCHEDULED"}}
 
 
 def test_503_is_retried_until_prefect_answers(scripted: Scripted) -> None:
     busy = (503, {"exception_message": "Service Unavailable"})
     scripted.answers = {
-        ("GET", "/deployments/name/render-submit/conductor"): [busy, busy, (200, DEPLOYMENT_JSON)],
+        ("GET", "/deployments/name/render-submit/submit-to-conductor"): [
+            busy,
+            busy,
+            (200, DEPLOYMENT_JSON),
+        ],
         ("POST", "/deployments/d-1/create_flow_run"): [busy, busy, (201, RUN_JSON)],
     }
     link = start_flow_run(
@@ -185,7 +189,7 @@ def test_503_is_retried_until_prefect_answers(scripted: Scripted) -> None:
 
 def test_a_second_submit_to_the_same_server_is_one_call(scripted: Scripted) -> None:
     scripted.answers = {
-        ("GET", "/deployments/name/render-submit/conductor"): [(200, DEPLOYMENT_JSON)],
+        ("GET", "/deployments/name/render-submit/submit-to-conductor"): [(200, DEPLOYMENT_JSON)],
         ("POST", "/deployments/d-1/create_flow_run"): [(201, RUN_JSON)],
     }
     settings = PrefectSettings(scripted.url)
@@ -197,9 +201,9 @@ def test_a_second_submit_to_the_same_server_is_one_call(scripted: Scripted) -> N
 def test_a_deployment_made_again_is_looked_up_again(scripted: Scripted) -> None:
     """A kept id the server no longer knows (404) is looked up once more, then used."""
     scripted.answers = {
-        ("GET", "/deployments/name/render-submit/conductor"): [
+        ("GET", "/deployments/name/render-submit/submit-to-conductor"): [
             (200, DEPLOYMENT_JSON),
-            (200, {"id": "d-2", "name": "conductor"}),
+            (200, {"id": "d-2", "name": "submit-to-conductor"}),
         ],
         ("POST", "/deployments/d-1/create_flow_run"): [(201, RUN_JSON), (404, {"detail": "gone"})],
         ("POST", "/deployments/d-2/create_flow_run"): [(201, {**RUN_JSON, "id": "r-2"})],
@@ -222,7 +226,7 @@ def test_an_answer_lost_to_a_slow_server_is_asked_again_with_the_same_key(
     """The first POST is answered after the read timeout: the retry carries the same key, so
     Prefect returns the one run it made (HTTP 200), and Submit reports that run."""
     scripted.answers = {
-        ("GET", "/deployments/name/render-submit/conductor"): [(200, DEPLOYMENT_JSON)],
+        ("GET", "/deployments/name/render-submit/submit-to-conductor"): [(200, DEPLOYMENT_JSON)],
         ("POST", "/deployments/d-1/create_flow_run"): [(201, RUN_JSON), (200, RUN_JSON)],
     }
     scripted.delays = [0.0, 1.5]  # the GET at once, the first POST too late
@@ -236,7 +240,7 @@ def test_an_answer_lost_to_a_slow_server_is_asked_again_with_the_same_key(
 def test_a_server_that_never_answers_in_time_is_one_line_saying_retry_is_safe(
     scripted: Scripted,
 ) -> None:
-    scripted.answers = {("GET", "/conductor"): [(200, DEPLOYMENT_JSON)]}
+    scripted.answers = {("GET", "/submit-to-conductor"): [(200, DEPLOYMENT_JSON)]}
     scripted.delays = [0.6] * 10
     settings = PrefectSettings(scripted.url, timeout=httpx.Timeout(0.3))
     policy = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, deadline=1.0)
@@ -252,7 +256,7 @@ def test_a_transport_shared_by_several_submits_stays_open(scripted: Scripted) ->
     """A caller's transport (one pool for many Submits at once) is not closed by each Submit:
     closing it cut the others' requests short (ReadError)."""
     scripted.answers = {
-        ("GET", "/deployments/name/render-submit/conductor"): [(200, DEPLOYMENT_JSON)],
+        ("GET", "/deployments/name/render-submit/submit-to-conductor"): [(200, DEPLOYMENT_JSON)],
         ("POST", "/deployments/d-1/create_flow_run"): [(201, RUN_JSON)],
     }
 
@@ -285,7 +289,7 @@ def test_the_submit_deadline_is_a_setting_checked_in_one_line() -> None:
 
 def test_prefect_still_busy_after_the_retries_is_one_line(scripted: Scripted) -> None:
     scripted.answers = {
-        ("GET", "/conductor"): [(503, {"exception_message": "Service Unavailable"})]
+        ("GET", "/submit-to-conductor"): [(503, {"exception_message": "Service Unavailable"})]
     }
     with pytest.raises(PrefectUnavailable) as caught:
         start_flow_run({}, idempotency_key="k", settings=PrefectSettings(scripted.url), policy=FAST)
@@ -306,7 +310,7 @@ def test_prefect_down_is_one_line_naming_the_address() -> None:
 
 
 def test_credentials_are_sent_and_never_shown(scripted: Scripted) -> None:
-    scripted.answers = {("GET", "/conductor"): [(401, {"detail": "Unauthorized"})]}
+    scripted.answers = {("GET", "/submit-to-conductor"): [(401, {"detail": "Unauthorized"})]}
     bearer = PrefectSettings.from_env(
         {"PREFECT_API_URL": scripted.url, "PREFECT_API_KEY": "pnu_secret123"}
     )

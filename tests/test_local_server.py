@@ -136,7 +136,7 @@ def test_with_prefect_api_url_set_no_server_is_started(home: Path) -> None:
         "submit",
         str(EXAMPLES / "job.yaml"),
         PREFECT_API_URL=dead_api,
-        CONDUCTOR_API_KEY="{}",
+        CONDUCTOR_API_KEY='{"client_id": "c", "private_key": "k"}',  # checked before Prefect
     )
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

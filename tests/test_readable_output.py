@@ -11,7 +11,11 @@ from prefect_conductor.cli.main import app
 from prefect_conductor.conductor_cloud.job.catalog import save_catalog
 from prefect_conductor.conductor_cloud.job.validation import validate
 from prefect_conductor.conductor_cloud.submission.payload import UploadEntry
-from prefect_conductor.conductor_cloud.submission.preview_text import upload_rows, wrapped
+from prefect_conductor.conductor_cloud.submission.preview_text import (
+    job_markdown,
+    upload_rows,
+    wrapped,
+)
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 from tests.scenes import EXAMPLES, make_job, make_scene
 
@@ -32,6 +36,14 @@ def test_a_thousand_frames_are_one_row_and_single_files_keep_their_md5() -> None
             "md5": "(1000 files)",
         },
     ]
+
+
+def test_an_empty_setting_reads_none_in_the_payload_artifact() -> None:
+    body = {"job_title": "a | b", "scout_frames": "", "owner": None, "tasks_data": []}
+    text = job_markdown("full", body)
+    assert "| scout_frames | (none) |" in text and "| owner | (none) |" in text
+    assert "| job_title | `a \\| b` |" in text
+    assert "``" not in text.replace("```", "")
 
 
 def test_long_commands_wrap_between_words() -> None:

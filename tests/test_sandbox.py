@@ -681,13 +681,43 @@ def test_binds_to_loopback_only(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/_sandbox/state").status_code == 200
 
 
-def cli(*args: str) -> subprocess.Popen[str]:
+def cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", "from prefect_conductor.cli.main import main; main()", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=cwd,
+        env=env,
     )
+
+
+@pytest.mark.parametrize("data", [None, "relative/data"])
+def test_the_sandbox_prints_a_key_path_any_folder_can_read_and_leaves_the_cwd_alone(
+    tmp_path: Path, data: str | None
+) -> None:
+    home = tmp_path / "home"
+    here = tmp_path / "checkout"
+    here.mkdir()
+    env = {**os.environ, "PREFECT_CONDUCTOR_HOME": str(home)}
+    args = ["sandbox", "--port", "0", *(["--data", data] if data else [])]
+    process = cli(*args, cwd=here, env=env)
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()
+        process.stdout.readline()
+        key_line = process.stdout.readline().strip()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
+    key_path = Path(key_line.removeprefix("export CONDUCTOR_API_KEY_PATH="))
+    assert key_path.is_absolute(), key_line
+    assert key_path == (here / data if data else home / "sandbox") / "api_key.json"
+    assert key_path.is_file()
+    if data is None:
+        assert list(here.iterdir()) == []
 
 
 def test_the_sandbox_command_serves_with_faults(tmp_path: Path) -> None:

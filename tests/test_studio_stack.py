@@ -125,7 +125,7 @@ def test_twenty_artists_submit_through_the_postgres_stack_without_duplicates(
         assert "password" not in json.dumps(state) and "postgresql" not in started.stdout
         api_url = state["api_url"]
         with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
-            deployment = http.get("deployments/name/render-submit/conductor").json()
+            deployment = http.get("deployments/name/render-submit/submit-to-conductor").json()
         parameters = json.loads(
             deployment_parameters(EXAMPLES / "job.yaml", scene=EXAMPLES / "scene_export.json")
         )

@@ -429,4 +429,48 @@ def test_rich_progress_draws_both_bars(sandbox: SandboxHandle, tmp_path: Path) -
         upload_files(client, files, project="default", cache=Md5Cache.disabled(), progress=show)
     text = out.getvalue()
     assert "5/5 files, 0 cached" in text
-    assert "5/5 files (0 already stored), 9.8 KiB/9.8 KiB" in text
+    assert "5/5 files, 9.8 KiB/9.8 KiB" in text
+
+
+def test_progress_in_80_columns_keeps_each_bar_named_with_its_percentage() -> None:
+    snapshot = UploadProgress(
+        files_total=18,
+        files_hashed=18,
+        bytes_hashed=12821,
+        files_cached=0,
+        files_to_upload=16,
+        files_uploaded=16,
+        files_skipped=2,
+        bytes_to_upload=12000,
+        bytes_uploaded=12000,
+        elapsed=1.0,
+        rate=26000.0,
+        eta=0.0,
+    )
+    out = io.StringIO()
+    with rich_progress(Console(file=out, width=80, force_terminal=False)) as show:
+        show(snapshot)
+    md5, upload = out.getvalue().splitlines()[-2:]
+    assert md5.startswith("   md5 ") and upload.startswith("upload "), out.getvalue()
+    assert "100%" in md5 and "100%" in upload and "16/16 files (2 already stored)" in upload
+
+
+def test_a_resubmit_shows_nothing_to_upload_at_100_percent(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    files = [write(tmp_path / f"{i}.bin", 2000, seed=i) for i in range(3)]
+    with client_for(sandbox.url, sandbox, tmp_path) as client:
+        upload_files(client, files, project="default", cache=Md5Cache.disabled())
+        out = io.StringIO()
+        with rich_progress(Console(file=out, width=160, force_terminal=False)) as show:
+            upload_files(client, files, project="default", cache=Md5Cache.disabled(), progress=show)
+    last = out.getvalue().strip().splitlines()[-1]
+    assert "100%" in last and "nothing to upload (3 already stored)" in last, last
+    assert "0/0 files" not in out.getvalue()
+
+
+def test_progress_draws_nothing_before_the_first_snapshot() -> None:
+    out = io.StringIO()
+    with rich_progress(Console(file=out, width=160, force_terminal=False)):
+        pass
+    assert out.getvalue() == ""

@@ -114,7 +114,7 @@ def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
     suspended_children: list[list[int]] = []
     passes: list[dict[str, Any]] = []
     with httpx.Client(base_url=prefect_server, timeout=30) as api:
-        deployment = api.get("/deployments/name/render-submit/conductor").json()
+        deployment = api.get("/deployments/name/render-submit/submit-to-conductor").json()
         run = api.post(
             f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}
         ).json()

@@ -1,8 +1,8 @@
 """The parameters of a ``render-submit`` deployment run, made from a job file.
 
-``prefect deployment run render-submit/conductor --params "$(prefect-conductor params job.yaml)"``
-starts the same submission ``prefect-conductor submit job.yaml`` runs locally. The job file is
-checked here (one-line errors), paths are made absolute (the worker has another working
+``prefect deployment run render-submit/submit-to-conductor --params "$(prefect-conductor params
+job.yaml)"`` starts the same submission ``prefect-conductor submit job.yaml`` runs locally. The
+job file is checked here (one-line errors), paths are made absolute (the worker has another working
 directory; it must see the same paths), and only fields that differ from their defaults are
 written, so the run's Parameters tab stays short. No secret is ever written: the credentials are
 a block's name.

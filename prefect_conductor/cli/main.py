@@ -29,15 +29,19 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: the rich panels label every flag "<bool>" (even --help), as if it took a value.
+    rich_markup_mode=None,
 )
 server_app = typer.Typer(
     help="The local Prefect server the commands use when PREFECT_API_URL is not set.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(server_app, name="server")
 studio_app = typer.Typer(
     help="The studio stack on loopback: PostgreSQL, a Prefect server on it, a pool, N workers.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(studio_app, name="studio")
 
@@ -78,7 +82,9 @@ def scene_for(job_file: Path, scene: Path | None) -> Path:
 def submit(
     job_files: Annotated[
         list[Path],
-        typer.Argument(help="Job files (YAML or JSON), or folders of YAML job files."),
+        typer.Argument(
+            metavar="JOB_FILE", help="Job files (YAML or JSON), or folders of YAML job files."
+        ),
     ],
     scene: Annotated[
         Path | None,
@@ -102,8 +108,8 @@ def submit(
     deployment: Annotated[
         str | None,
         typer.Option(
-            help="Start one run of this deployment per job file (e.g. render-submit/conductor)"
-            " and return; the studio's workers run them."
+            help="Start one run of this deployment per job file (e.g."
+            " render-submit/submit-to-conductor) and return; the studio's workers run them."
         ),
     ] = None,
     max_concurrent: Annotated[
@@ -121,6 +127,8 @@ def submit(
     from prefect_conductor.conductor_cloud.job.job_files import expand_job_files
 
     files = expand_job_files(job_files)
+    if not deployment:  # runs here need the key here; a deployment's runs find it on the workers
+        require_credentials(credentials_block)
     if deployment or len(files) > 1 or job_files[0].is_dir():
         if scene is not None:
             raise UserError(
@@ -146,6 +154,17 @@ def submit(
         )
         return
     _submit_one(files[0], scene, preview_only, credentials_block, submission_key, poll_seconds)
+
+
+def require_credentials(credentials_block: str | None) -> None:
+    """A Conductor key at hand, or a block named, before a server or a flow run starts."""
+    from prefect_conductor.conductor_cloud.api.auth import ApiKeyError, api_key_from_env
+
+    if not credentials_block and api_key_from_env() is None:
+        raise ApiKeyError(
+            "no Conductor API key: set CONDUCTOR_API_KEY or CONDUCTOR_API_KEY_PATH, or pass"
+            " --credentials-block NAME"
+        )
 
 
 def _submit_one(
@@ -265,9 +284,13 @@ def demo(
 @app.command()
 def sandbox(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8085,
-    data: Annotated[Path, typer.Option(help="Folder for the sandbox's state and uploads.")] = Path(
-        ".sandbox"
-    ),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for the sandbox's state and uploads (default: PREFECT_CONDUCTOR_HOME/"
+            "sandbox)."
+        ),
+    ] = None,
     faults: Annotated[
         str,
         typer.Option(
@@ -289,13 +312,19 @@ def sandbox(
     State (jobs, uploads, tokens) lives in the data folder and survives a restart. Tests steer
     it through /_sandbox/ (faults, config, state, reset, release/<jid>).
     """
+    from prefect_conductor.conductor_cloud.settings import get_settings
     from prefect_conductor.sandbox.server import SandboxServer
 
+    # Absolute, so the printed key path works from any folder (a worker started elsewhere);
+    # the per-user folder by default, so no state lands in whatever folder the command ran in.
+    folder = (data if data is not None else get_settings().home / "sandbox").absolute()
     try:
-        server = SandboxServer(data, port=port, faults=faults, task_seconds=task_seconds, host=host)
+        server = SandboxServer(
+            folder, port=port, faults=faults, task_seconds=task_seconds, host=host
+        )
     except ValueError as error:
         raise UserError(str(error)) from None
-    typer.echo(f"Conductor sandbox on {server.url} (data in {data})")
+    typer.echo(f"Conductor sandbox on {server.url} (data in {folder})")
     typer.echo(f"  export CONDUCTOR_URL={server.url}")
     typer.echo(f"  export CONDUCTOR_API_KEY_PATH={server.api_key_path}")
     server.serve_forever()

@@ -1,6 +1,6 @@
 """download_outputs: after a job renders, bring its frames home and tell the pipeline.
 
-Deployable on its own (``deployments/prefect.yaml``: ``download-outputs/conductor``). It waits
+Deployable on its own (``deployments/prefect.yaml``: ``download-outputs/download-frames``). It waits
 for the job's tasks, downloads every file (resumable, md5-verified), reports each task
 ``downloaded`` to Conductor, checks each image's frames when a scene export is given, and emits
 the Prefect event ``conductor.outputs.downloaded`` with the job as its resource, so an

@@ -49,7 +49,7 @@ from prefect_conductor.conductor_cloud.submission.preview_text import payload_ma
 from prefect_conductor.conductor_cloud.transfers.uploads import hash_files
 from prefect_conductor.tasks.approve import ask_for_approval, cancel_after_timeout
 from prefect_conductor.tasks.chunk_frames import chunk_frames
-from prefect_conductor.tasks.download import download_job_outputs
+from prefect_conductor.tasks.download import download_folder_for, download_job_outputs
 from prefect_conductor.tasks.export_scene import export_scene
 from prefect_conductor.tasks.fetch_catalog import fetch_catalog
 from prefect_conductor.tasks.follow import RESUMABLE, await_job, can_suspend, job_finished
@@ -197,8 +197,9 @@ def _follow(jid: str, title: str, scene: SceneSource, options: RunOptions) -> di
     """
     await_job(jid, options, options.render_timeout_minutes)
     job_finished(jid, "full", title, options)
+    folder = download_folder_for(scene.export_path or scene.project_path)
     outputs = download_job_outputs(
-        jid, None, scene.export_path or None, [], 0.0, options.poll_seconds, options
+        jid, folder, scene.export_path or None, [], 0.0, options.poll_seconds, options
     )
     emit_job_event(
         OUTPUTS_DOWNLOADED,

@@ -157,8 +157,8 @@ def submit_batch(
     Args:
         job_files: Absolute paths of job files the workers can read; each has its scene export
             (scene_export.json) beside it.
-        deployment: Run each shot on this render-submit deployment (``render-submit/conductor``);
-            empty runs each shot here, as a subflow.
+        deployment: Run each shot on this render-submit deployment
+            (``render-submit/submit-to-conductor``); empty runs each shot here, as a subflow.
         max_concurrent: How many shots run at once (1 to 32).
         options: How to run every shot (its submission key is made per shot).
         work_queue: The work queue of the deployment runs (the studio's low-priority queue).

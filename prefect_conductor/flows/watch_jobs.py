@@ -2,7 +2,7 @@
 
 A ``render-submit`` run waiting on Conductor is suspended (no process) with the tags
 ``conductor-waiting`` and ``conductor-jid:<jid>`` (``tasks/follow.py``). Each pass of this flow,
-deployed on an interval schedule (``deployments/prefect.yaml``: ``watch-jobs/conductor``):
+deployed on an interval schedule (``deployments/prefect.yaml``: ``watch-jobs/resume-waiting-runs``):
 
 1. reads the suspended runs with that tag from Prefect (pages of 200);
 2. asks Conductor once per Conductor account in use (runs are grouped by their options'

@@ -27,8 +27,9 @@ one run is ever made for the same submission.
 Settings come from the environment the way Prefect's own client reads them: ``PREFECT_API_URL``,
 ``PREFECT_API_KEY`` (a bearer token, Prefect Cloud) or ``PREFECT_API_AUTH_STRING`` (``user:pass``
 for a self-hosted server with basic auth), and ``PREFECT_UI_URL`` for the link shown to the
-artist; PREFECT_CONDUCTOR_DEPLOYMENT names another deployment than ``render-submit/conductor``
-(a second farm, a test deployment). Credentials never appear in a message, a repr or a URL.
+artist; PREFECT_CONDUCTOR_DEPLOYMENT names another deployment than
+``render-submit/submit-to-conductor`` (a second farm, a test deployment). Credentials never
+appear in a message, a repr or a URL.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from prefect_conductor import __version__
 from prefect_conductor.conductor_cloud.api.retry import RetryPolicy, send_with_retries
 from prefect_conductor.conductor_cloud.errors import ServiceError
 
-DEFAULT_DEPLOYMENT = "render-submit/conductor"
+DEFAULT_DEPLOYMENT = "render-submit/submit-to-conductor"
 READ_SECONDS = 8.0
 DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=READ_SECONDS, write=READ_SECONDS, pool=3.0)
 SUBMIT_SECONDS = 20.0
@@ -298,7 +299,7 @@ def start_flow_run(
     """Create a flow run of ``deployment`` (``flow/deployment``) with ``parameters``; return it.
 
     ``deployment`` defaults to the settings' (PREFECT_CONDUCTOR_DEPLOYMENT, else
-    ``render-submit/conductor``). The same ``idempotency_key`` always yields the same run.
+    ``render-submit/submit-to-conductor``). The same ``idempotency_key`` always yields the same run.
     Raises :class:`PrefectError` (one line) when Prefect cannot be reached, refuses the
     credentials, has no such deployment, or rejects the parameters.
     """

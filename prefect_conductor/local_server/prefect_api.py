@@ -100,6 +100,7 @@ def prefect_api(
         quiet_console_tracebacks()
     settings = get_current_settings()
     if settings.api.url:
+        require_answer(settings.api.url)
         yield PrefectApi(settings.ui_url)
         return
     if ephemeral_requested():
@@ -108,6 +109,31 @@ def prefect_api(
     state = LocalServer.for_user().ensure(echo)
     use_for_this_process(state.api_url)
     yield PrefectApi(state.ui_url, local_server=True)
+
+
+def require_answer(api_url: str) -> None:
+    """One line naming PREFECT_API_URL when nothing answers there, before any flow run starts.
+
+    A connection that fails, or a 404 (the UI's address given for the API's), is refused here:
+    Prefect's client would report either as a bare ``RuntimeError`` after its own retries. Any
+    other answer counts (a server that wants a key says so later, in its own words).
+    """
+    import httpx
+
+    from prefect_conductor.conductor_cloud.errors import UserError
+
+    try:
+        answer = httpx.get(f"{api_url.rstrip('/')}/health", timeout=10.0)
+    except httpx.TransportError as error:
+        raise UserError(
+            f"PREFECT_API_URL: no Prefect server answers at {api_url} ({type(error).__name__});"
+            " start it, or unset PREFECT_API_URL to use the local server"
+        ) from None
+    if answer.status_code == 404:  # a server, but not its API: most often the UI's address
+        raise UserError(
+            f"PREFECT_API_URL: {api_url} is not a Prefect API (its /health is 404); a server's"
+            " API address ends in /api, such as http://127.0.0.1:4200/api"
+        )
 
 
 def use_for_this_process(api_url: str) -> None:

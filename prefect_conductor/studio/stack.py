@@ -17,9 +17,9 @@ behind a flow run's imports. On real machines the workers are elsewhere and only
 matters (deployments/README.md).
 
 Fairness between artists (deployments/README.md): the pool's ``interactive`` queue (priority 1)
-takes the artists' Submits (the ``render-submit/conductor`` deployment's queue); the ``batch``
-queue (lower priority) takes batch submissions, so a worker always picks a waiting Submit before the
-next shot of a 40-shot batch.
+takes the artists' Submits (the ``render-submit/submit-to-conductor`` deployment's queue); the
+``batch`` queue (lower priority) takes batch submissions, so a worker always picks a waiting
+Submit before the next shot of a 40-shot batch.
 """
 
 from __future__ import annotations
@@ -171,10 +171,11 @@ def _deploy(api_url: str) -> None:
         "from prefect_conductor.flows.refresh_catalog import refresh_catalog\n"
         "from prefect_conductor.flows.submit_batch import submit_batch\n"
         "from prefect_conductor.flows.watch_jobs import watch_jobs\n"
-        "for flow, name, queue, every in ((render_submit, 'conductor', 'interactive', None),"
+        "for flow, name, queue, every in ("
+        "(render_submit, 'submit-to-conductor', 'interactive', None),"
         " (refresh_catalog, 'refresh', 'interactive', None),"
         " (submit_batch, 'batch', 'batch', None),"
-        f" (watch_jobs, 'conductor', 'interactive', {WATCH_SECONDS})):\n"
+        f" (watch_jobs, 'resume-waiting-runs', 'interactive', {WATCH_SECONDS})):\n"
         f"    flow.to_deployment(name, entrypoint_type=E.MODULE_PATH, work_pool_name={POOL!r},"
         " work_queue_name=queue, interval=every).apply()\n"
     )

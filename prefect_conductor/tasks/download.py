@@ -34,6 +34,18 @@ from prefect_conductor.conductor_cloud.transfers.output_frames import (
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 
 PROGRESS_SECONDS = 1.0
+INSTALLATION = Path(__file__).resolve().parents[2]
+"""The folder holding the ``prefect_conductor`` package: the checkout, or site-packages."""
+
+
+def download_folder_for(scene_file: str) -> str | None:
+    """Where a followed job's frames go: None (the job's own output folder), except for a scene
+    inside this installation, such as the sample ``examples/shot010``, whose Save As points into
+    the checkout (or site-packages); its frames go to ``PREFECT_CONDUCTOR_HOME/downloads/<jid>``.
+    """
+    if scene_file and Path(scene_file).resolve().is_relative_to(INSTALLATION):
+        return str(get_settings().home / "downloads")
+    return None
 
 
 def _percent(stats: DownloadStats | None) -> float:

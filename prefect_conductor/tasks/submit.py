@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact
@@ -67,7 +68,7 @@ def submit_job(
         job.dashboard_url,
         link_text=f"{step} job {job.jid}",
         key=f"{step}-job",
-        description=f"The {step} job on the Conductor dashboard",
+        description=f"The {step} job's page on {urlsplit(job.dashboard_url).netloc}",
     )
     emit_job_event(
         JOB_SUBMITTED,

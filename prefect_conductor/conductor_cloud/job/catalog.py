@@ -32,7 +32,7 @@ from pydantic import (
 
 from prefect_conductor.conductor_cloud.errors import FieldError, InputFileError
 from prefect_conductor.conductor_cloud.job.environment import EnvEntry
-from prefect_conductor.conductor_cloud.job.loaders import read_mapping, validation_problems
+from prefect_conductor.conductor_cloud.job.loaders import model_problems, read_mapping
 from prefect_conductor.conductor_cloud.job.packages import PLATFORMS, Package, PackageCatalog
 from prefect_conductor.conductor_cloud.settings import get_settings
 
@@ -405,5 +405,5 @@ def load_catalog(path: Path | None = None) -> Catalog:
     data = read_mapping(target)
     try:
         return Catalog.model_validate(data)
-    except ValidationError as error:
-        raise InputFileError(str(target), validation_problems(str(target), error)) from None
+    except ValidationError:
+        raise InputFileError(str(target), model_problems(target, Catalog, data)) from None

@@ -250,13 +250,37 @@ def read_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
+KINDS = {"ConductorJob": "job file", "SceneExport": "scene export", "Catalog": "catalogue"}
+"""What a person calls the file each model reads, for the line saying a file is another kind."""
+
+
+def model_problems(path: Path, model: type[BaseModel], mapping: dict[str, Any]) -> list[str]:
+    """Every field problem, one line each; one line in all when the file is another kind.
+
+    A file sharing no field with ``model`` (a job file given as ``--catalog``, say) would
+    otherwise be a line per missing and per unknown field, none of them the real mistake.
+    """
+    try:
+        model.model_validate(mapping)
+    except ValidationError as error:
+        required = sorted(n for n, f in model.model_fields.items() if f.is_required())
+        # A key or two, all unknown, is more likely a misspelling: name each one then.
+        other_kind = len(mapping) >= (1 if required else 3)
+        if other_kind and not set(mapping) & set(model.model_fields):
+            kind = KINDS.get(model.__name__, model.__name__)
+            names = ", ".join(required or [*list(model.model_fields)[:3], "..."])
+            return [f"{path}: not a {kind} (it has none of its fields: {names})"]
+        return validation_problems(str(path), error)
+    return []
+
+
 def load_model(path: Path, model: type[ModelT], data: dict[str, Any] | None = None) -> ModelT:
     """Validate a file's mapping against ``model``; every field problem is one line."""
     mapping = read_mapping(path) if data is None else data
     try:
         return model.model_validate(mapping)
-    except ValidationError as error:
-        raise InputFileError(str(path), validation_problems(str(path), error)) from None
+    except ValidationError:
+        raise InputFileError(str(path), model_problems(path, model, mapping)) from None
 
 
 def load_job(path: Path | str) -> ConductorJob:

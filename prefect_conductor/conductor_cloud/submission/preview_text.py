@@ -116,12 +116,19 @@ def job_text(step: str, body: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown_value(value: Any) -> str:
+    """A table cell: the value as code, or ``(none)`` (empty code shows as two backticks)."""
+    if value in ("", None, [], {}):
+        return "(none)"
+    return "`" + str(value).replace("|", "\\|").replace("`", "'") + "`"
+
+
 def job_markdown(step: str, body: Mapping[str, Any]) -> str:
     """One job's body for the UI: a settings table and the task commands, wrapped."""
     lines = [f"### POST jobs/ ({step})", "", "| setting | value |", "|---|---|"]
     for key in SUMMARY_KEYS:
         if key in body:
-            lines.append(f"| {key} | `{body[key]}` |")
+            lines.append(f"| {key} | {markdown_value(body[key])} |")
     environment = body.get("environment") or {}
     lines.append(f"| environment | {', '.join(sorted(environment)) or '(none)'} |")
     lines.append(f"| upload_size | {human_size(body.get('upload_size', 0))} |")

@@ -719,10 +719,14 @@ def describe(progress: UploadProgress) -> tuple[str, str]:
         f"{progress.files_hashed + progress.files_cached}/{progress.files_total} files,"
         f" {progress.files_cached} cached, {_size(progress.bytes_hashed)} read"
     )
+    if progress.eta is not None and not progress.files_to_upload:  # Conductor has every file
+        stored = f" ({progress.files_skipped} already stored)" if progress.files_skipped else ""
+        return md5, f"nothing to upload{stored}"
     eta = "" if progress.eta is None else f", {progress.eta:.0f} s left"
+    stored = f" ({progress.files_skipped} already stored)" if progress.files_skipped else ""
     upload = (
-        f"{progress.files_uploaded}/{progress.files_to_upload} files"
-        f" ({progress.files_skipped} already stored), {_size(progress.bytes_uploaded)}"
-        f"/{_size(progress.bytes_to_upload)} at {_size(progress.rate)}/s{eta}"
+        f"{progress.files_uploaded}/{progress.files_to_upload} files{stored},"
+        f" {_size(progress.bytes_uploaded)}/{_size(progress.bytes_to_upload)}"
+        f" at {_size(progress.rate)}/s{eta}"
     )
     return md5, upload
