@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from filelock import FileLock, Timeout
 
 from prefect_conductor.conductor_cloud.errors import ServiceError
 from prefect_conductor.conductor_cloud.settings import ConductorSettings, get_settings
+from prefect_conductor.processes import free_port, pid_alive
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 180.0
@@ -70,23 +70,6 @@ class ServerState:
         return f"http://{LOOPBACK}:{self.port}"
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (an exited child of this process is reaped, not counted as alive)."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def looks_like(pid: int, *words: str) -> bool:
     """Whether ``pid``'s command line holds ``words``: never signal a recycled pid of another
     program. Without /proc (not Linux) the pid is trusted only if it is alive."""
@@ -118,13 +101,6 @@ def terminate(pid: int, *words: str, group: bool = False) -> None:
                 return
             deadline = time.monotonic() + STOP_TIMEOUT
         time.sleep(0.1)
-
-
-def free_port() -> int:
-    """A port nobody listens on at the moment, on loopback."""
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
 
 
 def healthy(state: ServerState, timeout: float = 3.0) -> bool:

@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 from filelock import Timeout
 
-from prefect_conductor.local_server.server import LocalServer, ServerState, pid_alive, terminate
+from prefect_conductor.local_server.server import LocalServer, ServerState, terminate
+from prefect_conductor.processes import pid_alive
 
 BUSY_STATES = ["PENDING", "RUNNING", "PAUSED", "CANCELLING"]
 

@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ import httpx
 
 from prefect_conductor.conductor_cloud.errors import ServiceError
 from prefect_conductor.conductor_cloud.settings import get_settings
+from prefect_conductor.processes import free_port, pid_alive
 from prefect_conductor.studio.postgres import Cluster
 
 POOL = "studio"
@@ -83,22 +83,6 @@ def read_state() -> StudioState | None:
         return None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _prefect() -> str:
     return str(Path(sys.executable).with_name("prefect"))
 
@@ -134,7 +118,7 @@ def _spawn(command: list[str], env: dict[str, str], log: Path, nice: int = 0) ->
 def _wait_healthy(api_url: str, pid: int, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             raise StudioError(f"the studio's Prefect server exited; see {log}")
         try:
             if httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200:
@@ -204,13 +188,13 @@ def up(
     ``bench/studio.py``'s comparison, which shows why the studio stack does not.
     """
     state = read_state()
-    if state is not None and _alive(state.server_pid):
+    if state is not None and pid_alive(state.server_pid):
         echo(f"studio already up: {state.api_url} ({len(state.worker_pids)} workers)")
         return state
     folder = studio_dir()
     folder.mkdir(parents=True, exist_ok=True)
     cluster = Cluster.for_home(folder)
-    pg_port = 0 if sqlite else _free_port()
+    pg_port = 0 if sqlite else free_port()
     if cluster.running():
         cluster.stop()
     database: dict[str, str] = {}
@@ -225,7 +209,7 @@ def up(
         cluster.create_database(pg_port)
         echo(f"PostgreSQL on 127.0.0.1:{pg_port}")
         database["PREFECT_API_DATABASE_CONNECTION_URL"] = cluster.url(pg_port)
-    port = _free_port()
+    port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     server_env = {
         **_clean_env(),
@@ -287,7 +271,7 @@ def _stop_group(pid: int) -> None:
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        if not _alive(pid):
+        if not pid_alive(pid):
             return
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
@@ -308,7 +292,7 @@ def down(echo: Callable[[str], None]) -> None:
 
 def status() -> str:
     state = read_state()
-    if state is None or not _alive(state.server_pid):
+    if state is None or not pid_alive(state.server_pid):
         return "studio: not running"
-    alive = sum(1 for pid in state.worker_pids if _alive(pid))
+    alive = sum(1 for pid in state.worker_pids if pid_alive(pid))
     return f"studio: {state.api_url} ({alive} of {len(state.worker_pids)} workers alive)"
