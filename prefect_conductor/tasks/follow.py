@@ -36,6 +36,8 @@ from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.transfers.job_outputs import (
     TaskState,
+    all_finished,
+    listed_tasks,
     task_states,
     wait_for_tasks,
 )
@@ -120,8 +122,8 @@ def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> None:
             )
         return
     with client_for(options) as client:
-        states = task_states(client, jid)
-    if all(s.status.finished for s in states):
+        states = listed_tasks(client, jid)
+    if all_finished(states):
         _retag(set(), (WAITING_TAG, JID_TAG_PREFIX))
         return
     _retag({WAITING_TAG, f"{JID_TAG_PREFIX}{jid}"}, (JID_TAG_PREFIX,))
