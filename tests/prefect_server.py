@@ -15,7 +15,6 @@ and only the process group it started is signalled.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,18 +25,13 @@ from typing import Any
 
 import httpx
 
+from prefect_conductor.processes import free_port
 from tests.processes import stop
 
 START_TIMEOUT = 60.0
 REPO = Path(__file__).resolve().parent.parent
 DEPLOYED_POOL = "render-submit-pool"
 """The work pool deployments/prefect.yaml names."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _tail(path: Path, lines: int = 15) -> str:
