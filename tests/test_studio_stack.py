@@ -1,4 +1,4 @@
-"""The studio stack end to end: PostgreSQL, a Prefect server on it, 4 workers (issue 12).
+"""The studio stack end to end: PostgreSQL, a Prefect server on it, 4 workers.
 
 ``prefect-conductor studio up`` on loopback. First, fairness: with a 40-shot batch waiting, the
 next run the pool hands a worker is an artist's Submit. Then 20 artists press Submit at once,

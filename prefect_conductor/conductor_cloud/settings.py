@@ -124,7 +124,7 @@ class ConductorSettings(BaseSettings):
         ),
     )
 
-    # Resource bounds (issue 14): refused with one line before anything big is built.
+    # Resource bounds: refused with one line before anything big is built.
     max_frames: int = Field(
         default=10_000_000,
         ge=1,
@@ -214,7 +214,7 @@ class ConductorSettings(BaseSettings):
             raise ValueError(f"{value} {where} a file, not a folder")
         return value
 
-    # studio scale (issue 12): Conductor's limits held across every worker ---------------------
+    # studio scale: Conductor's limits held across every worker --------------------------------
 
     job_post_limit_name: str = Field(
         default="prefect-conductor-job-posts",
