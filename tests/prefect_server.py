@@ -159,10 +159,11 @@ def busy_retried(call: Callable[[], httpx.Response], attempts: int = 20) -> http
 @contextmanager
 def deployed_worker(api: str, root: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """deployments/prefect.yaml deployed on ``api`` and one process worker on its pool; yields
-    the worker. The watcher's schedule is paused: a test runs each watcher pass itself, so no
-    scheduled run takes the worker. The worker runs in ``root`` (outside the checkout: the
-    module-path entrypoints load the installed package), polls every second, logs to
-    ``root/worker.log`` and gets ``env`` on top of this process's environment."""
+    the worker. The watcher deployment is paused, so neither its schedule nor a suspending run
+    starts a watcher that would take the worker: a test runs each watcher pass itself. The
+    worker runs in ``root`` (outside the checkout: the module-path entrypoints load the
+    installed package), polls every second, logs to ``root/worker.log`` and gets ``env`` on top
+    of this process's environment."""
     prefect_cli(api, "work-pool", "create", DEPLOYED_POOL, "--type", "process", "--overwrite")
     prefect_cli(api, "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--all")
     with httpx.Client(base_url=api, timeout=30) as http:

@@ -50,8 +50,9 @@ RUNS_PER_WORKER = 4
 """Flow runs one worker runs at once (``prefect worker start --limit``)."""
 WORKER_NICE = 10
 """How much lower the workers' CPU priority is than the server's (``nice``; 0 keeps it equal)."""
-WATCH_SECONDS = 30
-"""How often the watch-jobs deployment looks for finished jobs (as in deployments/prefect.yaml)."""
+SAFETY_SECONDS = 3600
+"""The watch-jobs deployment's schedule: it only replaces a watcher that died; a render run that
+suspends starts one itself (as in deployments/prefect.yaml)."""
 START_TIMEOUT = 240.0
 STOP_TIMEOUT = 20.0
 
@@ -146,21 +147,22 @@ def _pool_and_queues(api_url: str) -> None:
 
 
 def _deploy(api_url: str) -> None:
-    """The deployments, by module path: a worker needs only the installed package. The watcher
-    runs every ``WATCH_SECONDS``: without it a render run suspended while Conductor renders its
-    scouts would never be resumed."""
+    """The deployments, by module path: a worker needs only the installed package. Without the
+    watcher a render run suspended while Conductor renders its scouts would never be resumed:
+    each suspending run starts one, and a slow schedule replaces one that died."""
     code = (
         "from prefect.deployments.runner import EntrypointType as E\n"
         "from prefect_conductor.flows.render_submit import render_submit\n"
         "from prefect_conductor.flows.refresh_catalog import refresh_catalog\n"
         "from prefect_conductor.flows.submit_batch import submit_batch\n"
         "from prefect_conductor.flows.watch_jobs import watch_jobs\n"
-        "for flow, name, queue, every in ((render_submit, 'conductor', 'interactive', None),"
-        " (refresh_catalog, 'refresh', 'interactive', None),"
-        " (submit_batch, 'batch', 'batch', None),"
-        f" (watch_jobs, 'conductor', 'interactive', {WATCH_SECONDS})):\n"
+        "for flow, name, queue, every, given in ((render_submit, 'conductor', 'interactive',"
+        " None, None), (refresh_catalog, 'refresh', 'interactive', None, None),"
+        " (submit_batch, 'batch', 'batch', None, None),"
+        f" (watch_jobs, 'conductor', 'interactive', {SAFETY_SECONDS},"
+        f" {{'every_seconds': {get_settings().watch_seconds}}})):\n"
         f"    flow.to_deployment(name, entrypoint_type=E.MODULE_PATH, work_pool_name={POOL!r},"
-        " work_queue_name=queue, interval=every).apply()\n"
+        " work_queue_name=queue, interval=every, parameters=given).apply()\n"
     )
     env = {**_clean_env(), "PREFECT_API_URL": api_url}
     result = subprocess.run(
