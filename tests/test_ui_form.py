@@ -25,7 +25,8 @@ import pytest
 
 from prefect_conductor.cli.deployment_params import deployment_parameters
 from prefect_conductor.sandbox.handle import SandboxHandle
-from tests.prefect_server import flow_runs, running_prefect_server
+from prefect_conductor.studio.scratch_server import running_prefect_server
+from tests.prefect_server import flow_runs
 from tests.scenes import EXAMPLES
 
 pytestmark = pytest.mark.e2e
