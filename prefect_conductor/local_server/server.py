@@ -225,7 +225,7 @@ class LocalServer:
         """Stop what is left of a recorded server and forget it (the lock is held)."""
         state = self.read_state()
         if state is not None:
-            terminate(state.supervisor_pid, "server_supervisor")
+            terminate(state.supervisor_pid, "prefect_conductor.local_server.supervisor")
             terminate(state.pid, "prefect", "server", group=True)
         self.state_path.unlink(missing_ok=True)
 
