@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prefect_conductor.conductor_cloud.api.auth import ApiKey
 from prefect_conductor.conductor_cloud.api.client import ConductorClient
@@ -62,7 +62,7 @@ print(time.perf_counter() - started)
 def standin_host() -> Any:
     """The stand-in host's ``ix`` module."""
     sys.path.insert(0, str(STANDIN_HOST))
-    import ix  # type: ignore[import-not-found]
+    import ix
 
     return ix
 
@@ -70,9 +70,12 @@ def standin_host() -> Any:
 def register_deployment() -> None:
     """``render-submit/bench`` with no work pool: Submit creates runs that nothing picks up, so
     the bench times the session's part alone."""
+    from prefect.deployments.runner import RunnerDeployment
+
     from prefect_conductor.flows.render_submit import render_submit
 
-    render_submit.to_deployment(DEPLOYMENT).apply()
+    deployment = cast(RunnerDeployment, render_submit.to_deployment(DEPLOYMENT))
+    deployment.apply()
 
 
 def make_assets(folder: Path, count: int, mebibytes: int) -> list[Path]:

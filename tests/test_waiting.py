@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -164,7 +164,7 @@ def test_a_suspending_run_starts_the_watcher_which_ends_once_nothing_waits(
 ) -> None:
     """No schedule and no pass run by the test: the render run's own suspend starts a watcher
     (a deployment of its own here, passing every second), which resumes it and then ends."""
-    from prefect.deployments.runner import EntrypointType
+    from prefect.deployments.runner import EntrypointType, RunnerDeployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from prefect_conductor.flows.watch_jobs import watch_jobs
@@ -182,13 +182,12 @@ def test_a_suspending_run_starts_the_watcher_which_ends_once_nothing_waits(
     conductor_env.config(task_seconds=3, save_as={i.path: i.save_as for i in scene.images})
     with deployed_worker(prefect_server, tmp_path, env) as process:
         with temporary_settings({PREFECT_API_URL: prefect_server}):
-            watcher_id = str(
-                watch_jobs.to_deployment(
-                    "self-started",
-                    entrypoint_type=EntrypointType.MODULE_PATH,
-                    work_pool_name=DEPLOYED_POOL,
-                ).apply()
+            made = watch_jobs.to_deployment(
+                "self-started",
+                entrypoint_type=EntrypointType.MODULE_PATH,
+                work_pool_name=DEPLOYED_POOL,
             )
+            watcher_id = str(cast(RunnerDeployment, made).apply())
         parameters = {
             "job": make_job().model_dump(mode="json"),
             "scene": {"export_path": str(scene_file)},

@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.context import TaskRunContext
 from prefect.states import Completed, Paused, Scheduled, Suspended
 
@@ -119,7 +119,7 @@ def test_a_suspending_run_starts_a_watcher_only_when_none_is_on_duty(
     assert ensure_watcher("run-2").endswith("run is watching")
     assert len(runs_of(client, deployment_id)) == 1
     # The safety schedule's next run, an hour away, is not on duty.
-    later = Scheduled(scheduled_time=datetime.now(UTC) + timedelta(hours=1))
+    later: State[Any] = Scheduled(scheduled_time=datetime.now(UTC) + timedelta(hours=1))
     client.set_flow_run_state(first.id, later, force=True)
     assert ensure_watcher("run-3").startswith("started")
     # A watcher that is ending is not counted: the run that looks after it starts another.
