@@ -8,7 +8,7 @@ per submission (median of a few warm runs):
 * the same steps as plain function calls with no Prefect at all.
 
 The ratios say what Prefect costs around the work: engine, state round trips, artifacts, logs
-and the sync flow's heartbeat-thread join (about 1 s, research/prefect-notes.md section 2). The
+and the sync flow's heartbeat-thread join (about 1 s in Prefect 3.9). The
 first flow run, which starts Prefect's temporary server, is reported apart.
 
 Run: python bench/flow_overhead.py

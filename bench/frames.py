@@ -2,7 +2,7 @@
 
 Run: python bench/frames.py    (cioseq is optional, for the comparison: pip install cioseq)
 
-cioseq's ``chunks()`` copies the whole frame list per chunk (quadratic, research section 5.6), so
+cioseq's ``chunks()`` copies the whole frame list per chunk (quadratic in the frames), so
 it is only timed up to CIOSEQ_LIMIT frames; beyond that the script prints the time its measured
 quadratic growth predicts instead of waiting minutes. Our figures are best-of-3 wall times of
 planning and then reading every task (a plan makes its chunks and tasks when they are read, so

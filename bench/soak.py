@@ -169,8 +169,7 @@ def rearm_faults(handle: SandboxHandle, stop: threading.Event) -> None:
 
 
 def concurrent(processes: int, runs: int) -> None:
-    sys.path.insert(0, str(REPO))
-    from tests.prefect_server import running_prefect_server
+    from prefect_conductor.studio.scratch_server import running_prefect_server
 
     work = Path(tempfile.mkdtemp(prefix="bench-soak-concurrent-"))
     keys = len(range(0, runs, processes))

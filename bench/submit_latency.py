@@ -26,24 +26,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from prefect_conductor.conductor_cloud.api.auth import ApiKey
+from prefect_conductor.conductor_cloud.api.client import ConductorClient
+from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache
+from prefect_conductor.conductor_cloud.transfers.uploads import upload_files
+from prefect_conductor.sandbox.ciocore_env import ciocore_environment
+from prefect_conductor.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.server import SandboxServer
+from prefect_conductor.studio.scratch_server import running_prefect_server
 
-from prefect_conductor.conductor_cloud.api.auth import ApiKey  # noqa: E402
-from prefect_conductor.conductor_cloud.api.client import ConductorClient  # noqa: E402
-from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache  # noqa: E402
-from prefect_conductor.conductor_cloud.transfers.uploads import upload_files  # noqa: E402
-from prefect_conductor.sandbox.ciocore_env import ciocore_environment  # noqa: E402
-from prefect_conductor.sandbox.handle import SandboxHandle  # noqa: E402
-from prefect_conductor.sandbox.server import SandboxServer  # noqa: E402
-from tests.host_standin.fixtures import standin_module  # noqa: E402
-from tests.prefect_server import (  # noqa: E402
-    HOST_TESTS_DEPLOYMENT,
-    register_deployment,
-    running_prefect_server,
-)
+STANDIN_HOST = Path(__file__).resolve().parent.parent / "tests" / "host_standin"
+"""The folder of the stand-in host application's scripting module, ``ix``: the host the plugin
+is measured in, imported as the plugin imports the real one (by that module name)."""
+DEPLOYMENT = "bench"
 
 MIB = 1024 * 1024
 SUBMITS = 7
@@ -60,6 +57,25 @@ response, status = conductor_submit.Submit({
 assert status == 201, (status, response)
 print(time.perf_counter() - started)
 """
+
+
+def standin_host() -> Any:
+    """The stand-in host's ``ix`` module."""
+    sys.path.insert(0, str(STANDIN_HOST))
+    import ix
+
+    return ix
+
+
+def register_deployment() -> None:
+    """``render-submit/bench`` with no work pool: Submit creates runs that nothing picks up, so
+    the bench times the session's part alone."""
+    from prefect.deployments.runner import RunnerDeployment
+
+    from prefect_conductor.flows.render_submit import render_submit
+
+    deployment = cast(RunnerDeployment, render_submit.to_deployment(DEPLOYMENT))
+    deployment.apply()
 
 
 def make_assets(folder: Path, count: int, mebibytes: int) -> list[Path]:
@@ -154,10 +170,10 @@ def main() -> None:
             CONDUCTOR_URL=server.url,
             CONDUCTOR_API_KEY=server.api_key,
             PREFECT_API_URL=api_url,
-            PREFECT_CONDUCTOR_DEPLOYMENT=f"render-submit/{HOST_TESTS_DEPLOYMENT}",
+            PREFECT_CONDUCTOR_DEPLOYMENT=f"render-submit/{DEPLOYMENT}",
         )
-        register_deployment(api_url)
-        app = standin_module().reset()
+        register_deployment()
+        app = standin_host().reset()
         from prefect_conductor.host_export import conductor_job
 
         conductor_job.register()

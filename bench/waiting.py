@@ -1,14 +1,15 @@
 """Waiting: N render runs waiting on Conductor at once, one worker and one watcher alive.
 
 A real Prefect server, the sandbox, the deployments from deployments/prefect.yaml and one process
-worker (``--limit 4``: at most four flow-run processes at a time). N runs of ``render-submit``
-are created; each posts its scout job and suspends while the sandbox holds the tasks (a long
+worker (``--limit 4``: at most four flow-run processes at a time). N runs of ``render-submit`` are
+created; each posts its scout job and suspends while the sandbox holds the tasks (a long
 ``task_seconds``). With every run suspended, the bench prints the processes alive: the worker and
 its children, and the watcher (one process running a ``watch-jobs`` pass every 2 s, standing for
-the deployment's interval schedule). Then the sandbox's clock is shortened (the scouts finish),
-the watcher resumes the runs, each submits its full job, suspends again, is resumed, downloads
-and checks its frames. It prints how every run ended, the jobs and POSTs the sandbox saw, and
-the most processes seen meanwhile.
+the watcher a suspending run starts; the deployment is paused so none is started twice). The runs
+render the sample scene, examples/shot010, copied into the bench's folder. Then the sandbox's clock
+is shortened (the scouts finish), the watcher resumes the runs, each submits its full job, suspends
+again, is resumed, downloads and checks its frames. It prints how every run ended, the jobs and
+POSTs the sandbox saw, and the most processes seen meanwhile.
 
 ``--postgres`` puts the server on PostgreSQL (Debian's package, as ``studio up`` runs it): SQLite
 answers 503 under a few hundred runs' calls, and a studio runs PostgreSQL anyway.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,16 +34,15 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from prefect_conductor.cli.demo import examples_dir
+from prefect_conductor.conductor_cloud.job.loaders import load_job, load_scene
+from prefect_conductor.processes import descendants, free_port, stop
+from prefect_conductor.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.server import SandboxServer
+from prefect_conductor.studio.postgres import Cluster
+from prefect_conductor.studio.scratch_server import running_prefect_server
 
-from prefect_conductor.sandbox.handle import SandboxHandle  # noqa: E402
-from prefect_conductor.sandbox.server import SandboxServer  # noqa: E402
-from prefect_conductor.studio.postgres import Cluster  # noqa: E402
-from tests.prefect_server import free_port, running_prefect_server  # noqa: E402
-from tests.processes import stop  # noqa: E402
-from tests.scenes import make_job, make_scene  # noqa: E402
-from tests.test_waiting import descendants  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 POOL = "render-submit-pool"
 LIMIT = ["--limit", "4"]
@@ -145,10 +146,9 @@ def main() -> None:
         os.environ.update(
             PREFECT_API_URL=api_url, CONDUCTOR_URL=sandbox.url, CONDUCTOR_API_KEY=sandbox.api_key
         )
-        scene_file = work / "shot" / "scene_export.json"
-        scene_file.parent.mkdir(parents=True)
-        scene = make_scene(scene_file.parent)
-        scene_file.write_text(scene.model_dump_json())
+        shot = Path(shutil.copytree(examples_dir() / "shot010", work / "shot"))
+        scene_file = shot / "scene_export.json"
+        scene = load_scene(scene_file)
         handle.config(save_as={i.path: i.save_as for i in scene.images})
         prefect(api_url, "work-pool", "create", POOL, "--type", "process", "--overwrite")
         prefect(
@@ -174,7 +174,7 @@ def main() -> None:
             try:
                 deployment = api.get("/deployments/name/render-submit/submit-to-conductor").json()
                 parameters = {
-                    "job": make_job().model_dump(mode="json"),
+                    "job": load_job(shot / "job.yaml").as_run_parameter(),
                     "scene": {"export_path": str(scene_file)},
                     "options": {"poll_seconds": 1},
                 }

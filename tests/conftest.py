@@ -69,8 +69,8 @@ def prefect_backend() -> Iterator[None]:
     for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
         for handler in logging.getLogger(name).handlers:
             handler.flush()
-    for server in list(SubprocessASGIServer._instances.values()):
-        server.stop()
+    # Without a port, the constructor hands back the one temporary server get_client started.
+    SubprocessASGIServer().stop()
 
 
 @pytest.fixture

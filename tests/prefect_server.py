@@ -5,17 +5,13 @@ creates a deployment of the ``render-submit`` flow directly over the REST API wi
 parameter schema and no work pool, so flow runs can be created and inspected without a worker
 (and no worker of another test ever picks them up). ``deployed_worker`` deploys
 deployments/prefect.yaml on a server and starts one process worker on its pool, as a studio
-would. ``running_prefect_server`` starts a server outside pytest, for ``bench/submit_latency.py``:
-``prefect server start`` as a subprocess with its own PREFECT_HOME, analytics off and
-PREFECT_SERVER_API_HOST/PORT set so the UI's links point at the right port
-(research/prefect-notes.md section 5); it is stopped with SIGINT, then killed if it does not exit,
-and only the process group it started is signalled.
+would. A throwaway server outside the session's fixture comes from
+``prefect_conductor.studio.scratch_server``, which the benchmarks share.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,75 +22,11 @@ from typing import Any
 
 import httpx
 
-from tests.processes import stop
+from prefect_conductor.processes import stop
 
-START_TIMEOUT = 60.0
 REPO = Path(__file__).resolve().parent.parent
 DEPLOYED_POOL = "render-submit-pool"
 """The work pool deployments/prefect.yaml names."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-@contextmanager
-def running_prefect_server(root: Path, timeout: float = START_TIMEOUT) -> Iterator[str]:
-    """Start ``prefect server start`` under ``root``; yield its API URL; stop it."""
-    port = free_port()
-    home = root / "prefect-home"
-    home.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    # The test session's own settings (an ephemeral local backend) must not leak into the server:
-    # with PREFECT_SERVER_EPHEMERAL_ENABLED set, ``prefect server start`` serves no UI.
-    for name in (
-        "PREFECT_API_URL",
-        "PREFECT_API_KEY",
-        "PREFECT_API_AUTH_STRING",
-        "PREFECT_SERVER_EPHEMERAL_ENABLED",
-    ):
-        env.pop(name, None)
-    env.update(
-        PREFECT_HOME=str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        PREFECT_SERVER_API_HOST="127.0.0.1",
-        PREFECT_SERVER_API_PORT=str(port),
-    )
-    prefect = Path(sys.executable).with_name("prefect")
-    command = [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    log_path = root / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    api_url = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"prefect server exited with {process.returncode}:\n{_tail(log_path)}"
-                )
-            try:
-                if httpx.get(f"{api_url}/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server not healthy in {timeout} s:\n{_tail(log_path)}")
-            time.sleep(0.2)
-        yield api_url
-    finally:
-        stop(process, group=True)
 
 
 def flow_parameter_schema() -> dict[str, Any]:
@@ -109,7 +41,7 @@ def flow_parameter_schema() -> dict[str, Any]:
 
 HOST_TESTS_DEPLOYMENT = "host-tests"
 """The deployment name the host tests use (PREFECT_CONDUCTOR_DEPLOYMENT), apart from the real
-``conductor`` deployment that other end-to-end tests run a worker for."""
+``submit-to-conductor`` deployment that other end-to-end tests run a worker for."""
 
 
 def register_deployment(
@@ -165,10 +97,11 @@ def busy_retried(call: Callable[[], httpx.Response], attempts: int = 20) -> http
 @contextmanager
 def deployed_worker(api: str, root: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """deployments/prefect.yaml deployed on ``api`` and one process worker on its pool; yields
-    the worker. The watcher's schedule is paused: a test runs each watcher pass itself, so no
-    scheduled run takes the worker. The worker runs in ``root`` (outside the checkout: the
-    module-path entrypoints load the installed package), polls every second, logs to
-    ``root/worker.log`` and gets ``env`` on top of this process's environment."""
+    the worker. The watcher deployment is paused, so neither its schedule nor a suspending run
+    starts a watcher that would take the worker: a test runs each watcher pass itself. The
+    worker runs in ``root`` (outside the checkout: the module-path entrypoints load the
+    installed package), polls every second, logs to ``root/worker.log`` and gets ``env`` on top
+    of this process's environment."""
     prefect_cli(api, "work-pool", "create", DEPLOYED_POOL, "--type", "process", "--overwrite")
     prefect_cli(api, "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--all")
     with httpx.Client(base_url=api, timeout=30) as http:

@@ -1,39 +1,9 @@
-"""Stopping a child process the tests started: politely, then for sure.
+"""Stopping a child process the tests started: :func:`prefect_conductor.processes.stop`.
 
-Prefect's server and worker stop cleanly on SIGINT (the worker ignores SIGTERM), so SIGINT goes
-first; a process still running after ``timeout`` seconds is killed. With ``group`` the signals go
-to the process group the child leads (started with ``start_new_session=True``), so what it started
-stops with it. Only the given process (or its own group) is ever signalled.
+Kept as a name for the fixtures that import it from here; the code lives in the package, shared
+with the benchmarks.
 """
 
-from __future__ import annotations
+from prefect_conductor.processes import stop
 
-import os
-import signal
-import subprocess
-from typing import Any
-
-STOP_TIMEOUT = 15.0
-
-
-def stop(
-    process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT, *, group: bool = False
-) -> None:
-    """SIGINT, wait up to ``timeout`` seconds, then SIGKILL and wait; nothing if it has exited."""
-    if process.poll() is not None:
-        return
-
-    def send(number: signal.Signals) -> None:
-        if group:
-            os.killpg(process.pid, number)
-        else:
-            process.send_signal(number)
-
-    try:
-        send(signal.SIGINT)
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        send(signal.SIGKILL)
-        process.wait(timeout)
-    except ProcessLookupError:  # it exited between poll() and the signal
-        process.wait(timeout)
+__all__ = ["stop"]

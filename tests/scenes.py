@@ -46,7 +46,7 @@ def make_scene(root: Path, **changes: Any) -> SceneExport:
 
 
 def make_job(**changes: Any) -> ConductorJob:
-    """The seed's quick start: custom frames 1-10, chunk size 2, scout 3,8, a known catalogue."""
+    """The quick start: custom frames 1-10, chunk size 2, scout 3,8, a known catalogue."""
     fields: dict[str, Any] = {
         "title": "shot010 lighting",
         "images": ["project://scene/beauty", "project://scene/shadow"],

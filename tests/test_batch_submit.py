@@ -1,4 +1,4 @@
-"""Batch submission for pipeline automation: many job files, one render-submit run each (issue 12).
+"""Batch submission for pipeline automation: many job files, one render-submit run each.
 
 - the folder a batch names expands to its YAML job files, in a stable order;
 - a bad file anywhere in a batch is one line naming it, and nothing starts;

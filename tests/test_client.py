@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email.utils
 import logging
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from prefect_conductor.conductor_cloud.api.retry import (
 )
 from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.conductor_cloud.errors import ServiceError, SubmitterError, UserError
+from prefect_conductor.processes import free_port
 from prefect_conductor.sandbox.handle import SandboxHandle
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=1.5, deadline=10)
@@ -88,9 +88,7 @@ def fault(method: str, path: str, action: str = "status", **fields: Any) -> dict
 @pytest.fixture
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()
 
 
 @pytest.fixture

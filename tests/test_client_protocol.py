@@ -1,5 +1,5 @@
 """The client's protocol over httpx.MockTransport: the forms it sends, the 401 refresh, the token
-rules, and the no-duplicate policy (issue 14), deterministic and without sleeping."""
+rules, and the no-duplicate policy, deterministic and without sleeping."""
 
 from __future__ import annotations
 
@@ -257,7 +257,7 @@ def test_lookup_outcomes_on_their_own() -> None:
     assert endless.outcome is Outcome.CANNOT_TELL
 
 
-# issue 14: a POST slower than the timeout -------------------------------------------------------
+# a POST slower than the timeout ----------------------------------------------------------------
 
 
 def test_a_post_that_times_out_is_found_by_looking_and_never_posted_again(

@@ -1,4 +1,4 @@
-"""Conductor's limits hold across workers: Prefect global concurrency limits (issue 12).
+"""Conductor's limits hold across workers: Prefect global concurrency limits.
 
 Three ``prefect-conductor submit`` processes with different submission keys run at once against
 one real Prefect server while the sandbox takes half a second to answer ``POST jobs/``. With the

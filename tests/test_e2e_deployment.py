@@ -40,8 +40,9 @@ def worker(prefect_server: str, sandbox: SandboxHandle, tmp_path: Path) -> Itera
         yield
 
 
-def seed_quick_start(app: Any, root: Path) -> Any:
-    """The seed's quick start in the stand-in host: a ConductorJob set up as an artist would."""
+def quick_start_job(app: Any, root: Path) -> Any:
+    """The submitter guide's quick start in the stand-in host: a ConductorJob set up as an artist
+    would."""
     shot = build_shot(app, root)
     app.load_project(str(shot.project))
     job = app.ui_create("ConductorJob", "ConductorJob")
@@ -68,7 +69,7 @@ def test_submit_in_the_host_runs_on_a_worker_and_submits_scout_then_full(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    job = seed_quick_start(host, tmp_path / "shot")
+    job = quick_start_job(host, tmp_path / "shot")
     monkeypatch.setenv("PREFECT_API_URL", prefect_server)
     host.ui_press(job, "submit")
     host.ui_press(job, "submit")  # a double-click: the same idempotency key, the same run

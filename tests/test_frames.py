@@ -35,7 +35,7 @@ def frames(text: str) -> list[int]:
     return list(parse_frame_spec(text))
 
 
-# research/conductor-client-facts.md section 5.5 (cioseq), where we agree with it. Where we do
+# cioseq's answers (Conductor's frame library), where we agree with it. Where we do
 # not: a pair prints as "3,8" (cioseq "3-8x5"), and "10-1x2" is anchored at 10 (cioseq: 1..9).
 @pytest.mark.parametrize(
     ("text", "spec", "expected"),
@@ -176,7 +176,7 @@ def test_host_dialect_handles_negatives() -> None:
     assert parse_frame_spec("3,8").host_spec() == "3;8"
 
 
-def test_frames_info_matches_the_seed() -> None:
+def test_frames_info_matches_the_quick_start() -> None:
     plan = plan_frames(parse_frame_spec("1-10"), 2, scout=parse_frame_spec("3,8"))
     assert plan.info == "2 Scout / 10 Frames -- 5 Chunks -- 1-10"
     assert [c.spec for c in plan.chunks] == ["1-2", "3-4", "5-6", "7-8", "9-10"]
@@ -236,7 +236,7 @@ def test_per_image_frames_when_ranges_differ() -> None:
     assert list(image_range(1, 10, 4)) == [1, 5, 9]
 
 
-# cioseq's subsample and calc_fml on 1-10 (section 5.4); ours agree there.
+# cioseq's subsample and calc_fml on 1-10; ours agree there.
 @pytest.mark.parametrize(
     ("spec", "scouts"),
     [
@@ -449,7 +449,8 @@ def test_frames_command_with_tiles_and_auto_scouts() -> None:
 
 
 def test_tiles_and_tasks_beyond_the_limits_are_refused_before_building() -> None:
-    """Issue 14: ``--tiles 100000000`` hung and ``1-1000000`` at chunk size 1 ran out of memory."""
+    """Bounded before anything is built: ``--tiles 100000000`` once hung and ``1-1000000`` at
+    chunk size 1 ran out of memory."""
     million = parse_frame_spec("1-1000000")
     with pytest.raises(FieldError, match=r"^tiles: 100000000 tiles is more than the 1024 allowed"):
         plan_frames(parse_frame_spec("1-10"), 1, tiles=100_000_000)

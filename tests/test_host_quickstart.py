@@ -1,4 +1,4 @@
-"""The seed's quick start (seed/jobs-submitter.md), step by step, in the stand-in host.
+"""The quick start of Conductor's Jobs submitter guide, step by step, in the stand-in host.
 
 Each test performs the steps before it through ``quick_start`` and then checks its own step, so a
 failure names the step that broke. Refresh talks to the sandbox over HTTP; Submit creates a flow
@@ -36,7 +36,7 @@ STEPS = (
 
 
 def quick_start(app: Any, root: Path, until: str) -> tuple[Shot, Any]:
-    """Do the seed's steps up to and including ``until``; return the shot and the job item."""
+    """Do the quick start's steps up to and including ``until``; return the shot and the item."""
     shot = build_shot(app, root)
     job: Any = None
     for step in STEPS[: STEPS.index(until) + 1]:

@@ -32,13 +32,9 @@ from prefect_conductor.host_export.trigger import (
     start_flow_run,
     ui_url_for,
 )
+from prefect_conductor.processes import free_port
 from tests.host_scenes import Shot, build_shot
-from tests.prefect_server import (
-    HOST_TESTS_DEPLOYMENT,
-    flow_runs,
-    free_port,
-    register_deployment,
-)
+from tests.prefect_server import HOST_TESTS_DEPLOYMENT, flow_runs, register_deployment
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, deadline=5.0)
 DEPLOYMENT = f"render-submit/{HOST_TESTS_DEPLOYMENT}"

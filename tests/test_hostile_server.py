@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from prefect_conductor.local_server.server import LocalServer, ServerState, pid_alive
+from prefect_conductor.local_server.server import LocalServer, ServerState
+from prefect_conductor.processes import pid_alive
 from tests.test_local_server import COMMAND, cli, cli_env, stop_server
 
 SECRET_KEY = '{"client_id": "c", "private_key": "NEVER-IN-THE-SERVER"}'

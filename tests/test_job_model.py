@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,40 @@ def test_defaults_follow_the_reference_submitter() -> None:
 def test_every_field_has_hover_text() -> None:
     missing = [name for name, f in ConductorJob.model_fields.items() if not f.description]
     assert missing == []
+
+
+def test_the_run_form_schema_reads_right_in_the_prefect_ui() -> None:
+    """The form labels every field outside ``required`` "(Optional)"; it renders descriptions as
+    Markdown (a bare ``<UDIM>`` vanishes as an HTML tag); it has no Refresh button and no hover."""
+    from prefect.utilities.callables import parameter_schema
+
+    from prefect_conductor.flows.render_submit import render_submit
+
+    schema = parameter_schema(render_submit).model_dump()
+    job = schema["definitions"]["ConductorJob"]
+    assert set(job["required"]) == {"images", "project", "instance_type"}
+    texts = [job["description"], schema["properties"]["job"]["description"]]
+    for definition in schema["definitions"].values():
+        texts += [p.get("description", "") for p in definition.get("properties", {}).values()]
+    for text in texts:
+        assert "refresh" not in text.lower() and "hover" not in text.lower(), text
+        outside_code = re.sub(r"`[^`]*`", "", text)
+        assert not re.search(r"<[A-Za-z_]+>", outside_code), text
+    assert "`<UDIM>`" in job["properties"]["extra_uploads"]["description"]
+
+
+def test_the_sample_sets_only_what_the_quick_start_changes() -> None:
+    """Every field the sample job does not set keeps its default, as in the run form."""
+    job = load_job(EXAMPLES / "job.yaml")
+    defaults = ConductorJob()
+    changed = {
+        name for name in ConductorJob.model_fields if getattr(job, name) != getattr(defaults, name)
+    }
+    assert changed == {
+        "title", "images", "project", "use_custom_frames", "chunk_size", "use_scout_frames",
+        "scout_frames", "instance_type", "host_version", "metadata", "notify",
+    }  # fmt: skip
+    assert job.as_run_parameter().keys() == changed
 
 
 def test_unknown_fields_are_refused() -> None:

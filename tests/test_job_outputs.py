@@ -10,9 +10,10 @@ import base64
 import hashlib
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -20,6 +21,7 @@ from prefect_conductor.conductor_cloud.api.client import ConductorClient
 from prefect_conductor.conductor_cloud.api.client_errors import ServerError
 from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
 from prefect_conductor.conductor_cloud.api.status import TaskStatus
+from prefect_conductor.conductor_cloud.errors import UserError
 from prefect_conductor.conductor_cloud.job.scene import HostInfo, ImageExport, SceneExport
 from prefect_conductor.conductor_cloud.transfers.downloads import DownloadError
 from prefect_conductor.conductor_cloud.transfers.job_outputs import (
@@ -224,6 +226,37 @@ def test_an_unfinished_job_says_so_without_waiting(
     jid = submit(client, conductor_env)
     with pytest.raises(JobNotFinished, match=f"job {jid}: 3 of 3 tasks not finished"):
         wait_for_tasks(client, jid)
+
+
+def test_a_job_without_tasks_is_waited_for_then_named_in_one_line(
+    client: ConductorClient, conductor_env: SandboxHandle
+) -> None:
+    """An empty task listing means "not yet" while time is left (Conductor may list a posted
+    job's tasks a moment later) and "check the job id" once it is up; looking once says so at
+    once. The same loop serves the scout wait, the follow and the download command."""
+    naps: list[float] = []
+    with pytest.raises(UserError, match=r"^job 99999: Conductor lists no tasks for it"):
+        wait_for_tasks(client, "99999", timeout_seconds=0)
+    with pytest.raises(UserError, match=r"^job 99999: Conductor lists no tasks for it"):
+        wait_for_tasks(client, "99999", poll_seconds=0.01, timeout_seconds=0.2, sleep=naps.append)
+    assert naps, "an empty listing is waited out while time is left"
+
+    jid = submit(client, conductor_env)
+
+    class LateListing:
+        """The sandbox, except that the first look lists no tasks for the new job."""
+
+        looks = 0
+
+        def get_tasks(self, job: str) -> list[dict[str, Any]]:
+            self.looks += 1
+            return [] if self.looks == 1 else client.get_tasks(job)
+
+    late = LateListing()
+    states = wait_for_tasks(
+        cast(Any, late), jid, poll_seconds=0.05, timeout_seconds=30, sleep=time.sleep
+    )
+    assert late.looks >= 2 and len(states) == 3 and all(s.status.finished for s in states)
 
 
 def test_the_frame_check_reads_the_downloaded_outputs(

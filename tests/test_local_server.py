@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from prefect_conductor.local_server.server import LocalServer, ServerState, pid_alive
+from prefect_conductor.local_server.server import LocalServer, ServerState
+from prefect_conductor.processes import free_port, pid_alive
 from prefect_conductor.sandbox.handle import SandboxHandle
-from tests.conftest import _free_port
 from tests.scenes import EXAMPLES
 
 SERVER_LINE = re.compile(r"^Prefect server: (http://127\.0\.0\.1:\d+) \(pid (\d+)\)$", re.M)
@@ -130,7 +130,7 @@ def test_a_killed_server_is_replaced_and_the_new_one_stops_when_idle(home: Path)
 
 
 def test_with_prefect_api_url_set_no_server_is_started(home: Path) -> None:
-    dead_api = f"http://127.0.0.1:{_free_port()}/api"
+    dead_api = f"http://127.0.0.1:{free_port()}/api"
     result = cli(
         home,
         "submit",

@@ -1,6 +1,6 @@
 """Our POST jobs/ bodies for examples/shot010 beside the body the reference submitter sends.
 
-The reference body is built here from research on cioclarisse 0.3.2 / ciocore 9.2.0: cioclarisse's
+The reference body is built here as cioclarisse 0.3.2 / ciocore 9.2.0 build it: cioclarisse's
 ``Job.get_args`` plus ``Submission.get_args``, passed through ``conductor_submit.Submit``, which
 keeps ciocore's keys and fills its defaults. Every key whose value differs must be in
 ``DIFFERENCES`` (the same table as docs/render-command.md), with the difference checked below;

@@ -205,7 +205,8 @@ def test_sandbox_restarted_in_the_middle_of_an_upload(tmp_path: Path) -> None:
     from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
     from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache
     from prefect_conductor.conductor_cloud.transfers.uploads import upload_files
-    from prefect_conductor.sandbox.server import SandboxServer, free_port
+    from prefect_conductor.processes import free_port
+    from prefect_conductor.sandbox.server import SandboxServer
 
     port = free_port()
     data = tmp_path / "sandbox"

@@ -1,4 +1,4 @@
-"""The studio stack end to end: PostgreSQL, a Prefect server on it, 4 workers (issue 12).
+"""The studio stack end to end: PostgreSQL, a Prefect server on it, 4 workers.
 
 ``prefect-conductor studio up`` on loopback. First, fairness: with a 40-shot batch waiting, the
 next run the pool hands a worker is an artist's Submit. Then 20 artists press Submit at once,
@@ -27,6 +27,7 @@ import pytest
 
 from prefect_conductor.cli.deployment_params import deployment_parameters
 from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
+from prefect_conductor.processes import pid_alive
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.studio.postgres import POSTGRES_ROOT, Cluster
 from tests.scenes import EXAMPLES
@@ -47,14 +48,6 @@ def studio(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, env=env, timeout=600, check=False
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def press(api_url: str, deployment_id: str, parameters: dict[str, Any], key: str) -> str:
@@ -166,5 +159,5 @@ def test_twenty_artists_submit_through_the_postgres_stack_without_duplicates(
             cluster.log_file.unlink(missing_ok=True)
     assert stopped.returncode == 0, stopped.stderr
     pids = [state.get("server_pid", 0), *state.get("worker_pids", [])]
-    assert not [pid for pid in pids if pid and _alive(pid)]
+    assert not [pid for pid in pids if pid and pid_alive(pid)]
     assert not (home / "studio" / "state.json").exists()

@@ -2,8 +2,9 @@
 
 A real ``prefect server start`` (UI on) on loopback, the flow served with the sample job as its
 default parameters, Debian's chromium driven by playwright (never ``playwright install``): no
-field shows the nullable toggle ('Property is type "None"'), the Task Template description shows
-its tokens, and pressing Submit runs the flow to Completed against the sandbox. Without
+field shows the nullable toggle ('Property is type "None"'), the fields a job needs are not labelled
+"(Optional)", the descriptions show their tokens (``<UDIM>``, ``<render_package>``) and name no
+button the UI lacks, and pressing Submit runs the flow to Completed against the sandbox. Without
 /usr/bin/chromium this test fails: CI installs it (.ci/run).
 """
 
@@ -24,7 +25,8 @@ import pytest
 
 from prefect_conductor.cli.deployment_params import deployment_parameters
 from prefect_conductor.sandbox.handle import SandboxHandle
-from tests.prefect_server import flow_runs, running_prefect_server
+from prefect_conductor.studio.scratch_server import running_prefect_server
+from tests.prefect_server import flow_runs
 from tests.scenes import EXAMPLES
 
 pytestmark = pytest.mark.e2e
@@ -175,7 +177,12 @@ def test_the_custom_run_form_shows_every_field_plainly_and_runs(
                 ) from None
             text = page.locator("body").inner_text()
             assert 'Property is type "None"' not in text
-            assert "<render_package>" in text and "<tile_number>" in text
+            assert "<render_package>" in text and "<tile_number>" in text and "<UDIM>" in text
+            labels = [line.strip() for line in text.splitlines()]
+            assert "Title (Optional)" in labels  # the UI's label for a field with a default
+            for required in ("Images", "Project", "Instance Type"):
+                assert required in labels and f"{required} (Optional)" not in labels, required
+            assert "Refresh" not in text and "hover" not in text.lower()
             assert "Export File" in text and "Saved Project" in text
             submit_the_form(page, ui_server, served["id"], tmp_path)
         finally:

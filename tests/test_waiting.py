@@ -1,42 +1,31 @@
 """End to end: a deployed render run waits on Conductor holding no process, and is followed.
 
-A real Prefect server and process worker on loopback, the deployments from
-deployments/prefect.yaml (the watcher's schedule paused: the test runs each watcher pass itself,
-so no scheduled run's process is counted). The run posts its scout job and suspends: while it is
-Suspended the worker has no child process. The watcher resumes it once the scouts rendered; the
-re-run re-uses the persisted steps (one scout job, one full job, two POSTs in all), suspends again
-on the full job, is resumed, downloads and checks the frames, and completes. The pipeline's events
-are read back from the server's event feed, each naming the job and the flow run.
+A real Prefect server and process worker on loopback, the deployments from deployments/prefect.yaml
+(the watcher deployment paused: the first test runs each watcher pass itself, so no watcher's
+process is counted; the second lets the suspending run start its own). The run posts its scout job
+and suspends: while it is Suspended the worker has no child process. The watcher resumes it once
+the scouts rendered; the re-run re-uses the persisted steps (one scout job, one full job, two POSTs
+in all), suspends again on the full job, is resumed, downloads and checks the frames, and
+completes. The pipeline's events are read back from the server's event feed, each naming the job
+and the flow run.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 
+from prefect_conductor.processes import descendants
 from prefect_conductor.sandbox.handle import SandboxHandle
-from tests.prefect_server import deployed_worker, watch_once
+from tests.prefect_server import DEPLOYED_POOL, busy_retried, deployed_worker, watch_once
 from tests.scenes import make_job, make_scene
 
 pytestmark = pytest.mark.e2e
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (Linux /proc), children first."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for child in map(int, children):
-            found += [child, *descendants(child)]
-    return found
 
 
 @pytest.fixture
@@ -168,3 +157,77 @@ def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
     ]
     assert downloaded["files"] > 0
     assert Path(downloaded["output_folder"]).is_dir()
+
+
+def test_a_suspending_run_starts_the_watcher_which_ends_once_nothing_waits(
+    prefect_server: str, conductor_env: SandboxHandle, tmp_path: Path
+) -> None:
+    """No schedule and no pass run by the test: the render run's own suspend starts a watcher
+    (a deployment of its own here, passing every second), which resumes it and then ends."""
+    from prefect.deployments.runner import EntrypointType, RunnerDeployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from prefect_conductor.flows.watch_jobs import watch_jobs
+
+    env = {
+        "CONDUCTOR_URL": conductor_env.url,
+        "CONDUCTOR_API_KEY": conductor_env.api_key,
+        "PREFECT_CONDUCTOR_WATCHER_DEPLOYMENT": "watch-jobs/self-started",
+        "PREFECT_CONDUCTOR_WATCH_SECONDS": "1",
+    }
+    scene_file = tmp_path / "shot" / "scene_export.json"
+    scene_file.parent.mkdir(parents=True)
+    scene = make_scene(scene_file.parent)
+    scene_file.write_text(scene.model_dump_json())
+    conductor_env.config(task_seconds=3, save_as={i.path: i.save_as for i in scene.images})
+    with deployed_worker(prefect_server, tmp_path, env) as process:
+        with temporary_settings({PREFECT_API_URL: prefect_server}):
+            made = watch_jobs.to_deployment(
+                "self-started",
+                entrypoint_type=EntrypointType.MODULE_PATH,
+                work_pool_name=DEPLOYED_POOL,
+            )
+            watcher_id = str(cast(RunnerDeployment, made).apply())
+        parameters = {
+            "job": make_job().model_dump(mode="json"),
+            "scene": {"export_path": str(scene_file)},
+            "options": {"poll_seconds": 1},
+        }
+        with httpx.Client(base_url=prefect_server, timeout=30) as api:
+            deployment = api.get("/deployments/name/render-submit/submit-to-conductor").json()
+            run = api.post(
+                f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}
+            ).json()
+            final = wait_until(api, run["id"], lambda r: r["state"]["type"] in FINAL, 300)
+            log = (tmp_path / "worker.log").read_text()[-3000:]
+            assert final["state"]["type"] == "COMPLETED", log
+            watchers = watcher_runs(api, watcher_id)
+            assert 1 <= len(watchers) <= 2, watchers  # one per stretch of waiting, not per pass
+            for watcher in watchers:
+                ended = wait_until(api, watcher["id"], lambda r: r["state"]["type"] in FINAL, 120)
+                assert ended["state"]["type"] == "COMPLETED", ended["state"]
+        assert process.poll() is None
+
+
+FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+def wait_until(
+    api: httpx.Client, run_id: str, done: Callable[[dict[str, Any]], bool], seconds: float
+) -> dict[str, Any]:
+    """The run once ``done`` says so (the test fails after ``seconds``)."""
+    give_up = time.monotonic() + seconds
+    while True:
+        run = read_run(api, run_id)
+        if run is not None and done(run):
+            return run
+        assert time.monotonic() < give_up, f"run {run_id} not done in {seconds} s: {run}"
+        time.sleep(1)
+
+
+def watcher_runs(api: httpx.Client, deployment_id: str) -> list[dict[str, Any]]:
+    body = {"deployments": {"id": {"any_": [deployment_id]}}}
+    runs: list[dict[str, Any]] = busy_retried(
+        lambda: api.post("/flow_runs/filter", json=body)
+    ).json()
+    return runs

@@ -1,17 +1,25 @@
-"""The watcher's reading of Prefect runs and Conductor's job listing, and the resume cache key."""
+"""The watcher's reading of Prefect runs and Conductor's job listing, the resume cache key, and
+its life: started by a suspending run, passing while runs wait, handing over as it ends."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
-from uuid import uuid4
+from uuid import UUID, uuid4
 
-from prefect.client.schemas.objects import FlowRun
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.client.schemas.objects import FlowRun, State
 from prefect.context import TaskRunContext
-from prefect.states import Paused, Suspended
+from prefect.states import Completed, Paused, Scheduled, Suspended
 
-from prefect_conductor.flows.watch_jobs import _waiting, finished_jobs
+from prefect_conductor.flows.watch_jobs import _waiting, finished_jobs, watch_jobs
+from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.tasks.follow import JID_TAG_PREFIX, WAITING_TAG, resume_key
+from prefect_conductor.tasks.watcher_runs import ENDING_TAG, ensure_watcher
 
 
 def suspended_run(*tags: str, options: dict[str, Any] | None = None) -> FlowRun:
@@ -78,3 +86,94 @@ def test_the_resume_key_survives_a_rerun_and_tells_calls_apart() -> None:
     assert resume_key(context(run, "scout-submit"), scout) != resume_key(
         context(uuid4(), "scout-submit"), scout
     )
+
+
+# the watcher's life: started by a suspending run, passing while runs wait, then ending ----------
+
+
+@pytest.fixture
+def watcher_deployment(
+    prefect_backend: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[SyncPrefectClient, UUID]]:
+    """A watch-jobs deployment of its own on the local backend (no worker: its runs only wait)."""
+    name = f"watcher-{uuid4().hex[:8]}"
+    monkeypatch.setenv("PREFECT_CONDUCTOR_WATCHER_DEPLOYMENT", f"watch-jobs/{name}")
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name("watch-jobs")
+        yield client, client.create_deployment(flow_id=flow_id, name=name)
+
+
+def runs_of(client: SyncPrefectClient, deployment_id: UUID) -> list[FlowRun]:
+    return client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+    )
+
+
+def test_a_suspending_run_starts_a_watcher_only_when_none_is_on_duty(
+    watcher_deployment: tuple[SyncPrefectClient, UUID],
+) -> None:
+    client, deployment_id = watcher_deployment
+    assert ensure_watcher("run-1").startswith("started watch-jobs/")
+    [first] = runs_of(client, deployment_id)
+    assert first.parameters == {"every_seconds": 30.0}
+    assert ensure_watcher("run-2").endswith("run is watching")
+    assert len(runs_of(client, deployment_id)) == 1
+    # The safety schedule's next run, an hour away, is not on duty.
+    later: State[Any] = Scheduled(scheduled_time=datetime.now(UTC) + timedelta(hours=1))
+    client.set_flow_run_state(first.id, later, force=True)
+    assert ensure_watcher("run-3").startswith("started")
+    # A watcher that is ending is not counted: the run that looks after it starts another.
+    for run in runs_of(client, deployment_id):
+        client.update_flow_run(run.id, tags=[ENDING_TAG])
+    assert ensure_watcher("run-4").startswith("started")
+    assert len(runs_of(client, deployment_id)) == 3
+    client.pause_deployment(deployment_id)
+    assert "is paused" in ensure_watcher("run-5")
+    assert len(runs_of(client, deployment_id)) == 3
+
+
+def test_without_a_watcher_deployment_the_run_says_so(
+    prefect_backend: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_CONDUCTOR_WATCHER_DEPLOYMENT", "watch-jobs/not-deployed")
+    assert ensure_watcher("run-1").startswith("no watch-jobs/not-deployed deployment")
+
+
+def test_a_watcher_passes_while_a_run_waits_and_hands_over_before_it_ends(
+    watcher_deployment: tuple[SyncPrefectClient, UUID],
+    conductor_env: SandboxHandle,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its last look comes after it tagged itself ending: a run suspending meanwhile keeps it."""
+    import prefect_conductor.flows.watch_jobs as module
+
+    client, deployment_id = watcher_deployment
+    waiting = client.create_flow_run_from_deployment(
+        deployment_id,
+        parameters={"options": {"conductor_url": conductor_env.url}},
+        tags=[WAITING_TAG, f"{JID_TAG_PREFIX}42"],  # a job the sandbox does not list
+    )
+    client.set_flow_run_state(waiting.id, Suspended(), force=True)
+    seen: list[str] = []
+
+    def done_waiting() -> None:
+        client.set_flow_run_state(waiting.id, Completed(), force=True)
+
+    def nap(seconds: float) -> None:
+        seen.append("sleep")
+        done_waiting()
+
+    set_ending = module._set_ending
+
+    def ending(prefect: SyncPrefectClient, run_id: UUID, flag: bool) -> None:
+        seen.append(f"ending={flag}")
+        set_ending(prefect, run_id, flag)
+        if flag and seen.count("ending=True") == 1:  # a run suspends just now
+            prefect.set_flow_run_state(waiting.id, Suspended(), force=True)
+
+    monkeypatch.setattr(module, "sleep", nap)
+    monkeypatch.setattr(module, "_set_ending", ending)
+    result = watch_jobs(every_seconds=0.01)
+    assert seen == ["sleep", "ending=True", "ending=False", "sleep", "ending=True"]
+    # One listing: in the first pass, the only one that found the run suspended.
+    assert result["passes"] == 3 and result["resumed"] == [] and result["listings"] == 1

@@ -100,7 +100,7 @@ def _start_on_deployment(
     for n, (path, job, scene) in enumerate(checked):
         shot_options = options.model_copy(update={"submission_key": f"{key}:{n}"})
         parameters = {
-            "job": job.model_dump(mode="json", exclude_defaults=True),
+            "job": job.as_run_parameter(),
             "scene": SceneSource(export_path=str(scene)).model_dump(
                 mode="json", exclude_defaults=True
             ),

@@ -34,7 +34,7 @@ def deployment_parameters(
         source = SceneSource(export_path=str(Path(scene or "").resolve()))
     options = RunOptions(credentials_block=credentials_block, preview=preview)
     document: dict[str, Any] = {
-        "job": job.model_dump(mode="json", exclude_defaults=True),
+        "job": job.as_run_parameter(),
         "scene": source.model_dump(mode="json", exclude_defaults=True),
         "options": options.model_dump(mode="json", exclude_defaults=True),
     }

@@ -434,7 +434,7 @@ def server_stop() -> None:
         typer.echo(f"Stopped the local Prefect server at {state.ui_url} (pid {state.pid}).")
 
 
-# After Submit: follow the render, download the frames (issue 10) ---------------------------------
+# After Submit: follow the render, download the frames --------------------------------------------
 
 
 @studio_app.command("up")

@@ -124,7 +124,7 @@ class ConductorSettings(BaseSettings):
         ),
     )
 
-    # Resource bounds (issue 14): refused with one line before anything big is built.
+    # Resource bounds: refused with one line before anything big is built.
     max_frames: int = Field(
         default=10_000_000,
         ge=1,
@@ -214,7 +214,27 @@ class ConductorSettings(BaseSettings):
             raise ValueError(f"{value} {where} a file, not a folder")
         return value
 
-    # studio scale (issue 12): Conductor's limits held across every worker ---------------------
+    # waiting for renders: the watcher that resumes suspended runs -----------------------------
+
+    watch_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description=(
+            "How often the watcher asks Conductor about the jobs suspended runs wait for; it runs"
+            " only while some run waits."
+        ),
+    )
+    watcher_deployment: str = Field(
+        default="watch-jobs/resume-waiting-runs",
+        pattern=r"^[^/\s]+/[^/\s]+$",
+        description=(
+            "The watch-jobs deployment (flow/deployment) a suspending run starts when no watcher"
+            " is running."
+        ),
+    )
+
+    # studio scale: Conductor's limits held across every worker --------------------------------
 
     job_post_limit_name: str = Field(
         default="prefect-conductor-job-posts",

@@ -24,7 +24,8 @@ re-uses every earlier step's persisted result, so nothing is uploaded or posted 
 ``conductor.scouts.finished``, ``conductor.job.finished``, ``conductor.outputs.downloaded``.
 
 No ``from __future__ import annotations`` here: Prefect resolves the parameter models from the
-annotations when it builds the form and when a worker loads the flow (research/prefect-notes.md).
+annotations when it builds the form and when a worker loads the flow; postponed annotations would
+leave it strings to resolve.
 """
 
 from typing import Any
@@ -97,7 +98,7 @@ def render_submit(
     """Submit a Jobs scene to Conductor: scout frames first, then the rest.
 
     Args:
-        job: The ConductorJob item's settings (hover a field for what it does).
+        job: The render job: what to render, on which machines, in which chunks.
         scene: Where the scene comes from: an export the host wrote, or a saved project.
         options: How to run: preview only, Conductor address, credentials block, polling.
     """

@@ -103,7 +103,7 @@ def _on_deployment(
     from prefect.deployments import run_deployment
 
     parameters = {
-        "job": job.model_dump(mode="json", exclude_defaults=True),
+        "job": job.as_run_parameter(),
         "scene": scene.model_dump(mode="json", exclude_defaults=True),
         "options": options.model_dump(mode="json", exclude_defaults=True),
     }

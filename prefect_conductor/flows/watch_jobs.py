@@ -1,8 +1,7 @@
 """watch_jobs: resume the render runs whose Conductor jobs have finished, one listing per pass.
 
 A ``render-submit`` run waiting on Conductor is suspended (no process) with the tags
-``conductor-waiting`` and ``conductor-jid:<jid>`` (``tasks/follow.py``). Each pass of this flow,
-deployed on an interval schedule (``deployments/prefect.yaml``: ``watch-jobs/resume-waiting-runs``):
+``conductor-waiting`` and ``conductor-jid:<jid>`` (``tasks/follow.py``). Each pass of this flow:
 
 1. reads the suspended runs with that tag from Prefect (pages of 200);
 2. asks Conductor once per Conductor account in use (runs are grouped by their options'
@@ -13,6 +12,11 @@ deployed on an interval schedule (``deployments/prefect.yaml``: ``watch-jobs/res
    resumed run reads its tasks, emits its events and carries on. A job missing from the listing
    is looked for again on the next pass.
 
+With ``every_seconds`` 0 the flow makes one pass. A render run that suspends starts it with
+``every_seconds`` (``tasks/watcher_runs.py``): it then passes that often while any run waits and
+ends when none does, handing over as that module describes, so it runs only while there is
+something to watch. A second watcher that finds an earlier one at work ends at once.
+
 It posts nothing and changes no job, so an overlapping or repeated pass is harmless: resuming a
 run that is no longer suspended is refused by Prefect and skipped.
 """
@@ -22,6 +26,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from time import sleep
 from typing import Any
 from uuid import UUID
 
@@ -34,6 +40,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.runtime import flow_run
 
 from prefect_conductor.conductor_cloud.api.retry import redacted_url
 from prefect_conductor.conductor_cloud.api.status import JobStatus
@@ -42,8 +49,11 @@ from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.transfers.job_outputs import job_id
 from prefect_conductor.tasks.common import client_for
 from prefect_conductor.tasks.follow import JID_TAG_PREFIX, WAITING_TAG
+from prefect_conductor.tasks.watcher_runs import ENDING_TAG, ON_DUTY_STATES, watchers_on_duty
 
 PAGE = 200
+STALE = timedelta(minutes=15)
+"""A run tagged as waiting but neither suspended nor moving for this long is not waited for."""
 
 
 @dataclass(frozen=True)
@@ -133,24 +143,86 @@ def due(waiting: list[Waiting]) -> tuple[list[Waiting], int]:
     return ready, len(groups)
 
 
-@flow(name="watch-jobs", log_prints=False, persist_result=False)
-def watch_jobs() -> dict[str, Any]:
-    """Resume every suspended render run whose Conductor job has finished (one pass)."""
-    logger = get_run_logger()
-    with get_client(sync_client=True) as client:
-        waiting = list(waiting_runs(client))
-        if not waiting:
-            return {"waiting": 0, "listings": 0, "resumed": []}
-        ready, listings = due(waiting)
-        resumed = []
-        for item in ready:
-            answer = client.resume_flow_run(item.run_id)
-            if answer.status.value == "ACCEPT":
-                resumed.append(item.jid)
-    logger.info(
+def watch_pass(client: SyncPrefectClient) -> dict[str, Any]:
+    """One pass: the waiting runs, the Conductor listings it took, the jobs whose runs resumed."""
+    waiting = list(waiting_runs(client))
+    if not waiting:
+        return {"waiting": 0, "listings": 0, "resumed": []}
+    ready, listings = due(waiting)
+    resumed = []
+    for item in ready:
+        answer = client.resume_flow_run(item.run_id)
+        if answer.status.value == "ACCEPT":
+            resumed.append(item.jid)
+    get_run_logger().info(
         "%d run(s) waiting, %d Conductor listing(s), resumed for jobs %s",
         len(waiting),
         listings,
         ", ".join(resumed) or "none",
     )
     return {"waiting": len(waiting), "listings": listings, "resumed": resumed}
+
+
+def runs_still_waiting(client: SyncPrefectClient) -> bool:
+    """Whether any run is suspended on a job, about to suspend or just resumed (tagged and not
+    finished). A tagged run stuck in another state for :data:`STALE` is not waited for."""
+    tagged = FlowRunFilterTags(all_=[WAITING_TAG])
+    suspended = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+        tags=tagged,
+    )
+    if client.read_flow_runs(flow_run_filter=suspended, limit=1):
+        return True
+    moving = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ON_DUTY_STATES)), tags=tagged
+    )
+    recent = datetime.now(UTC) - STALE
+    return any(
+        run.state is not None and run.state.timestamp > recent
+        for run in client.read_flow_runs(flow_run_filter=moving, limit=PAGE)
+    )
+
+
+def _set_ending(client: SyncPrefectClient, run_id: UUID, ending: bool) -> None:
+    tags = set(client.read_flow_run(run_id).tags)
+    client.update_flow_run(
+        run_id, tags=sorted(tags | {ENDING_TAG} if ending else tags - {ENDING_TAG})
+    )
+
+
+def _earlier_watcher(client: SyncPrefectClient, me: FlowRun) -> FlowRun | None:
+    """A watcher of the same deployment that was running before this one started."""
+    if me.deployment_id is None:
+        return None
+    mine = (me.start_time, str(me.id))
+    for other in watchers_on_duty(client, me.deployment_id, other_than=me.id):
+        if other.state_type is StateType.RUNNING and (other.start_time, str(other.id)) < mine:
+            return other
+    return None
+
+
+@flow(name="watch-jobs", log_prints=False, persist_result=False)
+def watch_jobs(every_seconds: float = 0) -> dict[str, Any]:
+    """Resume every suspended render run whose Conductor job has finished: one pass, or with
+    ``every_seconds`` a pass that often for as long as any run waits."""
+    logger = get_run_logger()
+    totals: dict[str, Any] = {"waiting": 0, "listings": 0, "resumed": [], "passes": 0}
+    with get_client(sync_client=True) as client:
+        me = client.read_flow_run(flow_run.id)
+        if every_seconds > 0 and (earlier := _earlier_watcher(client, me)) is not None:
+            logger.info("watcher %s is already watching; this one ends", earlier.name)
+            return totals
+        while True:
+            done = watch_pass(client)
+            totals.update(waiting=done["waiting"], passes=totals["passes"] + 1)
+            totals["listings"] += done["listings"]
+            totals["resumed"] += done["resumed"]
+            if every_seconds <= 0:
+                return totals
+            if not runs_still_waiting(client):
+                _set_ending(client, me.id, True)  # then look once more: see tasks/watcher_runs.py
+                if not runs_still_waiting(client):
+                    logger.info("no run waits any more: %d pass(es), ending", totals["passes"])
+                    return totals
+                _set_ending(client, me.id, False)
+            sleep(every_seconds)

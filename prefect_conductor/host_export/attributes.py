@@ -81,13 +81,18 @@ FIRST_ENTRY: dict[str, str] = {
     "host_package": MATCH_HOST_VERSION,
 }
 
-TEXT_SYNTAX: dict[str, str] = {
+IN_THE_HOST: dict[str, str] = {
+    "project": " In the host: press Refresh to fill the menu from your account.",
+    "host_version": " In the host: Refresh detects it from the running application.",
+    "instance_type": " In the host: press Refresh to fill the menu from your account.",
     "environment": (
         " In the host: one variable per line as NAME=value; start the line with prepend: or"
         " exclusive: to change how it merges (append: is the default)."
     ),
     "metadata": " In the host: one label per line as key=value.",
 }
+"""What a field's hover text adds in the host to the shared description: the host's own
+buttons and text syntax, which the Prefect UI's run form does not have."""
 
 FRAMES_INFO = "frames_info"
 FRAMES_INFO_DOC = (
@@ -222,7 +227,7 @@ def field_specs() -> tuple[AttributeSpec, ...]:
                 name=name,
                 kind=kind,
                 group=GROUPS.get(name, "general"),
-                doc=(info.description or "") + TEXT_SYNTAX.get(name, ""),
+                doc=(info.description or "") + IN_THE_HOST.get(name, ""),
                 default=_host_default(name, kind, default, entries),
                 minimum=_minimum(info.metadata),
                 entries=entries,

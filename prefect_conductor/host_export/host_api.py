@@ -3,7 +3,8 @@
 Like Deadline Cloud's Maya ``scene.py``, this is a thin facade: small functions that take and
 return plain values (strings, ints, lists, small dataclasses), so the plugin's logic can be read
 without knowing the host, and tests replace the host with one stand-in module (``tests/
-host_standin/ix.py``). The calls used, and why, are listed in research/host-ix-api.md.
+host_standin/ix.py``). Read together, its functions are the whole list of host calls the
+plugin relies on.
 
 Functions here do no policy: which attributes count as dependencies, how menus are rebuilt or
 what a path becomes on a render node is decided by the callers.

@@ -1,8 +1,8 @@
 """Start a flow run of a deployment over Prefect's REST API, with httpx and nothing of Prefect.
 
 The host's Submit button calls :func:`start_flow_run`. It must return in well under a second and
-may run in a Python that Prefect does not support, so this module speaks plain HTTP
-(research/prefect-notes.md section 5):
+may run in a Python that Prefect does not support, so this module speaks plain HTTP to Prefect's
+REST API:
 
 1. ``GET  /deployments/name/{flow}/{deployment}`` finds the deployment's id, once per host
    session: the id is kept in memory, so every later Submit is the one call below. A kept id that

@@ -36,7 +36,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from filelock import FileLock, Timeout
 from prefect_conductor.conductor_cloud.errors import ServiceError, UserError
 from prefect_conductor.conductor_cloud.job.catalog import writable_by_others
 from prefect_conductor.conductor_cloud.settings import ConductorSettings, get_settings
+from prefect_conductor.processes import free_port, pid_alive
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 180.0
@@ -92,23 +92,6 @@ class ServerState:
         return f"http://{LOOPBACK}:{self.port}"
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (an exited child of this process is reaped, not counted as alive)."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def terminate(pid: int, group: bool = False) -> None:
     """Stop ``pid`` (and its process group when it leads one): SIGTERM, then SIGKILL.
 
@@ -130,13 +113,6 @@ def terminate(pid: int, group: bool = False) -> None:
                 return
             deadline = time.monotonic() + STOP_TIMEOUT
         time.sleep(0.1)
-
-
-def free_port() -> int:
-    """A port nobody listens on at the moment, on loopback."""
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
 
 
 def clean_environment() -> dict[str, str]:

@@ -1,6 +1,6 @@
 """How many ``POST jobs/`` and storage uploads the sandbox is serving at once, and the most seen.
 
-A studio bounds these across all its workers with Prefect concurrency limits (issue 12); only the
+A studio bounds these across all its workers with Prefect concurrency limits; only the
 server can see whether the bound held, since the workers are separate processes on separate
 machines. The counter sits outside fault injection, so a ``delay`` fault counts as time in flight,
 as a slow Conductor would. ``GET /_sandbox/state`` reports it under ``in_flight``.

@@ -38,13 +38,6 @@ def require_loopback(host: str) -> str:
     return host
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (for tests that restart a sandbox on the same port)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
 def _listen(host: str, port: int) -> socket.socket:
     if not 0 <= port <= 65535:
         raise ValueError(f"--port: {port} is not a port number (0-65535)")

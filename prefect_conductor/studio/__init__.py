@@ -1,1 +1,1 @@
-"""The studio stack (issue 12): PostgreSQL, a Prefect server on it, a process pool, N workers."""
+"""The studio stack: PostgreSQL, a Prefect server on it, a process pool, N workers."""

@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ import httpx
 
 from prefect_conductor.conductor_cloud.errors import ServiceError
 from prefect_conductor.conductor_cloud.settings import get_settings
+from prefect_conductor.processes import free_port, pid_alive
 from prefect_conductor.studio.postgres import Cluster
 
 POOL = "studio"
@@ -50,8 +50,9 @@ RUNS_PER_WORKER = 4
 """Flow runs one worker runs at once (``prefect worker start --limit``)."""
 WORKER_NICE = 10
 """How much lower the workers' CPU priority is than the server's (``nice``; 0 keeps it equal)."""
-WATCH_SECONDS = 30
-"""How often the watch-jobs deployment looks for finished jobs (as in deployments/prefect.yaml)."""
+SAFETY_SECONDS = 3600
+"""The watch-jobs deployment's schedule: it only replaces a watcher that died; a render run that
+suspends starts one itself (as in deployments/prefect.yaml)."""
 START_TIMEOUT = 240.0
 STOP_TIMEOUT = 20.0
 
@@ -81,22 +82,6 @@ def read_state() -> StudioState | None:
         return StudioState(**json.loads(_state_path().read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _prefect() -> str:
@@ -134,7 +119,7 @@ def _spawn(command: list[str], env: dict[str, str], log: Path, nice: int = 0) ->
 def _wait_healthy(api_url: str, pid: int, log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             raise StudioError(f"the studio's Prefect server exited; see {log}")
         try:
             if httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200:
@@ -162,22 +147,23 @@ def _pool_and_queues(api_url: str) -> None:
 
 
 def _deploy(api_url: str) -> None:
-    """The deployments, by module path: a worker needs only the installed package. The watcher
-    runs every ``WATCH_SECONDS``: without it a render run suspended while Conductor renders its
-    scouts would never be resumed."""
+    """The deployments, by module path: a worker needs only the installed package. Without the
+    watcher a render run suspended while Conductor renders its scouts would never be resumed:
+    each suspending run starts one, and a slow schedule replaces one that died."""
     code = (
         "from prefect.deployments.runner import EntrypointType as E\n"
         "from prefect_conductor.flows.render_submit import render_submit\n"
         "from prefect_conductor.flows.refresh_catalog import refresh_catalog\n"
         "from prefect_conductor.flows.submit_batch import submit_batch\n"
         "from prefect_conductor.flows.watch_jobs import watch_jobs\n"
-        "for flow, name, queue, every in ("
-        "(render_submit, 'submit-to-conductor', 'interactive', None),"
-        " (refresh_catalog, 'refresh', 'interactive', None),"
-        " (submit_batch, 'batch', 'batch', None),"
-        f" (watch_jobs, 'resume-waiting-runs', 'interactive', {WATCH_SECONDS})):\n"
+        "for flow, name, queue, every, given in ("
+        "(render_submit, 'submit-to-conductor', 'interactive', None, None),"
+        " (refresh_catalog, 'refresh', 'interactive', None, None),"
+        " (submit_batch, 'batch', 'batch', None, None),"
+        f" (watch_jobs, 'resume-waiting-runs', 'interactive', {SAFETY_SECONDS},"
+        f" {{'every_seconds': {get_settings().watch_seconds}}})):\n"
         f"    flow.to_deployment(name, entrypoint_type=E.MODULE_PATH, work_pool_name={POOL!r},"
-        " work_queue_name=queue, interval=every).apply()\n"
+        " work_queue_name=queue, interval=every, parameters=given).apply()\n"
     )
     env = {**_clean_env(), "PREFECT_API_URL": api_url}
     result = subprocess.run(
@@ -205,13 +191,13 @@ def up(
     ``bench/studio.py``'s comparison, which shows why the studio stack does not.
     """
     state = read_state()
-    if state is not None and _alive(state.server_pid):
+    if state is not None and pid_alive(state.server_pid):
         echo(f"studio already up: {state.api_url} ({len(state.worker_pids)} workers)")
         return state
     folder = studio_dir()
     folder.mkdir(parents=True, exist_ok=True)
     cluster = Cluster.for_home(folder)
-    pg_port = 0 if sqlite else _free_port()
+    pg_port = 0 if sqlite else free_port()
     if cluster.running():
         cluster.stop()
     database: dict[str, str] = {}
@@ -226,7 +212,7 @@ def up(
         cluster.create_database(pg_port)
         echo(f"PostgreSQL on 127.0.0.1:{pg_port}")
         database["PREFECT_API_DATABASE_CONNECTION_URL"] = cluster.url(pg_port)
-    port = _free_port()
+    port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     server_env = {
         **_clean_env(),
@@ -288,7 +274,7 @@ def _stop_group(pid: int) -> None:
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        if not _alive(pid):
+        if not pid_alive(pid):
             return
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
@@ -309,7 +295,7 @@ def down(echo: Callable[[str], None]) -> None:
 
 def status() -> str:
     state = read_state()
-    if state is None or not _alive(state.server_pid):
+    if state is None or not pid_alive(state.server_pid):
         return "studio: not running"
-    alive = sum(1 for pid in state.worker_pids if _alive(pid))
+    alive = sum(1 for pid in state.worker_pids if pid_alive(pid))
     return f"studio: {state.api_url} ({alive} of {len(state.worker_pids)} workers alive)"

@@ -4,7 +4,7 @@ The API key comes from a ConductorCredentials block (or a generic Secret block) 
 ``RunOptions.credentials_block`` (loaded here, inside the run, so it is never a flow parameter) or
 from the worker's environment.
 
-Retries are layered (research/prefect-notes.md section 4): the client's tenacity policy rides out
+Retries are layered: the client's tenacity policy rides out
 blips within one HTTP call; a Prefect retry re-runs a whole step, and only for failures that a
 later attempt can fix. A user's own mistake (a bad field, a rejected request) is never retried.
 """

@@ -29,7 +29,7 @@ from prefect.client.schemas.actions import (
     GlobalConcurrencyLimitCreate,
     GlobalConcurrencyLimitUpdate,
 )
-from prefect.concurrency._asyncio import (
+from prefect.concurrency.asyncio import (
     AcquireConcurrencySlotTimeoutError,
     ConcurrencySlotAcquisitionError,
 )
@@ -79,27 +79,54 @@ def ensure_limit(name: str, size: int) -> None:
 
 
 @contextmanager
-def conductor_slot(kind: Kind) -> Iterator[str]:
-    """Hold one slot of the studio-wide ``kind`` limit (yields its name) for the enclosed block."""
-    name, size = limit_for(kind)
-    wait = get_settings().limit_wait_seconds
+def held_slot(
+    name: str,
+    size: int,
+    wait_seconds: float,
+    *,
+    busy_hint: str,
+    error: type[ServiceError] = ConductorLimitError,
+    subject: str = "",
+) -> Iterator[str]:
+    """Hold one leased slot of the Prefect limit ``name`` (made ``size`` slots) for the block.
+
+    The one way this project takes a studio-wide slot. ``error`` (one line, starting with
+    ``subject``) is raised when the slot stays taken for ``wait_seconds`` (``busy_hint`` says what
+    to do) or cannot be taken at all.
+    """
     stack = ExitStack()
     try:
         ensure_limit(name, size)
         stack.enter_context(
             concurrency(
-                name, occupy=1, strict=True, lease_duration=LEASE_SECONDS, timeout_seconds=wait
+                name,
+                occupy=1,
+                strict=True,
+                lease_duration=LEASE_SECONDS,
+                timeout_seconds=wait_seconds,
             )
         )
     except AcquireConcurrencySlotTimeoutError:
-        raise ConductorLimitError(
-            f"Prefect concurrency limit {name}: all {size} slots stayed taken for {wait:g} s"
-            f" (other runs are using them; raise the limit or"
-            f" PREFECT_CONDUCTOR_LIMIT_WAIT_SECONDS)"
+        slots = "" if size == 1 else f": all {size} slots"
+        raise error(
+            f"{subject}Prefect concurrency limit {name}{slots} stayed taken for"
+            f" {wait_seconds:g} s ({busy_hint})"
         ) from None
-    except ConcurrencySlotAcquisitionError as error:
-        raise ConductorLimitError(
-            f"cannot take Prefect concurrency limit {name}: {error}"
-        ) from None
+    except ConcurrencySlotAcquisitionError as problem:
+        raise error(f"{subject}cannot take Prefect concurrency limit {name}: {problem}") from None
     with stack:
         yield name
+
+
+@contextmanager
+def conductor_slot(kind: Kind) -> Iterator[str]:
+    """Hold one slot of the studio-wide ``kind`` limit (yields its name) for the enclosed block."""
+    name, size = limit_for(kind)
+    with held_slot(
+        name,
+        size,
+        get_settings().limit_wait_seconds,
+        busy_hint="other runs are using them; raise the limit or"
+        " PREFECT_CONDUCTOR_LIMIT_WAIT_SECONDS",
+    ) as held:
+        yield held

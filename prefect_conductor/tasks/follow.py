@@ -2,9 +2,10 @@
 
 A run that comes from a deployment (a worker started it) *suspends*: it tags itself
 ``conductor-waiting`` and ``conductor-jid:<jid>`` and calls ``suspend_flow_run``, so its process
-exits and the worker's slot is free. The ``watch-jobs`` deployment (``flows/watch_jobs.py``) lists
-every job in flight with one Conductor call per interval and resumes the runs whose jobs have
-finished; the worker then starts the run again from the top. Every task before the wait is
+exits and the worker's slot is free. Before it goes, it makes sure a ``watch-jobs`` run is on
+duty (``tasks/watcher_runs.py``): that run lists every job in flight with one Conductor call per
+pass while any run waits, resumes the runs whose jobs have finished, and ends when none waits;
+the worker then starts each resumed run again from the top. Every task before the wait is
 cached on (flow run, task, call number) with its result persisted (:data:`RESUMABLE`), so the
 re-run re-uses the exports, uploads and job ids and posts nothing twice (the client's
 submission-id lookup stays as the second guard).
@@ -25,23 +26,29 @@ import hashlib
 import json
 from typing import Any
 
+import httpx
 from prefect import get_run_logger, task
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext, TaskRunContext
+from prefect.exceptions import PrefectException
 from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
 
 from prefect_conductor.conductor_cloud.api.status import TaskStatus
+from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.transfers.job_outputs import (
     TaskState,
+    all_finished,
+    listed_tasks,
     task_states,
     wait_for_tasks,
 )
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 from prefect_conductor.tasks.job_events import JOB_FINISHED, SCOUTS_FINISHED, emit_job_event
 from prefect_conductor.tasks.submit import ScoutFailed
+from prefect_conductor.tasks.watcher_runs import ensure_watcher
 
 WAITING_TAG = "conductor-waiting"
 """The tag of a run suspended until a Conductor job finishes (what the watcher looks for)."""
@@ -120,18 +127,25 @@ def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> None:
             )
         return
     with client_for(options) as client:
-        states = task_states(client, jid)
-    if all(s.status.finished for s in states):
+        states = listed_tasks(client, jid)
+    if all_finished(states):
         _retag(set(), (WAITING_TAG, JID_TAG_PREFIX))
         return
     _retag({WAITING_TAG, f"{JID_TAG_PREFIX}{jid}"}, (JID_TAG_PREFIX,))
+    key = _next_key(jid)
+    try:  # after the tag: a watcher that is ending then either sees this run or is not counted
+        logger.info("watcher: %s", ensure_watcher(f"{flow_run.id}-{key}"))
+    except (httpx.HTTPError, PrefectException, SubmitterError) as error:
+        # The job is posted: never fail the run for its watcher. The safety schedule, or the
+        # next run that suspends, starts one.
+        logger.warning("could not make sure a watcher runs: %s", error)
     logger.info(
         "job %s: %d of %d tasks still open; suspending until it finishes (no process is held)",
         jid,
         sum(1 for s in states if not s.status.finished),
         len(states),
     )
-    suspend_flow_run(timeout=timeout_minutes * 60, key=_next_key(jid))
+    suspend_flow_run(timeout=timeout_minutes * 60, key=key)
 
 
 @task(name="job-finished", retries=2, retry_delay_seconds=[5, 30],

@@ -25,26 +25,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
-
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import (
-    GlobalConcurrencyLimitCreate,
-    GlobalConcurrencyLimitUpdate,
-)
-from prefect.concurrency._asyncio import (
-    AcquireConcurrencySlotTimeoutError,
-    ConcurrencySlotAcquisitionError,
-)
-from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from contextlib import contextmanager
 
 from prefect_conductor.conductor_cloud.errors import ServiceError
 from prefect_conductor.conductor_cloud.settings import get_settings
+from prefect_conductor.tasks.conductor_limits import LEASE_SECONDS, held_slot
 
 LOCK_PREFIX = "prefect-conductor-submit-"
-LEASE_SECONDS = 60.0
-"""The server's shortest lease; the holder renews it while it holds the slot."""
 
 
 class SubmissionLockError(ServiceError):
@@ -59,48 +46,19 @@ def lock_name(submission_id: str, buckets: int) -> str:
     return f"{LOCK_PREFIX}{int.from_bytes(digest[:8], 'big') % max(1, buckets)}"
 
 
-def ensure_lock(name: str) -> None:
-    """Create the limit (1 slot, active) if missing; put it back to 1 slot if someone changed it."""
-    with get_client(sync_client=True) as client:
-        try:
-            existing = client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            # Another run may create it first: the same limit, so that is fine.
-            with suppress(ObjectAlreadyExists):
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=name, limit=1, active=True)
-                )
-            return
-        if existing.limit != 1 or not existing.active or existing.slot_decay_per_second:
-            client.update_global_concurrency_limit(
-                name, GlobalConcurrencyLimitUpdate(limit=1, active=True, slot_decay_per_second=0)
-            )
-
-
 @contextmanager
 def submission_lock(submission_id: str) -> Iterator[str]:
     """Hold the Prefect lock for ``submission_id`` (yields its name) for the enclosed block."""
     settings = get_settings()
     name = lock_name(submission_id, settings.submit_lock_buckets)
-    wait = settings.submit_lock_wait_seconds
-    stack = ExitStack()
-    try:
-        ensure_lock(name)
-        stack.enter_context(
-            concurrency(
-                name, occupy=1, strict=True, lease_duration=LEASE_SECONDS, timeout_seconds=wait
-            )
-        )
-    except AcquireConcurrencySlotTimeoutError:
-        raise SubmissionLockError(
-            f"submission {submission_id!r}: Prefect concurrency limit {name} stayed taken for"
-            f" {wait:g} s: another run with the same key is posting (a dead holder's lease ends"
-            f" within {LEASE_SECONDS:g} s on a server; on a restarted local backend free it with"
-            f" `prefect gcl update {name} --active-slots 0`)"
-        ) from None
-    except ConcurrencySlotAcquisitionError as error:
-        raise SubmissionLockError(
-            f"submission {submission_id!r}: cannot take Prefect concurrency limit {name}: {error}"
-        ) from None
-    with stack:
-        yield name
+    with held_slot(
+        name,
+        1,
+        settings.submit_lock_wait_seconds,
+        busy_hint=f"another run with the same key is posting; a dead holder's lease ends within"
+        f" {LEASE_SECONDS:g} s on a server; on a restarted local backend free it with"
+        f" `prefect gcl update {name} --active-slots 0`",
+        error=SubmissionLockError,
+        subject=f"submission {submission_id!r}: ",
+    ) as held:
+        yield held

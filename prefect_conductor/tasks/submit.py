@@ -14,8 +14,6 @@ then names the job, a task and the word seen.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,16 +23,14 @@ from prefect.artifacts import create_link_artifact
 from prefect.runtime import flow_run
 
 from prefect_conductor.conductor_cloud.api.client import SubmittedJob
-from prefect_conductor.conductor_cloud.api.status import TaskStatus
 from prefect_conductor.conductor_cloud.errors import SubmitterError
-from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
+from prefect_conductor.conductor_cloud.transfers import job_outputs
+from prefect_conductor.conductor_cloud.transfers.job_outputs import TaskState
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 from prefect_conductor.tasks.conductor_limits import conductor_slot
 from prefect_conductor.tasks.job_events import JOB_SUBMITTED, emit_job_event
 from prefect_conductor.tasks.submission_lock import submission_lock
-
-MAX_POLL_SECONDS = 60.0
 
 
 class ScoutFailed(SubmitterError):
@@ -99,48 +95,42 @@ full_submit = submit_job.with_options(name="full-submit")
     retry_condition_fn=never_retry_user_errors,
 )
 def wait_for_tasks(jid: str, options: RunOptions) -> dict[str, int]:
-    """Poll the job's tasks with backoff until all finished; raise naming failed frames."""
+    """Wait in this process until every task of the scout job has finished; log each change.
+
+    The job's failed tasks are named by the ``job-finished`` step that follows.
+    """
     logger = get_run_logger()
-    deadline = time.monotonic() + options.scout_timeout_minutes * 60
-    interval = options.poll_seconds
+    minutes = options.scout_timeout_minutes
     seen: dict[str, int] = {}
+    last: list[TaskState] = []
+
+    def log_counts(states: list[TaskState]) -> None:
+        last[:] = states
+        statuses = [s.status for s in states]
+        counts = {str(s): statuses.count(s) for s in set(statuses)}
+        if counts != seen:
+            logger.info("job %s tasks: %s", jid, counts)
+            seen.clear()
+            seen.update(counts)
+
     with client_for(options) as client:
-        while True:
-            tasks = client.get_tasks(jid)
-            statuses = [TaskStatus.parse(t.get("status")) for t in tasks]
-            counts = {str(s): statuses.count(s) for s in set(statuses)}
-            if counts != seen:
-                logger.info("job %s tasks: %s", jid, counts)
-                seen = counts
-            if tasks and all(s.finished for s in statuses):
-                break
-            if time.monotonic() > deadline:
-                raise ScoutFailed(_unfinished(jid, tasks, options.scout_timeout_minutes))
-            time.sleep(interval)
-            interval = min(MAX_POLL_SECONDS, interval * 1.5)
-    failed = [t for t in tasks if not TaskStatus.parse(t.get("status")).succeeded]
-    if failed:
-        frames = FrameList.from_iterable(
-            frame for t in failed if t.get("frames") for frame in parse_frame_spec(str(t["frames"]))
-        )
-        named = f"frames {frames}" if frames else "tasks " + ", ".join(_label(t) for t in failed)
-        raise ScoutFailed(
-            f"scout job {jid}: {len(failed)} task(s) failed, {named}; the remaining"
-            " frames were not submitted"
-        )
+        try:
+            job_outputs.wait_for_tasks(
+                client,
+                jid,
+                poll_seconds=options.poll_seconds,
+                timeout_seconds=minutes * 60.0,
+                on_poll=log_counts,
+            )
+        except job_outputs.JobNotFinished:
+            raise ScoutFailed(_unfinished(jid, last, minutes)) from None
     return seen
 
 
-def _label(task: Mapping[str, Any]) -> str:
-    return str(task.get("taskLabel") or task.get("tid") or "?")
-
-
-def _unfinished(jid: str, tasks: list[dict[str, Any]], minutes: int) -> str:
+def _unfinished(jid: str, states: list[TaskState], minutes: int) -> str:
     """One line: the job, the first task still open and the word Conductor showed for it."""
-    if not tasks:
-        return f"scout job {jid} showed no tasks in {minutes} minutes; nothing more was submitted"
-    task = next(t for t in tasks if not TaskStatus.parse(t.get("status")).finished)
+    state = next(s for s in states if not s.status.finished)
     return (
-        f"scout job {jid} did not finish in {minutes} minutes: task {_label(task)} is still"
-        f" {str(task.get('status'))!r}; nothing more was submitted"
+        f"scout job {jid} did not finish in {minutes} minutes: task {state.tid} is still"
+        f" {state.word or str(state.status)!r}; nothing more was submitted"
     )

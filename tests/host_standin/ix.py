@@ -1,13 +1,13 @@
 """A stand-in for the Jobs host's scripting module ``ix``, so the plugin is tested without the host.
 
-It imitates the host where the plugin relies on it (research/host-ix-api.md): scripted-class
-registration and the engine's three callbacks; typed attributes with presets and an applied preset
-index, hidden and read-only flags, numeric minimums, list containers and reference lists with
-object filters; items with full names (``project://scene/beauty``), Image and Layer items with
-``render_to_disk``, ``save_as``, ``first_frame``, ``last_frame``, ``frame_step``; file attributes
-with visual hints and string expressions; ``get_item``, ``get_all_objects``; a project file that
-``save_project`` writes and ``load_project`` reads back; factory variables (PDIR, CTEMP); the
-three log functions; ``message_box``; a text window.
+It imitates the host where the plugin relies on it (the calls host_export/host_api.py makes):
+scripted-class registration and the engine's three callbacks; typed attributes with presets and an
+applied preset index, hidden and read-only flags, numeric minimums, list containers and reference
+lists with object filters; items with full names (``project://scene/beauty``), Image and Layer
+items with ``render_to_disk``, ``save_as``, ``first_frame``, ``last_frame``, ``frame_step``; file
+attributes with visual hints and string expressions; ``get_item``, ``get_all_objects``; a project
+file that ``save_project`` writes and ``load_project`` reads back; factory variables (PDIR, CTEMP);
+the three log functions; ``message_box``; a text window.
 
 Where the real host's behaviour is unknown or irrelevant, the choice made is written down here:
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, cast
 
 import httpx
 from tenacity import (
@@ -30,7 +30,6 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     retry_if_result,
-    wait_random_exponential,
 )
 
 UTC = timezone.utc  # noqa: UP017 (datetime.UTC is 3.11+; host_export runs on 3.10)
@@ -106,15 +105,14 @@ def is_transient_error(error: BaseException) -> bool:
 
 
 def jitter(policy: RetryPolicy, attempt: int) -> float:
-    """Tenacity's full-jitter wait after failed ``attempt`` (1-based): the project's one formula.
+    """The full-jitter exponential wait after failed ``attempt`` (1-based): the project's one
+    formula, tenacity's ``wait_random_exponential`` written out for callers outside a retry loop.
 
     ``uniform(0, min(max_delay, base_delay * 2**(attempt-1)))``, so clients hit by the same outage
     do not come back in step.
     """
-    state = RetryCallState(cast(Any, None), None, (), {})
-    state.attempt_number = max(1, attempt)
-    wait = wait_random_exponential(multiplier=policy.base_delay, max=policy.max_delay)
-    return max(0.0, float(wait(state)))
+    ceiling = min(policy.max_delay, policy.base_delay * 2 ** (max(1, attempt) - 1))
+    return max(0.0, random.uniform(0, ceiling))
 
 
 def backoff_delay(

@@ -38,11 +38,17 @@ Assumed, and how a wrong guess fails safe:
 from __future__ import annotations
 
 from enum import Enum
+from typing import TypeVar
+
+_Word = TypeVar("_Word", bound="StatusWord")
+
+FINISHED_WORDS = frozenset({"success", "downloaded", "failed", "killed"})
+"""The states that will not change again without someone acting on the job or task."""
 
 
-class StrEnum(str, Enum):  # noqa: UP042 (enum.StrEnum is 3.11+)
-    """``enum.StrEnum`` (3.11+) as the host's Python 3.10 can run it: str() and format() give
-    the value, as Conductor writes it."""
+class StatusWord(str, Enum):  # noqa: UP042 (enum.StrEnum is 3.11+)
+    """A status word as Conductor writes it (``enum.StrEnum`` as the host's Python 3.10 can run
+    it: str() and format() give the value); the one parser for job and task states."""
 
     def __str__(self) -> str:
         return str(self.value)
@@ -50,8 +56,21 @@ class StrEnum(str, Enum):  # noqa: UP042 (enum.StrEnum is 3.11+)
     def __format__(self, spec: str) -> str:
         return format(str(self.value), spec)
 
+    @classmethod
+    def parse(cls: type[_Word], word: object) -> _Word:
+        """The state a record's ``status`` names; never raises (unknown words are UNKNOWN)."""
+        try:
+            return cls(str(word).strip().lower())
+        except ValueError:
+            return cls("unknown")
 
-class TaskStatus(StrEnum):
+    @property
+    def finished(self) -> bool:
+        """A job or task in this state will not change again without someone acting on it."""
+        return self.value in FINISHED_WORDS
+
+
+class TaskStatus(StatusWord):
     """The states of a Conductor task; ``UNKNOWN`` stands for any word not listed."""
 
     PENDING = "pending"
@@ -64,31 +83,13 @@ class TaskStatus(StrEnum):
     KILLED = "killed"
     UNKNOWN = "unknown"
 
-    @classmethod
-    def parse(cls, word: object) -> TaskStatus:
-        """The state a record's ``status`` names; never raises (unknown words are UNKNOWN)."""
-        try:
-            return cls(str(word).strip().lower())
-        except ValueError:
-            return cls.UNKNOWN
-
-    @property
-    def finished(self) -> bool:
-        """A task in this state will not change again without someone acting on it."""
-        return self in _TASK_FINISHED
-
     @property
     def succeeded(self) -> bool:
         """Rendered: ``downloaded`` is a success whose frames a downloader already fetched."""
         return self in (TaskStatus.SUCCESS, TaskStatus.DOWNLOADED)
 
 
-_TASK_FINISHED = frozenset(
-    {TaskStatus.SUCCESS, TaskStatus.DOWNLOADED, TaskStatus.FAILED, TaskStatus.KILLED}
-)
-
-
-class JobStatus(StrEnum):
+class JobStatus(StatusWord):
     """The states of a whole job; ``UNKNOWN`` stands for any word not listed."""
 
     PENDING = "pending"
@@ -101,24 +102,6 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     KILLED = "killed"
     UNKNOWN = "unknown"
-
-    @classmethod
-    def parse(cls, word: object) -> JobStatus:
-        """The state a record's ``status`` names; never raises (unknown words are UNKNOWN)."""
-        try:
-            return cls(str(word).strip().lower())
-        except ValueError:
-            return cls.UNKNOWN
-
-    @property
-    def finished(self) -> bool:
-        """A job in this state will not change again without someone acting on it."""
-        return self in (
-            JobStatus.SUCCESS,
-            JobStatus.DOWNLOADED,
-            JobStatus.FAILED,
-            JobStatus.KILLED,
-        )
 
 
 def job_status_from_tasks(statuses: list[TaskStatus]) -> JobStatus:

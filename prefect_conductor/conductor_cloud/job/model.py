@@ -3,8 +3,10 @@
 This model is the single source of truth for three audiences: the host plugin builds its attribute
 editor (and each attribute's hover text) from the field descriptions, the Prefect UI renders the
 same descriptions in the flow-run form, and the job file loader checks YAML/JSON job files against
-it. ``extra="forbid"`` means a misspelt key is an error instead of being silently dropped (the
-reference client drops unknown keys).
+it. So a description names no button or gesture of one of them (the host adds its own hints), and
+writes tokens in angle brackets inside backticks: the run form renders descriptions as Markdown,
+which drops a bare ``<token>`` as an unknown HTML tag. ``extra="forbid"`` means a misspelt key
+is an error instead of being silently dropped (the reference client drops unknown keys).
 
 Semantic checks that need the scene or the catalogue (is the project known, are scout frames inside
 the frames, ...) live in ``validation.py``; this module only checks what a value can be on its own.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -60,6 +62,16 @@ DEFAULT_TASK_TEMPLATE = (
 the host's ``cnode``. See docs/render-command.md."""
 
 
+FORM_REQUIRED = ("images", "project", "instance_type")
+"""Fields a job cannot run without, though the model gives them empty defaults (a new host item
+starts empty; validation names each one left empty). The run form's schema lists them as
+required, so the Prefect UI does not label them "(Optional)"."""
+
+
+def _required_in_forms(schema: dict[str, Any]) -> None:
+    schema["required"] = sorted({*schema.get("required", ()), *FORM_REQUIRED})
+
+
 class EnvironmentVariable(BaseModel):
     """One extra environment variable for the render node, merged after the packages' own."""
 
@@ -101,13 +113,17 @@ class EnvironmentVariable(BaseModel):
 
 
 class ConductorJob(BaseModel):
-    """A Conductor render job as the artist configured it on a ConductorJob item.
+    """A Conductor render job: what to render, on which machines, in which chunks.
 
-    Hover over any field to read what it does. Defaults follow Conductor's own submitter.
+    Defaults follow Conductor's own submitter.
     """
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, str_strip_whitespace=True, validate_default=True
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=True,
+        validate_default=True,
+        json_schema_extra=_required_in_forms,
     )
 
     # general
@@ -130,15 +146,15 @@ class ConductorJob(BaseModel):
     project: str = Field(
         default="",
         description=(
-            "The Conductor project the job is billed to. Press Refresh to fill the menu from your"
-            " account."
+            "The Conductor project the job is billed to, by name as your Conductor account lists"
+            " it."
         ),
     )
     host_version: str = Field(
         default="",
         description=(
-            "The Jobs version the scene was made with. Detected when you press Refresh; used to"
-            " pick the matching host package when Host Package is not set."
+            "The Jobs version the scene was made with (for example 5.0.10); picks the matching"
+            " host package when Host Package is not set."
         ),
     )
 
@@ -193,8 +209,8 @@ class ConductorJob(BaseModel):
     instance_type: str = Field(
         default="",
         description=(
-            "The machine type every task runs on (cores, memory, GPU). Press Refresh to fill the"
-            " menu."
+            "The machine type every task runs on (cores, memory, GPU), by name as your Conductor"
+            " account lists it (for example n1-standard-8)."
         ),
     )
     preemptible: bool = Field(
@@ -265,14 +281,12 @@ class ConductorJob(BaseModel):
     extra_uploads: list[str] = Field(
         default_factory=list,
         description=(
-            "Files, folders or patterns (####, %04d, $F4, <UDIM>, globs) to upload in addition"
-            " to the scanned dependencies."
+            "Files, folders or patterns (`####`, `%04d`, `$F4`, `<UDIM>`, globs) to upload in"
+            " addition to the scanned dependencies."
         ),
     )
 
     # task
-    # The tokens are in backticks: the Prefect UI renders descriptions as Markdown and would drop
-    # a bare <token> as an unknown HTML tag.
     task_template: str = Field(
         default=DEFAULT_TASK_TEMPLATE,
         min_length=1,
@@ -385,6 +399,15 @@ class ConductorJob(BaseModel):
             if len(item) > 1024:
                 raise ValueError(f"value of {key!r} is longer than 1024 characters")
         return value
+
+    def as_run_parameter(self) -> dict[str, Any]:
+        """The job as a flow-run parameter: what differs from the defaults, plus the fields the
+        form requires even when empty (so the run's validation names an empty one in its words,
+        rather than the server refusing the run)."""
+        return {
+            **self.model_dump(mode="json", include=set(FORM_REQUIRED)),
+            **self.model_dump(mode="json", exclude_defaults=True),
+        }
 
     @property
     def scouting(self) -> bool:

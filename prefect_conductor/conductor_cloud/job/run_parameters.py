@@ -47,7 +47,7 @@ class SceneSource(BaseModel):
     host_command: list[str] = Field(
         default_factory=default_host_command,
         description=(
-            "The host's batch command line used with Project Path (from"
+            "The host's batch command line used with Saved Project (from"
             " PREFECT_CONDUCTOR_HOST_BATCH on the worker by default)."
         ),
     )

@@ -1,6 +1,6 @@
 """The exact JSON body of ``POST jobs/``, key for key as Conductor's own client sends it.
 
-Section 2 of research/conductor-client-facts.md is the contract: the same keys, the same shapes
+The body ciocore's ``conductor_submit.Submit`` sends is the contract: the same keys, the same shapes
 (``notify: {"emails": [...]}``, ``autoretry_policy: {"preempted": {"max_retries": N}}`` only when
 preemptible, ``tasks_data: [{"command", "frames"}]``, ``upload_files`` with base64 md5 and the
 stat fields, ``upload_size``). Frame strings are canonical (never the user's text).

@@ -43,6 +43,8 @@ from prefect_conductor.conductor_cloud.transfers.output_frames import (
 )
 
 LOG_TAIL_LINES = 5
+MAX_POLL_SECONDS = 60.0
+"""The longest interval between two looks at a job's tasks."""
 """How many of a failed task's last log lines a failure report carries."""
 
 
@@ -92,6 +94,8 @@ class TaskState:
     frames: str
     status: TaskStatus
     command: str = field(default="", repr=False)
+    word: str = field(default="", repr=False)
+    """The status as Conductor wrote it: names a word :class:`TaskStatus` does not list."""
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> TaskState:
@@ -100,6 +104,7 @@ class TaskState:
             frames=str(record.get("frames") or ""),
             status=TaskStatus.parse(record.get("status")),
             command=str(record.get("command") or ""),
+            word=str(record.get("status") or ""),
         )
 
 
@@ -113,12 +118,27 @@ def job_id(text: str, field: str = "jid") -> str:
     return f"{int(clean):05d}"
 
 
+def listed_tasks(client: ConductorJobs, jid: str) -> list[TaskState]:
+    """The job's tasks in task order; none while Conductor lists none for it (yet)."""
+    return sorted((TaskState.from_record(r) for r in client.get_tasks(jid)), key=lambda t: t.tid)
+
+
 def task_states(client: ConductorJobs, jid: str) -> list[TaskState]:
     """The job's tasks in task order; a job with no tasks is an unknown job (one line)."""
-    states = sorted((TaskState.from_record(r) for r in client.get_tasks(jid)), key=lambda t: t.tid)
+    states = listed_tasks(client, jid)
     if not states:
-        raise UserError(f"job {jid}: Conductor lists no tasks for it (check the job id)")
+        raise _no_tasks(jid)
     return states
+
+
+def _no_tasks(jid: str) -> UserError:
+    return UserError(f"job {jid}: Conductor lists no tasks for it (check the job id)")
+
+
+def all_finished(states: Sequence[TaskState]) -> bool:
+    """Every task has finished. A job with no tasks listed has not: Conductor may list a job's
+    tasks a moment after it was posted, so an empty listing is "not yet", never "done"."""
+    return bool(states) and all(s.status.finished for s in states)
 
 
 def wait_for_tasks(
@@ -130,26 +150,32 @@ def wait_for_tasks(
     sleep: Callable[[float], None] = time.sleep,
     on_poll: Callable[[list[TaskState]], None] | None = None,
 ) -> list[TaskState]:
-    """The job's tasks once all have finished; :class:`JobNotFinished` after ``timeout_seconds``
-    (0: look once, do not wait). The interval grows by half up to a minute."""
+    """The job's tasks once all have finished: the one wait for a job's tasks.
+
+    ``timeout_seconds`` 0 looks once. While time is left, an empty listing is waited out like
+    open tasks; when time is up, a job still without tasks is a :class:`UserError` (check the job
+    id) and one with open tasks :class:`JobNotFinished`. The interval grows by half up to a minute.
+    """
     deadline = time.monotonic() + timeout_seconds
     interval = poll_seconds
     while True:
-        states = task_states(client, jid)
+        states = listed_tasks(client, jid)
         if on_poll is not None:
             on_poll(states)
-        waiting = [s for s in states if not s.status.finished]
-        if not waiting:
+        if all_finished(states):
             return states
         left = deadline - time.monotonic()
         if left <= 0:
-            words = sorted({str(s.status) for s in waiting})
+            if not states:
+                raise _no_tasks(jid)
+            waiting = [s for s in states if not s.status.finished]
+            words = sorted({s.word or str(s.status) for s in waiting})
             raise JobNotFinished(
                 f"job {jid}: {len(waiting)} of {len(states)} tasks not finished"
                 f" ({', '.join(words)}); run again when they are"
             )
         sleep(min(interval, left))
-        interval = min(60.0, interval * 1.5)
+        interval = min(MAX_POLL_SECONDS, interval * 1.5)
 
 
 def raise_for_failed_tasks(client: ConductorJobs, jid: str, states: Sequence[TaskState]) -> None:
@@ -207,7 +233,7 @@ def download_job(
     """
     tasks = [
         task
-        for task in listed_tasks(client, jid, task_count)
+        for task in listed_downloads(client, jid, task_count)
         if only is None or task.task_id in only
     ]
     reported: list[str] = []
@@ -235,7 +261,7 @@ def download_job(
     return JobDownload(jid=jid, folder=folder, stats=stats, tasks=tasks, reported=reported)
 
 
-def listed_tasks(
+def listed_downloads(
     client: ConductorJobs, jid: str, task_count: int | None = None
 ) -> list[DownloadTask]:
     """The job's download records, refusing a record for another job and an endless listing.
