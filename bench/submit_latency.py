@@ -68,8 +68,8 @@ def standin_host() -> Any:
 
 
 def register_deployment() -> None:
-    """``render-submit/bench`` with no work pool: Submit creates runs that nothing picks up, so
-    the bench times the session's part alone."""
+    """A ``render-submit`` deployment named ``bench``, with no work pool: Submit creates runs
+    that nothing picks up, so the bench times the session's part alone."""
     from prefect.deployments.runner import RunnerDeployment
 
     from prefect_conductor.flows.render_submit import render_submit
