@@ -19,6 +19,7 @@ pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-c", "from prefect_conductor.cli import main; main()"]
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_demo_keep_serves_the_job_page_and_the_ui_until_ctrl_c(tmp_path: Path) -> None:
     temp = tmp_path / "tmp"
     temp.mkdir()

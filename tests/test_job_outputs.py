@@ -269,6 +269,7 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_the_status_and_download_commands(
     client: ConductorClient, conductor_env: SandboxHandle, tmp_path: Path
 ) -> None:
@@ -339,6 +340,7 @@ LoggingDownloadRunner(
 """
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_ciocores_own_downloader_fetches_the_same_files_from_the_strict_sandbox(
     client: ConductorClient, conductor_env: SandboxHandle, tmp_path: Path
 ) -> None:
@@ -379,6 +381,7 @@ def test_the_download_faults_in_the_cli_grammar() -> None:
     assert [(r.action, r.remaining) for r in rules] == [("drop_mid", None), ("corrupt", 1)]
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_ctrl_c_stops_a_download_and_the_same_command_resumes_it(
     client: ConductorClient, conductor_env: SandboxHandle, tmp_path: Path
 ) -> None:

@@ -22,7 +22,7 @@ import pytest
 
 from prefect_conductor.local_server import LocalServer, ServerState, pid_alive
 from prefect_conductor.sandbox.handle import SandboxHandle
-from tests.conftest import _free_port
+from tests.prefect_server import free_port as _free_port
 from tests.scenes import EXAMPLES
 
 SERVER_LINE = re.compile(r"^Prefect server: (http://127\.0\.0\.1:\d+) \(pid (\d+)\)$", re.M)
@@ -74,6 +74,7 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_two_commands_started_at_once_find_one_server(home: Path) -> None:
     starts = [
         subprocess.Popen(
@@ -101,6 +102,7 @@ def test_two_commands_started_at_once_find_one_server(home: Path) -> None:
     assert cli(home, "server", "status").returncode == 1
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_a_killed_server_is_replaced_and_the_new_one_stops_when_idle(home: Path) -> None:
     first = cli(home, "server", "start")
     assert first.returncode == 0, first.stderr
@@ -129,6 +131,7 @@ def test_a_killed_server_is_replaced_and_the_new_one_stops_when_idle(home: Path)
     assert not pid_alive(replacement.pid)
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_with_prefect_api_url_set_no_server_is_started(home: Path) -> None:
     dead_api = f"http://127.0.0.1:{_free_port()}/api"
     result = cli(
@@ -162,6 +165,7 @@ def running_state(home: Path) -> ServerState:
     return state
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_submit_reuses_the_server_and_its_links_open_after_it_returns(
     shared_home: Path, sandbox: SandboxHandle
 ) -> None:
@@ -190,6 +194,7 @@ def test_submit_reuses_the_server_and_its_links_open_after_it_returns(
         assert f"{sandbox.url}/job/{job['jid']}" in result.stdout
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_submit_without_a_key_fails_in_one_line(shared_home: Path, sandbox: SandboxHandle) -> None:
     result = cli(shared_home, "submit", str(EXAMPLES / "job.yaml"), CONDUCTOR_URL=sandbox.url)
     assert result.returncode == 2
@@ -200,6 +205,7 @@ def test_submit_without_a_key_fails_in_one_line(shared_home: Path, sandbox: Sand
     assert sandbox.jobs() == []
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_submit_debug_shows_the_traceback(shared_home: Path, sandbox: SandboxHandle) -> None:
     result = cli(
         shared_home, "--debug", "submit", str(EXAMPLES / "job.yaml"), CONDUCTOR_URL=sandbox.url
@@ -209,6 +215,7 @@ def test_submit_debug_shows_the_traceback(shared_home: Path, sandbox: SandboxHan
     assert result.stderr.strip().splitlines()[-1].startswith("error: no Conductor API key")
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_submit_preview_prints_the_payloads(shared_home: Path, sandbox: SandboxHandle) -> None:
     result = cli(
         shared_home,

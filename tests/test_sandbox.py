@@ -690,6 +690,7 @@ def cli(*args: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_the_sandbox_command_serves_with_faults(tmp_path: Path) -> None:
     data = tmp_path / "cli-data"
     process = cli(
@@ -722,6 +723,7 @@ def test_the_sandbox_command_serves_with_faults(tmp_path: Path) -> None:
     assert (data / "sandbox.sqlite").exists()
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_the_sandbox_command_refuses_other_hosts_and_bad_faults(tmp_path: Path) -> None:
     for args in (["--host", "0.0.0.0"], ["--faults", "GET /a=explode"]):
         process = cli("sandbox", "--port", "0", "--data", str(tmp_path / "d"), *args)

@@ -117,6 +117,7 @@ def context_of(
     sources=st.lists(TEXT, min_size=1, max_size=3),
     directories=st.lists(TEXT, min_size=0, max_size=3),
 )
+@pytest.mark.usefixtures("cli_subprocess")
 def test_hostile_values_come_back_from_bash_as_the_words_the_template_meant(
     values: dict[str, str], sources: list[str], directories: list[str]
 ) -> None:
@@ -149,6 +150,7 @@ def test_hostile_values_come_back_from_bash_as_the_words_the_template_meant(
     assert ran.stdout.decode("utf-8", "surrogateescape").split("\0")[:-1] == expected
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 @settings(max_examples=40, deadline=None)
 @given(title=TEXT, package=TEXT, image=TEXT)
 def test_the_default_template_parses_with_hostile_titles_paths_and_images(
