@@ -43,6 +43,7 @@ pytest_plugins = ["tests.host_standin.fixtures"]
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tiers.mark_slow_tests(items)
+    tiers.group_by_server(items)
 
 
 @pytest.fixture(autouse=True)
@@ -158,57 +159,9 @@ def _free_left_slots(api_url: str | None) -> None:
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``prefect server start`` on loopback (its own home); yields the API URL."""
-    import subprocess
-    import sys
-    import time
+    """A real ``prefect server start`` on loopback (its own home, UI on), one per session (per
+    xdist worker); yields the API URL."""
+    from tests.prefect_server import running_prefect_server
 
-    import httpx
-
-    from tests.prefect_server import free_port
-    from tests.processes import stop
-
-    port = free_port()
-    home = tmp_path_factory.mktemp("prefect-server")
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-    }
-    env.pop("PREFECT_API_URL", None)
-    log = (home / "server.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    api = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server did not start; see {home / 'server.log'}")
-            time.sleep(0.5)
+    with running_prefect_server(tmp_path_factory.mktemp("prefect-server"), timeout=180) as api:
         yield api
-    finally:
-        stop(process)
-        log.close()

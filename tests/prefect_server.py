@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from tests.eventually import eventually
 from tests.processes import stop
 
 START_TIMEOUT = 60.0
@@ -77,21 +78,22 @@ def running_prefect_server(root: Path, timeout: float = START_TIMEOUT) -> Iterat
             command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     api_url = f"http://127.0.0.1:{port}/api"
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"prefect server exited with {process.returncode}:\n{_tail(log_path)}"
+            )
+        return httpx.get(f"{api_url}/health", timeout=1.0).status_code == 200
+
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"prefect server exited with {process.returncode}:\n{_tail(log_path)}"
-                )
-            try:
-                if httpx.get(f"{api_url}/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server not healthy in {timeout} s:\n{_tail(log_path)}")
-            time.sleep(0.2)
+        eventually(
+            healthy,
+            what=f"prefect server healthy (log: {log_path})",
+            timeout=timeout,
+            interval=0.2,
+            ignoring=(httpx.TransportError,),
+        )
         yield api_url
     finally:
         stop(process, group=True)

@@ -39,6 +39,7 @@ from prefect_conductor.conductor_cloud.scene import HostInfo, ImageExport, Scene
 from prefect_conductor.conductor_cloud.status import TaskStatus
 from prefect_conductor.sandbox import evidence
 from prefect_conductor.sandbox.handle import SandboxHandle
+from tests.eventually import eventually
 
 OUTPUT_PATH = "/studio/shot010/renders"
 SAVE_AS = {
@@ -387,7 +388,6 @@ def test_ctrl_c_stops_a_download_and_the_same_command_resumes_it(
 ) -> None:
     import os
     import signal
-    import time
 
     jid = submit(client, conductor_env)
     finished(client, jid)
@@ -405,11 +405,11 @@ def test_ctrl_c_stops_a_download_and_the_same_command_resumes_it(
     process = subprocess.Popen(
         [*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    give_up = time.monotonic() + 60
-    while (
-        len(list(out.rglob("*.exr"))) < 3 and process.poll() is None and time.monotonic() < give_up
-    ):
-        time.sleep(0.05)
+    eventually(
+        lambda: len(list(out.rglob("*.exr"))) >= 3 or process.poll() is not None,
+        what="three files downloaded",
+        timeout=60,
+    )
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 
 from prefect_conductor.local_server import LocalServer, ServerState, pid_alive
 from prefect_conductor.sandbox.handle import SandboxHandle
+from tests.eventually import eventually
 from tests.prefect_server import free_port as _free_port
 from tests.scenes import EXAMPLES
 
@@ -111,8 +111,10 @@ def test_a_killed_server_is_replaced_and_the_new_one_stops_when_idle(home: Path)
     assert killed is not None
     os.killpg(killed.pid, signal.SIGKILL)
     os.kill(killed.supervisor_pid, signal.SIGKILL)
-    while pid_alive(killed.pid) or pid_alive(killed.supervisor_pid):
-        time.sleep(0.1)
+    eventually(
+        lambda: not (pid_alive(killed.pid) or pid_alive(killed.supervisor_pid)),
+        what="the killed server and its supervisor gone",
+    )
     assert server.read_state() == killed  # the stale state file is still there
     assert cli(home, "server", "status").returncode == 1
 
@@ -122,13 +124,8 @@ def test_a_killed_server_is_replaced_and_the_new_one_stops_when_idle(home: Path)
     replacement = server.read_state()
     assert replacement is not None and replacement.pid != killed.pid
     # Idle for 1.2 s: its supervisor stops it and forgets it, with no command asking.
-    deadline = time.monotonic() + 120
-    while server.read_state() is not None and time.monotonic() < deadline:
-        time.sleep(0.25)
-    assert server.read_state() is None
-    while pid_alive(replacement.pid) and time.monotonic() < deadline:
-        time.sleep(0.25)
-    assert not pid_alive(replacement.pid)
+    eventually(lambda: server.read_state() is None, what="the idle server forgotten", timeout=120)
+    eventually(lambda: not pid_alive(replacement.pid), what="the idle server stopped", timeout=60)
 
 
 @pytest.mark.usefixtures("cli_subprocess")

@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ from prefect_conductor.conductor_cloud.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.deployment_params import deployment_parameters
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.studio.postgres import Cluster
+from tests.eventually import eventually
 from tests.scenes import EXAMPLES
 
 PRESSES = 20
@@ -98,6 +98,7 @@ def batch_waits_behind_a_submit(
 
 
 @pytest.mark.studio
+@pytest.mark.timeout(600)
 def test_twenty_artists_submit_through_the_postgres_stack_without_duplicates(
     postgresql: Path, sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
@@ -137,14 +138,14 @@ def test_twenty_artists_submit_through_the_postgres_stack_without_duplicates(
                 )
             )
         assert len(set(run_ids)) == PRESSES  # each double click made one flow run
-        deadline = time.monotonic() + 900
-        while True:
-            with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
-                body = {"deployments": {"id": {"any_": [deployment["id"]]}}}
-                runs = http.post("flow_runs/filter", json=body).json()
-            if all(run["state_type"] in FINAL for run in runs) or time.monotonic() > deadline:
-                break
-            time.sleep(2)
+        with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
+            body = {"deployments": {"id": {"any_": [deployment["id"]]}}}
+
+            def all_finished() -> list[dict[str, Any]] | None:
+                runs: list[dict[str, Any]] = http.post("flow_runs/filter", json=body).json()
+                return runs if all(run["state_type"] in FINAL for run in runs) else None
+
+            runs = eventually(all_finished, what="every run finished", timeout=420, interval=2)
         assert len(runs) == PRESSES
         assert sorted(run["state_type"] for run in runs) == ["COMPLETED"] * PRESSES
         jobs = sandbox.jobs()

@@ -4,6 +4,8 @@ A test is slow when it uses a fixture that starts a Prefect server or worker, a 
 database or a subprocess (``SLOW_FIXTURES``, directly or through another fixture). The fast tier
 (``-m "not slow"``) is what a developer runs after every change, so a fast test must never start a
 process: the guard makes one that does fail, naming the command and the fixture to request.
+Under pytest-xdist (``-n 2 --dist loadgroup``) the tests of each shared Prefect server run on one
+worker.
 """
 
 from __future__ import annotations
@@ -34,6 +36,22 @@ def mark_slow_tests(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+SHARED_SERVERS = ("prefect_server", "prefect_backend")
+"""Session fixtures each xdist worker would start for itself: the tests that use one run on one
+worker (``--dist loadgroup``), so it is started once, and the tests that share its state (the
+project's concurrency limits on it) never run on it at the same time."""
+
+
+def group_by_server(items: list[pytest.Item]) -> None:
+    """Put every test that uses a shared Prefect server in that server's xdist group."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for server in SHARED_SERVERS:
+            if server in names:
+                item.add_marker(pytest.mark.xdist_group(server))
+                break
 
 
 def is_slow(item: pytest.Item) -> bool:
