@@ -34,7 +34,7 @@ def test_demo_keep_serves_the_job_page_and_the_ui_until_ctrl_c(tmp_path: Path) -
     )
     assert process.stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + 400
+    deadline = time.monotonic() + 240
     try:
         for line in process.stdout:
             lines.append(line.rstrip())

@@ -24,7 +24,8 @@ from tests.prefect_server import deployed_worker, watch_once
 
 BATCH_COMMAND = shlex.join([sys.executable, "-m", "prefect_conductor.host_export.batch_export"])
 
-pytestmark = pytest.mark.e2e
+# Starting the server (first test on it), deploying and a worker come before the run itself.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 @pytest.fixture

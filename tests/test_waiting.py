@@ -23,7 +23,8 @@ from tests.eventually import eventually
 from tests.prefect_server import deployed_worker, watch_once
 from tests.scenes import make_job, make_scene
 
-pytestmark = pytest.mark.e2e
+# Starting the server (first test on it), deploying and a worker come before the run itself.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 def descendants(pid: int) -> list[int]:
