@@ -41,6 +41,7 @@ from tests import system_packages, tiers  # noqa: E402
 pytest_plugins = ["tests.host_standin.fixtures"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tiers.mark_slow_tests(items)
     tiers.group_by_server(items)

@@ -127,3 +127,17 @@ def test_eventually_asks_again_after_an_ignored_error_only() -> None:
 
     with pytest.raises(KeyError):
         eventually(broken, what="never asked twice", ignoring=(ConnectionError,))
+
+
+def test_the_node_id_is_where_xdist_loadgroup_writes_the_group(
+    request: pytest.FixtureRequest,
+) -> None:
+    """``--dist loadgroup`` schedules by the node id after appending ``@group`` to the item's
+    ``_nodeid``; pytest 9.2 reads the id from elsewhere, and the groups silently stop working."""
+    node = request.node
+    saved = node._nodeid
+    node._nodeid = f"{saved}@probe"
+    try:
+        assert node.nodeid == f"{saved}@probe"
+    finally:
+        node._nodeid = saved
