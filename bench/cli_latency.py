@@ -25,7 +25,7 @@ from prefect_conductor.sandbox.server import SandboxServer
 
 REPO = Path(__file__).resolve().parent.parent
 JOB = REPO / "examples" / "shot010" / "job.yaml"
-COMMAND = [sys.executable, "-c", "from prefect_conductor.cli import main; main()"]
+COMMAND = [sys.executable, "-c", "from prefect_conductor.cli.main import main; main()"]
 
 
 def run(env: dict[str, str], *args: str) -> float:

@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect_conductor.conductor_cloud.client import ConductorClient
-from prefect_conductor.conductor_cloud.job_outputs import download_job, wait_for_tasks
+from prefect_conductor.conductor_cloud.api.client import ConductorClient
+from prefect_conductor.conductor_cloud.transfers.job_outputs import download_job, wait_for_tasks
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.sandbox.server import SandboxServer
 
@@ -97,8 +97,8 @@ def submit(
 OURS_SCRIPT = """
 import sys, time
 from pathlib import Path
-from prefect_conductor.conductor_cloud.client import ConductorClient
-from prefect_conductor.conductor_cloud.job_outputs import download_job
+from prefect_conductor.conductor_cloud.api.client import ConductorClient
+from prefect_conductor.conductor_cloud.transfers.job_outputs import download_job
 with ConductorClient() as client:
     started = time.perf_counter()
     download_job(client, sys.argv[1], Path(sys.argv[2]))
@@ -196,7 +196,7 @@ def throughput(
 def cli(*args: str, server: SandboxServer) -> tuple[list[str], dict[str, str]]:
     """The ``prefect-conductor`` command line and environment for this sandbox."""
     env = {**os.environ, "CONDUCTOR_URL": server.url, "CONDUCTOR_API_KEY": server.api_key}
-    return [sys.executable, "-c", "from prefect_conductor.cli import main; main()", *args], env
+    return [sys.executable, "-c", "from prefect_conductor.cli.main import main; main()", *args], env
 
 
 def resume(

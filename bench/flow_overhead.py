@@ -35,13 +35,17 @@ RUNS = 5
 
 def steps_without_prefect(key: str) -> float:
     """export -> catalogue -> validate/plan -> upload -> scout submit -> wait -> full submit."""
-    from prefect_conductor.conductor_cloud import staging
-    from prefect_conductor.conductor_cloud.client import ConductorClient
-    from prefect_conductor.conductor_cloud.loaders import load_job
-    from prefect_conductor.conductor_cloud.refresh import refresh_catalog
-    from prefect_conductor.conductor_cloud.run_parameters import SceneSource
-    from prefect_conductor.conductor_cloud.submission import payloads, prepare, upload_entries
-    from prefect_conductor.conductor_cloud.uploads import upload_files
+    from prefect_conductor.conductor_cloud.api.client import ConductorClient
+    from prefect_conductor.conductor_cloud.api.refresh import refresh_catalog
+    from prefect_conductor.conductor_cloud.job.loaders import load_job
+    from prefect_conductor.conductor_cloud.job.run_parameters import SceneSource
+    from prefect_conductor.conductor_cloud.submission.prepare import (
+        payloads,
+        prepare,
+        upload_entries,
+    )
+    from prefect_conductor.conductor_cloud.transfers import staging
+    from prefect_conductor.conductor_cloud.transfers.uploads import upload_files
 
     started = time.perf_counter()
     job = load_job(SHOT / "job.yaml")
@@ -64,8 +68,8 @@ def flow_run(key: str) -> tuple[float, float, int]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
 
-    from prefect_conductor.conductor_cloud.loaders import load_job
-    from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
+    from prefect_conductor.conductor_cloud.job.loaders import load_job
+    from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
     from prefect_conductor.flows.render_submit import render_submit
 
     started = time.perf_counter()

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 
-from prefect_conductor.conductor_cloud.frames import (
+from prefect_conductor.conductor_cloud.job.frames import (
     FramePlan,
     PlanLimits,
     image_range,

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import httpx
 
-from prefect_conductor.conductor_cloud.auth import ApiKey
-from prefect_conductor.conductor_cloud.client import ConductorClient
-from prefect_conductor.conductor_cloud.retry import RetryPolicy, send_with_retries
+from prefect_conductor.conductor_cloud.api.auth import ApiKey
+from prefect_conductor.conductor_cloud.api.client import ConductorClient
+from prefect_conductor.conductor_cloud.api.retry import RetryPolicy, send_with_retries
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.sandbox.server import SandboxServer
 

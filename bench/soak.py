@@ -107,8 +107,8 @@ def sequential(runs: int) -> None:
     os.environ["PREFECT_CONDUCTOR_HOME"] = str(work / "home")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ["PREFECT_LOGGING_LEVEL"] = "ERROR"
-    from prefect_conductor.conductor_cloud.loaders import load_job
-    from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
+    from prefect_conductor.conductor_cloud.job.loaders import load_job
+    from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
     from prefect_conductor.flows.render_submit import render_submit
 
     job = load_job(SHOT / "job.yaml")
@@ -139,8 +139,8 @@ def sequential(runs: int) -> None:
 
 def worker(index: int, processes: int, runs: int) -> None:
     """One process of the concurrent soak: its share of the runs, one JSON line per run."""
-    from prefect_conductor.conductor_cloud.loaders import load_job
-    from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
+    from prefect_conductor.conductor_cloud.job.loaders import load_job
+    from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
     from prefect_conductor.flows.render_submit import render_submit
 
     job = load_job(SHOT / "job.yaml")

@@ -33,8 +33,8 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from prefect_conductor.conductor_cloud.status import SUBMISSION_METADATA_KEY  # noqa: E402
-from prefect_conductor.deployment_params import deployment_parameters  # noqa: E402
+from prefect_conductor.cli.deployment_params import deployment_parameters  # noqa: E402
+from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY  # noqa: E402
 from prefect_conductor.host_export.trigger import (  # noqa: E402
     PrefectError,
     PrefectSettings,

@@ -31,10 +31,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from prefect_conductor.conductor_cloud.auth import ApiKey  # noqa: E402
-from prefect_conductor.conductor_cloud.client import ConductorClient  # noqa: E402
-from prefect_conductor.conductor_cloud.md5cache import Md5Cache  # noqa: E402
-from prefect_conductor.conductor_cloud.uploads import upload_files  # noqa: E402
+from prefect_conductor.conductor_cloud.api.auth import ApiKey  # noqa: E402
+from prefect_conductor.conductor_cloud.api.client import ConductorClient  # noqa: E402
+from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache  # noqa: E402
+from prefect_conductor.conductor_cloud.transfers.uploads import upload_files  # noqa: E402
 from prefect_conductor.sandbox.ciocore_env import ciocore_environment  # noqa: E402
 from prefect_conductor.sandbox.handle import SandboxHandle  # noqa: E402
 from prefect_conductor.sandbox.server import SandboxServer  # noqa: E402

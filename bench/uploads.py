@@ -25,10 +25,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from prefect_conductor.conductor_cloud.auth import ApiKey
-from prefect_conductor.conductor_cloud.client import ConductorClient
-from prefect_conductor.conductor_cloud.md5cache import Md5Cache
-from prefect_conductor.conductor_cloud.uploads import hash_files, upload_files
+from prefect_conductor.conductor_cloud.api.auth import ApiKey
+from prefect_conductor.conductor_cloud.api.client import ConductorClient
+from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache
+from prefect_conductor.conductor_cloud.transfers.uploads import hash_files, upload_files
 from prefect_conductor.sandbox.ciocore_env import ciocore_environment
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.sandbox.server import SandboxServer

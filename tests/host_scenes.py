@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect_conductor.conductor_cloud.catalog import save_catalog
+from prefect_conductor.conductor_cloud.job.catalog import save_catalog
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 
 OFFLINE_CONDUCTOR = "http://conductor.invalid"

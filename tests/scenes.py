@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.scene import HostInfo, ImageExport, SceneExport
+from prefect_conductor.conductor_cloud.job.model import ConductorJob
+from prefect_conductor.conductor_cloud.job.scene import HostInfo, ImageExport, SceneExport
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "shot010"
 

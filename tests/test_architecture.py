@@ -151,7 +151,7 @@ def test_the_checker_sees_a_forbidden_import(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setitem(MODULES, domain.name, planted)
     assert violations() == [
         f"{domain.name} imports prefect (no Prefect in conductor_cloud)",
-        f"{domain.name} imports prefect_conductor.cli",
+        f"{domain.name} imports prefect_conductor.cli.main",
         f"{domain.name} imports prefect_conductor.tasks",
         f"{domain.name} imports prefect_conductor.tasks.submit",
     ]

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from prefect_conductor.conductor_cloud.auth import (
+from prefect_conductor.conductor_cloud.api.auth import (
     ApiKey,
     ApiKeyError,
     AuthError,
@@ -22,9 +22,9 @@ from prefect_conductor.conductor_cloud.auth import (
     api_key_from_env,
     default_token_dir,
 )
-from prefect_conductor.conductor_cloud.client_errors import ServerError
+from prefect_conductor.conductor_cloud.api.client_errors import ServerError
+from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
 from prefect_conductor.conductor_cloud.errors import UserError
-from prefect_conductor.conductor_cloud.retry import RetryPolicy
 from prefect_conductor.sandbox.handle import SandboxHandle
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.5, deadline=5)

@@ -79,7 +79,7 @@ def test_bad_input_is_one_clear_line(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from prefect_conductor.cli import main
+    from prefect_conductor.cli.main import main
 
     case = yaml.safe_load(case_file.read_text())
     job_path, scene_path = write_inputs(case, tmp_path)

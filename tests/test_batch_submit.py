@@ -25,8 +25,8 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from prefect.states import State
 
 from prefect_conductor.conductor_cloud.errors import UserError
-from prefect_conductor.conductor_cloud.job_files import expand_job_files
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions
+from prefect_conductor.conductor_cloud.job.job_files import expand_job_files
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
 from prefect_conductor.flows.submit_batch import submit_batch
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.prefect_server import flow_runs, register_deployment
@@ -48,7 +48,7 @@ def make_shots(root: Path, *names: str) -> list[Path]:
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from prefect_conductor.cli import main; main()", *args],
+        [sys.executable, "-c", "from prefect_conductor.cli.main import main; main()", *args],
         capture_output=True,
         text=True,
         env=env,

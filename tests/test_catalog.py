@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from prefect_conductor.conductor_cloud.auth import ApiKey
-from prefect_conductor.conductor_cloud.catalog import (
+from prefect_conductor.conductor_cloud.api.auth import ApiKey
+from prefect_conductor.conductor_cloud.api.client import ConductorClient
+from prefect_conductor.conductor_cloud.errors import FieldError, InputFileError
+from prefect_conductor.conductor_cloud.job.catalog import (
     Catalog,
     InstanceType,
     account_environment,
@@ -21,8 +23,6 @@ from prefect_conductor.conductor_cloud.catalog import (
     load_catalog,
     save_catalog,
 )
-from prefect_conductor.conductor_cloud.client import ConductorClient
-from prefect_conductor.conductor_cloud.errors import FieldError, InputFileError
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog, fixture_records
 from prefect_conductor.sandbox.handle import SandboxHandle
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from prefect_conductor.conductor_cloud.catalog import save_catalog
+from prefect_conductor.conductor_cloud.job.catalog import save_catalog
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 from tests.scenes import EXAMPLES
 
@@ -18,7 +18,7 @@ from tests.scenes import EXAMPLES
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real console entry point in a subprocess, as a person would."""
     return subprocess.run(
-        [sys.executable, "-c", "from prefect_conductor.cli import main; main()", *args],
+        [sys.executable, "-c", "from prefect_conductor.cli.main import main; main()", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -133,7 +133,7 @@ def test_help_frames_and_preview_do_not_import_prefect(tmp_path: Path) -> None:
     probe = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from prefect_conductor.cli import app\n"
+        "from prefect_conductor.cli.main import app\n"
         "for args in (['--help'], ['frames', '1-10'], ['preview', sys.argv[1], '--catalog',"
         " sys.argv[2]]):\n"
         "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"

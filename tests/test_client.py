@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from prefect_conductor.conductor_cloud.auth import ApiKey, ApiKeyError, AuthError
-from prefect_conductor.conductor_cloud.client import (
+from prefect_conductor.conductor_cloud.api.auth import ApiKey, ApiKeyError, AuthError
+from prefect_conductor.conductor_cloud.api.client import (
     SUBMIT_ROUNDS,
     ConductorClient,
     ConductorError,
@@ -25,16 +25,16 @@ from prefect_conductor.conductor_cloud.client import (
     SubmissionUnresolved,
     UploadRequest,
 )
-from prefect_conductor.conductor_cloud.errors import ServiceError, SubmitterError, UserError
-from prefect_conductor.conductor_cloud.job_lookup import Outcome
-from prefect_conductor.conductor_cloud.retry import (
+from prefect_conductor.conductor_cloud.api.job_lookup import Outcome
+from prefect_conductor.conductor_cloud.api.retry import (
     RetryEvent,
     RetryPolicy,
     backoff_delay,
     retry_after_seconds,
     send_with_retries,
 )
-from prefect_conductor.conductor_cloud.status import SUBMISSION_METADATA_KEY
+from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
+from prefect_conductor.conductor_cloud.errors import ServiceError, SubmitterError, UserError
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.eventually import eventually
 

@@ -12,16 +12,16 @@ from typing import Any
 import httpx
 import pytest
 
-from prefect_conductor.conductor_cloud.auth import ApiKey, AuthError
-from prefect_conductor.conductor_cloud.client import (
+from prefect_conductor.conductor_cloud.api.auth import ApiKey, AuthError
+from prefect_conductor.conductor_cloud.api.client import (
     ConductorClient,
     ConductorUnavailable,
     SubmissionUnresolved,
 )
+from prefect_conductor.conductor_cloud.api.job_lookup import Outcome, find_submission
+from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
+from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.conductor_cloud.errors import is_transient
-from prefect_conductor.conductor_cloud.job_lookup import Outcome, find_submission
-from prefect_conductor.conductor_cloud.retry import RetryPolicy
-from prefect_conductor.conductor_cloud.status import SUBMISSION_METADATA_KEY
 from tests.fake_conductor import ACCOUNT, CLIENT_ID, PRIVATE_KEY, URL, FakeConductor
 
 POLICY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, deadline=30)

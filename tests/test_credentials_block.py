@@ -16,8 +16,8 @@ from pydantic import SecretStr
 
 from prefect_conductor.blocks import ConductorCredentials
 from prefect_conductor.conductor_cloud.errors import UserError
-from prefect_conductor.conductor_cloud.loaders import load_job
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.job.loaders import load_job
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
 from prefect_conductor.flows.render_submit import render_submit
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.tasks.common import client_for

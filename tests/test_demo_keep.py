@@ -16,7 +16,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-CLI = [sys.executable, "-c", "from prefect_conductor.cli import main; main()"]
+CLI = [sys.executable, "-c", "from prefect_conductor.cli.main import main; main()"]
 
 
 @pytest.mark.usefixtures("cli_subprocess")

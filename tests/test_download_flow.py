@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from prefect_conductor.conductor_cloud.client import ConductorClient
-from prefect_conductor.conductor_cloud.retry import RetryPolicy
+from prefect_conductor.conductor_cloud.api.client import ConductorClient
+from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
 from prefect_conductor.flows.download_outputs import EVENT, download_outputs
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.eventually import eventually

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from prefect_conductor.conductor_cloud.downloads import (
+from prefect_conductor.conductor_cloud.transfers.downloads import (
     DownloadError,
     DownloadFile,
     DownloadTask,
@@ -20,7 +20,7 @@ from prefect_conductor.conductor_cloud.downloads import (
     target_path,
     task_folder,
 )
-from prefect_conductor.conductor_cloud.md5cache import Md5Cache
+from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache
 
 
 def md5_of(data: bytes) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from prefect_conductor.conductor_cloud.payload import FULL_TITLE_SUFFIX
+from prefect_conductor.conductor_cloud.submission.payload import FULL_TITLE_SUFFIX
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.eventually import eventually
 from tests.host_scenes import build_shot

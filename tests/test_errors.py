@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from prefect_conductor.conductor_cloud.auth import AuthError
-from prefect_conductor.conductor_cloud.client import (
+from prefect_conductor.conductor_cloud.api.auth import AuthError
+from prefect_conductor.conductor_cloud.api.client import (
     ConductorUnavailable,
     NotFoundError,
     RequestRejected,
@@ -20,7 +20,7 @@ from prefect_conductor.conductor_cloud.errors import (
     UserError,
     is_transient,
 )
-from prefect_conductor.conductor_cloud.uploads import UploadError
+from prefect_conductor.conductor_cloud.transfers.uploads import UploadError
 from prefect_conductor.tasks.common import never_retry_user_errors
 from prefect_conductor.tasks.submit import ScoutFailed
 

@@ -7,9 +7,9 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from prefect_conductor.cli import app
-from prefect_conductor.conductor_cloud.catalog import default_catalog_path, load_catalog
-from prefect_conductor.demo import run_demo
+from prefect_conductor.cli.demo import run_demo
+from prefect_conductor.cli.main import app
+from prefect_conductor.conductor_cloud.job.catalog import default_catalog_path, load_catalog
 from prefect_conductor.flows.refresh_catalog import refresh_catalog
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.scenes import EXAMPLES

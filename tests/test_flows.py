@@ -28,8 +28,8 @@ from prefect.states import State
 from pydantic import SecretStr
 
 from prefect_conductor.conductor_cloud.errors import ValidationFailed
-from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.job.model import ConductorJob
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
 from prefect_conductor.flows.render_submit import render_submit
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.tasks.submit import ScoutFailed
@@ -45,7 +45,7 @@ FAST = RunOptions(poll_seconds=0.05)
 
 
 def example_job(**changes: Any) -> ConductorJob:
-    from prefect_conductor.conductor_cloud.loaders import load_job
+    from prefect_conductor.conductor_cloud.job.loaders import load_job
 
     return load_job(EXAMPLES / "job.yaml").model_copy(update=changes)
 

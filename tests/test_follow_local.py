@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from prefect_conductor.conductor_cloud.job_outputs import TasksFailed
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.transfers.job_outputs import TasksFailed
 from prefect_conductor.flows.render_submit import render_submit
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.scenes import make_job, make_scene

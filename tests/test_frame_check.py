@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prefect_conductor.conductor_cloud.frame_check import (
+from prefect_conductor.conductor_cloud.transfers.frame_check import (
     check_image,
     frame_ranges,
     image_name,

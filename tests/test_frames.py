@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prefect_conductor.conductor_cloud.errors import FieldError, FrameSpecError, UserError
-from prefect_conductor.conductor_cloud.frames import (
+from prefect_conductor.conductor_cloud.job.frames import (
     MAX_FRAME_NUMBER,
     FrameList,
     PlanLimits,
@@ -27,7 +27,7 @@ from prefect_conductor.conductor_cloud.frames import (
     plan_frames,
     resolve_scout,
 )
-from prefect_conductor.conductor_cloud.plan import plan_for_job
+from prefect_conductor.conductor_cloud.submission.plan import plan_for_job
 from tests.scenes import make_job, make_scene
 
 
@@ -422,7 +422,7 @@ def test_frames_command_with_tiles_and_auto_scouts() -> None:
     """The real console entry point, as a person runs it (one process for both cases)."""
     script = (
         "import sys\n"
-        "from prefect_conductor.cli import main\n"
+        "from prefect_conductor.cli.main import main\n"
         "for args in (['frames', '10-1', '--chunk-size', '3', '--scout', 'auto:2', '--tiles', '4',"
         " '--json'], ['frames', '1-99999999999', '--chunk-size', '3'],"
         " ['frames', '1-10', '--tiles', '100000000']):\n"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from prefect_conductor.conductor_cloud.auth import ApiKeyError
-from prefect_conductor.conductor_cloud.catalog import load_catalog
+from prefect_conductor.conductor_cloud.api.auth import ApiKeyError
+from prefect_conductor.conductor_cloud.job.catalog import load_catalog
 from prefect_conductor.host_export.catalog_source import cached, catalog_for_refresh
 from prefect_conductor.sandbox.handle import SandboxHandle
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from prefect_conductor.conductor_cloud.loaders import load_scene
-from prefect_conductor.conductor_cloud.run_parameters import SceneSource
-from prefect_conductor.conductor_cloud.staging import export_scene
-from prefect_conductor.conductor_cloud.validation import validate
+from prefect_conductor.conductor_cloud.job.loaders import load_scene
+from prefect_conductor.conductor_cloud.job.run_parameters import SceneSource
+from prefect_conductor.conductor_cloud.job.validation import validate
+from prefect_conductor.conductor_cloud.transfers.staging import export_scene
 from prefect_conductor.host_export.exporter import render_package_name
 from prefect_conductor.host_export.node_paths import linux_path, linux_text, resolve_variables
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from prefect_conductor.conductor_cloud.job import ConductorJob
+from prefect_conductor.conductor_cloud.job.model import ConductorJob
 from prefect_conductor.host_export import conductor_job
 from prefect_conductor.host_export.attributes import GROUPS, all_specs, decode_strings
 from prefect_conductor.host_export.item import read_job

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from prefect_conductor.conductor_cloud.catalog import load_catalog
-from prefect_conductor.conductor_cloud.job import ConductorJob
+from prefect_conductor.conductor_cloud.job.catalog import load_catalog
+from prefect_conductor.conductor_cloud.job.model import ConductorJob
 from prefect_conductor.host_export.item import read_job
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.host_scenes import Shot, attribute, build_shot, menu

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.retry import RetryPolicy
+from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
+from prefect_conductor.conductor_cloud.job.model import ConductorJob
 from prefect_conductor.host_export.trigger import (
     DeploymentNotFound,
     FlowRunRejected,

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from prefect_conductor.conductor_cloud.catalog import load_catalog, save_catalog
 from prefect_conductor.conductor_cloud.errors import InputFileError, UserError
-from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.loaders import load_job, nesting_depth, read_mapping
+from prefect_conductor.conductor_cloud.job.catalog import load_catalog, save_catalog
+from prefect_conductor.conductor_cloud.job.loaders import load_job, nesting_depth, read_mapping
+from prefect_conductor.conductor_cloud.job.model import ConductorJob
 from prefect_conductor.conductor_cloud.settings import get_settings
-from prefect_conductor.conductor_cloud.upload_roots import UploadRefused, check_uploadable
+from prefect_conductor.conductor_cloud.transfers.upload_roots import UploadRefused, check_uploadable
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 
 

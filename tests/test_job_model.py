@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from prefect_conductor.conductor_cloud.errors import InputFileError
-from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.loaders import load_job, load_scene
+from prefect_conductor.conductor_cloud.job.loaders import load_job, load_scene
+from prefect_conductor.conductor_cloud.job.model import ConductorJob
 from tests.scenes import EXAMPLES
 
 

@@ -16,10 +16,13 @@ from typing import Any
 
 import pytest
 
-from prefect_conductor.conductor_cloud.client import ConductorClient
-from prefect_conductor.conductor_cloud.client_errors import ServerError
-from prefect_conductor.conductor_cloud.downloads import DownloadError
-from prefect_conductor.conductor_cloud.job_outputs import (
+from prefect_conductor.conductor_cloud.api.client import ConductorClient
+from prefect_conductor.conductor_cloud.api.client_errors import ServerError
+from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
+from prefect_conductor.conductor_cloud.api.status import TaskStatus
+from prefect_conductor.conductor_cloud.job.scene import HostInfo, ImageExport, SceneExport
+from prefect_conductor.conductor_cloud.transfers.downloads import DownloadError
+from prefect_conductor.conductor_cloud.transfers.job_outputs import (
     JobNotFinished,
     TasksFailed,
     TaskState,
@@ -28,15 +31,12 @@ from prefect_conductor.conductor_cloud.job_outputs import (
     task_states,
     wait_for_tasks,
 )
-from prefect_conductor.conductor_cloud.output_frames import (
+from prefect_conductor.conductor_cloud.transfers.output_frames import (
     FramesMissing,
     check_job_frames,
     host_frames,
     rendered_images,
 )
-from prefect_conductor.conductor_cloud.retry import RetryPolicy
-from prefect_conductor.conductor_cloud.scene import HostInfo, ImageExport, SceneExport
-from prefect_conductor.conductor_cloud.status import TaskStatus
 from prefect_conductor.sandbox import evidence
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.eventually import eventually
@@ -262,7 +262,7 @@ def test_rendered_images_reads_the_command_and_the_host_dialect() -> None:
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from prefect_conductor.cli import main; main()", *args],
+        [sys.executable, "-c", "from prefect_conductor.cli.main import main; main()", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -400,7 +400,7 @@ def test_ctrl_c_stops_a_download_and_the_same_command_resumes_it(
         "CONDUCTOR_API_KEY": conductor_env.api_key,
     }
     out = tmp_path / "out"
-    command = [sys.executable, "-c", "from prefect_conductor.cli import main; main()"]
+    command = [sys.executable, "-c", "from prefect_conductor.cli.main import main; main()"]
     args = ["download", jid, "--output", str(out), "--workers", "1"]
     process = subprocess.Popen(
         [*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from prefect_conductor.local_server import LocalServer, ServerState, pid_alive
+from prefect_conductor.local_server.server import LocalServer, ServerState, pid_alive
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.eventually import eventually
 from tests.prefect_server import free_port as _free_port
@@ -27,7 +27,7 @@ from tests.scenes import EXAMPLES
 
 SERVER_LINE = re.compile(r"^Prefect server: (http://127\.0\.0\.1:\d+) \(pid (\d+)\)$", re.M)
 FLOW_RUN_LINE = re.compile(r"^Flow run: (http://127\.0\.0\.1:\d+/runs/flow-run/\S+)$", re.M)
-COMMAND = [sys.executable, "-c", "from prefect_conductor.cli import main; main()"]
+COMMAND = [sys.executable, "-c", "from prefect_conductor.cli.main import main; main()"]
 
 
 def cli_env(home: Path, **extra: str) -> dict[str, str]:

@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from prefect_conductor.conductor_cloud.environment import (
+from prefect_conductor.conductor_cloud.errors import PackageError
+from prefect_conductor.conductor_cloud.job.environment import (
     EnvEntry,
     EnvironmentMerge,
     merge_environment,
 )
-from prefect_conductor.conductor_cloud.errors import PackageError
-from prefect_conductor.conductor_cloud.job import EnvironmentVariable
-from prefect_conductor.conductor_cloud.packages import (
+from prefect_conductor.conductor_cloud.job.model import EnvironmentVariable
+from prefect_conductor.conductor_cloud.job.packages import (
     Package,
     PackageCatalog,
     ResolvedPackages,

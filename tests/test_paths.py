@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from prefect_conductor.conductor_cloud.errors import FieldError
-from prefect_conductor.conductor_cloud.frames import FrameList
-from prefect_conductor.conductor_cloud.paths import (
+from prefect_conductor.conductor_cloud.job.frames import FrameList
+from prefect_conductor.conductor_cloud.job.paths import (
     MAX_MISSING_FRAME_WARNINGS,
     ExpandedFiles,
     expand_dependencies,
@@ -270,7 +270,7 @@ def test_unreadable_file_is_a_field_error_naming_it(shared_tmp: Path) -> None:
         import os
         from pathlib import Path
         from prefect_conductor.conductor_cloud.errors import FieldError
-        from prefect_conductor.conductor_cloud.paths import expand_dependencies
+        from prefect_conductor.conductor_cloud.job.paths import expand_dependencies
         if os.getuid() == 0:
             os.setgid(65534)
             os.setuid(65534)

@@ -6,19 +6,22 @@ import base64
 import hashlib
 from pathlib import Path
 
-from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.payload import PREVIEW_FLOW_RUN, PREVIEW_SUBMISSION_KEY
-from prefect_conductor.conductor_cloud.render_wrapper import WRAPPER_PATH
-from prefect_conductor.conductor_cloud.scene import SceneExport
-from prefect_conductor.conductor_cloud.status import SUBMISSION_METADATA_KEY
-from prefect_conductor.conductor_cloud.submission import (
+from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
+from prefect_conductor.conductor_cloud.job.model import ConductorJob
+from prefect_conductor.conductor_cloud.job.render_wrapper import WRAPPER_PATH
+from prefect_conductor.conductor_cloud.job.scene import SceneExport
+from prefect_conductor.conductor_cloud.submission.payload import (
+    PREVIEW_FLOW_RUN,
+    PREVIEW_SUBMISSION_KEY,
+)
+from prefect_conductor.conductor_cloud.submission.prepare import (
     Preview,
     build_preview,
     payloads,
     prepare,
     upload_entries,
 )
-from prefect_conductor.conductor_cloud.uploads import Md5Cache
+from prefect_conductor.conductor_cloud.transfers.uploads import Md5Cache
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 from tests.scenes import make_job, make_scene
 from tests.test_reference_payload import CIOCORE_KEYS

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prefect_conductor.conductor_cloud.auth import ApiKey
-from prefect_conductor.conductor_cloud.client import ConductorClient
-from prefect_conductor.conductor_cloud.md5cache import Md5Cache
-from prefect_conductor.conductor_cloud.payload import UploadEntry
-from prefect_conductor.conductor_cloud.refresh import refresh_catalog
-from prefect_conductor.conductor_cloud.retry import RetryPolicy
-from prefect_conductor.conductor_cloud.uploads import upload_files
+from prefect_conductor.conductor_cloud.api.auth import ApiKey
+from prefect_conductor.conductor_cloud.api.client import ConductorClient
+from prefect_conductor.conductor_cloud.api.refresh import refresh_catalog
+from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
+from prefect_conductor.conductor_cloud.submission.payload import UploadEntry
+from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache
+from prefect_conductor.conductor_cloud.transfers.uploads import upload_files
 from prefect_conductor.sandbox import evidence
 from prefect_conductor.sandbox.bodies import JobPayload
 from prefect_conductor.sandbox.handle import SandboxHandle

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from prefect_conductor.cli import app
-from prefect_conductor.conductor_cloud.catalog import save_catalog
-from prefect_conductor.conductor_cloud.payload import UploadEntry
-from prefect_conductor.conductor_cloud.preview_text import upload_rows, wrapped
-from prefect_conductor.conductor_cloud.validation import validate
+from prefect_conductor.cli.main import app
+from prefect_conductor.conductor_cloud.job.catalog import save_catalog
+from prefect_conductor.conductor_cloud.job.validation import validate
+from prefect_conductor.conductor_cloud.submission.payload import UploadEntry
+from prefect_conductor.conductor_cloud.submission.preview_text import upload_rows, wrapped
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 from tests.scenes import EXAMPLES, make_job, make_scene
 
@@ -73,8 +73,8 @@ def test_frames_typed_in_while_their_switch_is_off_are_a_warning(tmp_path: Path)
 def test_params_prints_the_deployment_run_parameters(tmp_path: Path) -> None:
     import json
 
-    from prefect_conductor.conductor_cloud.job import ConductorJob
-    from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
+    from prefect_conductor.conductor_cloud.job.model import ConductorJob
+    from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
 
     result = CliRunner().invoke(
         app, ["params", str(EXAMPLES / "job.yaml"), "--credentials-block", "studio-farm"]

@@ -22,7 +22,7 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
 from prefect_conductor.flows.render_submit import render_submit
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.eventually import eventually
@@ -34,7 +34,7 @@ SCENE = SceneSource(export_path=str(EXAMPLES / "scene_export.json"))
 
 
 def example_job(**changes: Any) -> Any:
-    from prefect_conductor.conductor_cloud.loaders import load_job
+    from prefect_conductor.conductor_cloud.job.loaders import load_job
 
     return load_job(EXAMPLES / "job.yaml").model_copy(update=changes)
 
@@ -99,8 +99,8 @@ def test_faults_everywhere_still_make_one_scout_and_one_full_job(
 
 RUN_SCRIPT = """
 import sys
-from prefect_conductor.conductor_cloud.loaders import load_job
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.job.loaders import load_job
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
 from prefect_conductor.flows.render_submit import render_submit
 render_submit(job=load_job(sys.argv[1]), scene=SceneSource(export_path=sys.argv[2]),
               options=RunOptions(poll_seconds=0.1, submission_key=sys.argv[3]))
@@ -204,12 +204,12 @@ def test_sandbox_restarted_in_the_middle_of_an_upload(
 ) -> None:
     import threading
 
-    from prefect_conductor.conductor_cloud.auth import ApiKey
-    from prefect_conductor.conductor_cloud.client import ConductorClient
-    from prefect_conductor.conductor_cloud.md5cache import Md5Cache
-    from prefect_conductor.conductor_cloud.retry import RetryPolicy
-    from prefect_conductor.conductor_cloud.retry import logger as retry_logger
-    from prefect_conductor.conductor_cloud.uploads import upload_files
+    from prefect_conductor.conductor_cloud.api.auth import ApiKey
+    from prefect_conductor.conductor_cloud.api.client import ConductorClient
+    from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
+    from prefect_conductor.conductor_cloud.api.retry import logger as retry_logger
+    from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache
+    from prefect_conductor.conductor_cloud.transfers.uploads import upload_files
     from prefect_conductor.sandbox.server import SandboxServer, free_port
 
     port = free_port()

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from prefect_conductor.conductor_cloud.loaders import load_job, load_scene
-from prefect_conductor.conductor_cloud.render_wrapper import WRAPPER_PATH
-from prefect_conductor.conductor_cloud.submission import Preview, build_preview
+from prefect_conductor.conductor_cloud.job.loaders import load_job, load_scene
+from prefect_conductor.conductor_cloud.job.render_wrapper import WRAPPER_PATH
+from prefect_conductor.conductor_cloud.submission.prepare import Preview, build_preview
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "shot010"

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from prefect_conductor.conductor_cloud.retry import (
+from prefect_conductor.conductor_cloud.api.retry import (
     NEVER_SENT_ERRORS,
     RetryPolicy,
     backoff_delay,

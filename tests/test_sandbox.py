@@ -700,7 +700,7 @@ def test_binds_to_loopback_only(tmp_path: Path) -> None:
 
 def cli(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", "from prefect_conductor.cli import main; main()", *args],
+        [sys.executable, "-c", "from prefect_conductor.cli.main import main; main()", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

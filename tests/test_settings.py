@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from prefect_conductor.conductor_cloud.auth import api_key_from_env, default_token_dir
-from prefect_conductor.conductor_cloud.catalog import default_catalog_path
-from prefect_conductor.conductor_cloud.md5cache import default_cache_path
+from prefect_conductor.conductor_cloud.api.auth import api_key_from_env, default_token_dir
+from prefect_conductor.conductor_cloud.job.catalog import default_catalog_path
 from prefect_conductor.conductor_cloud.settings import DEFAULT_CONDUCTOR_URL, get_settings
-from prefect_conductor.conductor_cloud.staging import default_staging_dir
+from prefect_conductor.conductor_cloud.transfers.md5cache import default_cache_path
+from prefect_conductor.conductor_cloud.transfers.staging import default_staging_dir
 
 
 def test_tilde_in_the_home_setting_is_the_users_home(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from prefect_conductor.conductor_cloud.status import JobStatus, TaskStatus
+from prefect_conductor.conductor_cloud.api.status import JobStatus, TaskStatus
 from prefect_conductor.tasks.submit import _unfinished
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prefect_conductor.conductor_cloud.uploads import single_part_headers
+from prefect_conductor.conductor_cloud.transfers.uploads import single_part_headers
 
 MD5 = "b1kCrCNwJL3QwXbLkwY9xA=="
 

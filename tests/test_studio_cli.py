@@ -15,7 +15,12 @@ from prefect_conductor.studio import postgres
 
 def studio(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PREFECT_CONDUCTOR_HOME": str(home)}
-    command = [sys.executable, "-c", "from prefect_conductor.cli import main; main()", "studio"]
+    command = [
+        sys.executable,
+        "-c",
+        "from prefect_conductor.cli.main import main; main()",
+        "studio",
+    ]
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, env=env, timeout=120, check=False
     )

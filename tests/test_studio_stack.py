@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from prefect_conductor.conductor_cloud.status import SUBMISSION_METADATA_KEY
-from prefect_conductor.deployment_params import deployment_parameters
+from prefect_conductor.cli.deployment_params import deployment_parameters
+from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.studio.postgres import Cluster
 from tests.eventually import eventually
@@ -38,7 +38,12 @@ FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 def studio(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from prefect_conductor.cli import main; main()", "studio"]
+    command = [
+        sys.executable,
+        "-c",
+        "from prefect_conductor.cli.main import main; main()",
+        "studio",
+    ]
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, env=env, timeout=600, check=False
     )

@@ -7,9 +7,9 @@ import shlex
 import pytest
 
 from prefect_conductor.conductor_cloud.errors import TemplateError
-from prefect_conductor.conductor_cloud.frames import image_range, parse_frame_spec, plan_frames
-from prefect_conductor.conductor_cloud.job import DEFAULT_TASK_TEMPLATE
-from prefect_conductor.conductor_cloud.template import (
+from prefect_conductor.conductor_cloud.job.frames import image_range, parse_frame_spec, plan_frames
+from prefect_conductor.conductor_cloud.job.model import DEFAULT_TASK_TEMPLATE
+from prefect_conductor.conductor_cloud.job.template import (
     REFERENCE_TOKENS,
     TOKENS,
     TemplateContext,

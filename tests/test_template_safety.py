@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prefect_conductor.conductor_cloud.errors import TemplateError
-from prefect_conductor.conductor_cloud.frames import parse_frame_spec, plan_frames
-from prefect_conductor.conductor_cloud.job import DEFAULT_TASK_TEMPLATE
-from prefect_conductor.conductor_cloud.template import (
+from prefect_conductor.conductor_cloud.job.frames import parse_frame_spec, plan_frames
+from prefect_conductor.conductor_cloud.job.model import DEFAULT_TASK_TEMPLATE
+from prefect_conductor.conductor_cloud.job.template import (
     TemplateContext,
     check_template,
     render_command,

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from prefect_conductor.deployment_params import deployment_parameters
+from prefect_conductor.cli.deployment_params import deployment_parameters
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.eventually import eventually
 from tests.prefect_server import flow_runs

@@ -18,17 +18,21 @@ from urllib.parse import urlsplit
 import pytest
 from rich.console import Console
 
-from prefect_conductor.conductor_cloud.auth import ApiKey
-from prefect_conductor.conductor_cloud.client import ConductorClient
+from prefect_conductor.cli.progress import rich_progress
+from prefect_conductor.conductor_cloud.api.auth import ApiKey
+from prefect_conductor.conductor_cloud.api.client import ConductorClient
+from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
 from prefect_conductor.conductor_cloud.errors import UserError
-from prefect_conductor.conductor_cloud.md5cache import Md5Cache, default_cache_path, md5_base64
-from prefect_conductor.conductor_cloud.retry import RetryPolicy
-from prefect_conductor.conductor_cloud.uploads import (
+from prefect_conductor.conductor_cloud.transfers.md5cache import (
+    Md5Cache,
+    default_cache_path,
+    md5_base64,
+)
+from prefect_conductor.conductor_cloud.transfers.uploads import (
     UploadProgress,
     hash_files,
     upload_files,
 )
-from prefect_conductor.progress import rich_progress
 from prefect_conductor.sandbox.handle import SandboxHandle
 
 FAST = RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.2, deadline=20)

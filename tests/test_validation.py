@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from prefect_conductor.conductor_cloud.errors import ValidationFailed
-from prefect_conductor.conductor_cloud.job import ConductorJob, EnvironmentVariable
-from prefect_conductor.conductor_cloud.scene import ImageExport, SceneExport
-from prefect_conductor.conductor_cloud.validation import ValidationReport, validate
+from prefect_conductor.conductor_cloud.job.model import ConductorJob, EnvironmentVariable
+from prefect_conductor.conductor_cloud.job.scene import ImageExport, SceneExport
+from prefect_conductor.conductor_cloud.job.validation import ValidationReport, validate
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 from tests.scenes import make_job, make_scene
 

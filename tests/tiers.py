@@ -27,7 +27,7 @@ SLOW_FIXTURES = frozenset(
     }
 )
 
-CLI = [sys.executable, "-c", "from prefect_conductor.cli import main; main()"]
+CLI = [sys.executable, "-c", "from prefect_conductor.cli.main import main; main()"]
 """The console entry point run in a fresh interpreter, as a person would run it."""
 
 

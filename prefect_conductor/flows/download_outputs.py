@@ -17,8 +17,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
-from prefect_conductor.conductor_cloud.job_outputs import job_id
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
+from prefect_conductor.conductor_cloud.transfers.job_outputs import job_id
 from prefect_conductor.tasks.download import download_job_outputs
 
 EVENT = "conductor.outputs.downloaded"

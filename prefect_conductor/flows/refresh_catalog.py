@@ -7,7 +7,7 @@ offline and do not ask Conductor on every click. Schedule it, or run it from the
 
 from prefect import flow, get_run_logger
 
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
 from prefect_conductor.tasks.fetch_catalog import fetch_catalog
 
 

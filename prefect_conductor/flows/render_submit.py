@@ -34,11 +34,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, State
 
-from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.payload import UploadEntry
-from prefect_conductor.conductor_cloud.preview_text import payload_markdown
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
-from prefect_conductor.conductor_cloud.submission import (
+from prefect_conductor.conductor_cloud.job.model import ConductorJob
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.submission.payload import UploadEntry
+from prefect_conductor.conductor_cloud.submission.prepare import (
     Checked,
     Packages,
     Planned,
@@ -46,7 +45,8 @@ from prefect_conductor.conductor_cloud.submission import (
     payloads,
     upload_entries,
 )
-from prefect_conductor.conductor_cloud.uploads import hash_files
+from prefect_conductor.conductor_cloud.submission.preview_text import payload_markdown
+from prefect_conductor.conductor_cloud.transfers.uploads import hash_files
 from prefect_conductor.tasks.approve import ask_for_approval, cancel_after_timeout
 from prefect_conductor.tasks.chunk_frames import chunk_frames
 from prefect_conductor.tasks.download import download_job_outputs

@@ -29,9 +29,9 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
-from prefect_conductor.conductor_cloud.job_files import scene_beside
-from prefect_conductor.conductor_cloud.loaders import load_job
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.job.job_files import scene_beside
+from prefect_conductor.conductor_cloud.job.loaders import load_job
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
 
 MAX_CONCURRENT = 32
 """The most shots a batch runs at once (its thread pool's size)."""

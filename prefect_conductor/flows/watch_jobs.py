@@ -35,10 +35,10 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 
+from prefect_conductor.conductor_cloud.api.status import JobStatus
 from prefect_conductor.conductor_cloud.errors import SubmitterError
-from prefect_conductor.conductor_cloud.job_outputs import job_id
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions
-from prefect_conductor.conductor_cloud.status import JobStatus
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
+from prefect_conductor.conductor_cloud.transfers.job_outputs import job_id
 from prefect_conductor.tasks.common import client_for
 from prefect_conductor.tasks.follow import JID_TAG_PREFIX, WAITING_TAG
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import annotated_types
 
 from prefect_conductor.conductor_cloud.errors import FieldError
-from prefect_conductor.conductor_cloud.job import ConductorJob
+from prefect_conductor.conductor_cloud.job.model import ConductorJob
 
 Kind = Literal["bool", "long", "string", "strings", "references", "menu", "choice"]
 """How a field is edited: ``menu`` is filled by Refresh, ``choice`` has fixed entries."""

@@ -47,7 +47,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 def export(project: Path, output: Path, title: str = "") -> Path:
     """Export ``project`` into ``output``; return the scene export's path."""
     from prefect_conductor.conductor_cloud.errors import FieldError
-    from prefect_conductor.conductor_cloud.staging import EXPORT_FILE
+    from prefect_conductor.conductor_cloud.transfers.staging import EXPORT_FILE
     from prefect_conductor.host_export import conductor_job, exporter, host_api
 
     if not project.is_file():

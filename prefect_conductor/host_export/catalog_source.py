@@ -12,11 +12,15 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from prefect_conductor.conductor_cloud.auth import ApiKey
-from prefect_conductor.conductor_cloud.catalog import Catalog, default_catalog_path, load_catalog
-from prefect_conductor.conductor_cloud.client import ConductorClient
+from prefect_conductor.conductor_cloud.api.auth import ApiKey
+from prefect_conductor.conductor_cloud.api.client import ConductorClient
+from prefect_conductor.conductor_cloud.api.refresh import DEFAULT_MAX_AGE, refresh_catalog
 from prefect_conductor.conductor_cloud.errors import InputFileError
-from prefect_conductor.conductor_cloud.refresh import DEFAULT_MAX_AGE, refresh_catalog
+from prefect_conductor.conductor_cloud.job.catalog import (
+    Catalog,
+    default_catalog_path,
+    load_catalog,
+)
 from prefect_conductor.conductor_cloud.settings import get_settings
 
 

@@ -25,7 +25,7 @@ import posixpath
 import re
 from collections.abc import Iterable
 
-from prefect_conductor.conductor_cloud.scene import HostInfo, ImageExport, SceneExport
+from prefect_conductor.conductor_cloud.job.scene import HostInfo, ImageExport, SceneExport
 from prefect_conductor.host_export import host_api
 from prefect_conductor.host_export.attributes import CLASS_NAME, IMAGE_CLASSES
 from prefect_conductor.host_export.node_paths import (

@@ -14,10 +14,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from prefect_conductor.conductor_cloud.errors import FieldError, SubmitterError
-from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.loaders import field_path
-from prefect_conductor.conductor_cloud.plan import plan_for_job
-from prefect_conductor.conductor_cloud.scene import HostInfo, SceneExport
+from prefect_conductor.conductor_cloud.job.loaders import field_path
+from prefect_conductor.conductor_cloud.job.model import ConductorJob
+from prefect_conductor.conductor_cloud.job.scene import HostInfo, SceneExport
+from prefect_conductor.conductor_cloud.submission.plan import plan_for_job
 from prefect_conductor.host_export import exporter, host_api
 from prefect_conductor.host_export.attributes import (
     FIELD_KINDS,

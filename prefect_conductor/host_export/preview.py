@@ -12,8 +12,8 @@ metadata names the flow run.
 from __future__ import annotations
 
 from prefect_conductor.conductor_cloud.errors import UserError, ValidationFailed
-from prefect_conductor.conductor_cloud.submission import Preview, build_preview
-from prefect_conductor.conductor_cloud.validation import ValidationReport
+from prefect_conductor.conductor_cloud.job.validation import ValidationReport
+from prefect_conductor.conductor_cloud.submission.prepare import Preview, build_preview
 from prefect_conductor.host_export import catalog_source, exporter, host_api
 from prefect_conductor.host_export.item import read_job
 from prefect_conductor.host_export.submit import saved_project

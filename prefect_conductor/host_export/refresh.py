@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prefect_conductor.conductor_cloud.catalog import Catalog, InstanceType
 from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.conductor_cloud.job.catalog import Catalog, InstanceType
 from prefect_conductor.host_export import catalog_source, exporter, host_api
 from prefect_conductor.host_export.attributes import FIRST_ENTRY, FRAMES_INFO, MENUS
 from prefect_conductor.host_export.item import frames_info, menu_value

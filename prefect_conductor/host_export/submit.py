@@ -31,12 +31,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from prefect_conductor.conductor_cloud.catalog import Catalog
 from prefect_conductor.conductor_cloud.errors import UserError
-from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions, SceneSource
-from prefect_conductor.conductor_cloud.scene import SceneExport
-from prefect_conductor.conductor_cloud.validation import (
+from prefect_conductor.conductor_cloud.job.catalog import Catalog
+from prefect_conductor.conductor_cloud.job.model import ConductorJob
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.job.scene import SceneExport
+from prefect_conductor.conductor_cloud.job.validation import (
     QUICK_RULES,
     Finding,
     ValidationReport,

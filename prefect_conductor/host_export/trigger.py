@@ -45,8 +45,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from prefect_conductor import __version__
+from prefect_conductor.conductor_cloud.api.retry import RetryPolicy, send_with_retries
 from prefect_conductor.conductor_cloud.errors import ServiceError
-from prefect_conductor.conductor_cloud.retry import RetryPolicy, send_with_retries
 
 DEFAULT_DEPLOYMENT = "render-submit/conductor"
 READ_SECONDS = 8.0

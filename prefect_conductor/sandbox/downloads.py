@@ -53,8 +53,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from prefect_conductor.conductor_cloud.frame_check import frame_file, image_name, relocate
-from prefect_conductor.conductor_cloud.output_frames import rendered_images
+from prefect_conductor.conductor_cloud.transfers.frame_check import frame_file, image_name, relocate
+from prefect_conductor.conductor_cloud.transfers.output_frames import rendered_images
 from prefect_conductor.sandbox import bodies
 from prefect_conductor.sandbox.context import SandboxContext
 from prefect_conductor.sandbox.evidence import JID, TID

@@ -10,7 +10,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from prefect_conductor.conductor_cloud.catalog import Catalog
+from prefect_conductor.conductor_cloud.job.catalog import Catalog
 
 ACCOUNT_ID = "sandbox-account"
 """The ``account`` claim of every sandbox token; the extra environment is keyed by it."""

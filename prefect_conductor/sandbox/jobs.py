@@ -32,13 +32,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from prefect_conductor.conductor_cloud.errors import FrameSpecError
-from prefect_conductor.conductor_cloud.frames import parse_frame_spec
-from prefect_conductor.conductor_cloud.status import (
+from prefect_conductor.conductor_cloud.api.status import (
     JobStatus,
     TaskStatus,
     job_status_from_tasks,
 )
+from prefect_conductor.conductor_cloud.errors import FrameSpecError
+from prefect_conductor.conductor_cloud.job.frames import parse_frame_spec
 from prefect_conductor.sandbox import bodies
 from prefect_conductor.sandbox.context import SandboxContext
 from prefect_conductor.sandbox.evidence import JID, TID

@@ -10,7 +10,7 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.states import Cancelled
 
-from prefect_conductor.conductor_cloud.job import ConductorJob
+from prefect_conductor.conductor_cloud.job.model import ConductorJob
 
 
 class Approval(RunInput):

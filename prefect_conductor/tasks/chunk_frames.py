@@ -5,7 +5,12 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from prefect_conductor.conductor_cloud.submission import Checked, Planned, plan_job, plan_rows
+from prefect_conductor.conductor_cloud.submission.prepare import (
+    Checked,
+    Planned,
+    plan_job,
+    plan_rows,
+)
 
 MAX_PLAN_ROWS = 2000
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, cast
 
-from prefect_conductor.conductor_cloud.auth import ApiKey
-from prefect_conductor.conductor_cloud.client import (
+from prefect_conductor.conductor_cloud.api.auth import ApiKey
+from prefect_conductor.conductor_cloud.api.client import (
     ConductorClient,
 )
 from prefect_conductor.conductor_cloud.errors import UserError, is_transient
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
 
 if TYPE_CHECKING:
     from prefect_conductor.blocks import ConductorCredentials

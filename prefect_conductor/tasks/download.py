@@ -17,16 +17,20 @@ from uuid import UUID
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from prefect_conductor.conductor_cloud.downloads import DownloadStats
-from prefect_conductor.conductor_cloud.job_outputs import JobOutputs, TasksFailed, fetch_outputs
-from prefect_conductor.conductor_cloud.md5cache import Md5Cache
-from prefect_conductor.conductor_cloud.output_frames import (
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
+from prefect_conductor.conductor_cloud.settings import get_settings
+from prefect_conductor.conductor_cloud.transfers.downloads import DownloadStats
+from prefect_conductor.conductor_cloud.transfers.job_outputs import (
+    JobOutputs,
+    TasksFailed,
+    fetch_outputs,
+)
+from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache
+from prefect_conductor.conductor_cloud.transfers.output_frames import (
     FramesMissing,
     load_scene_images,
     summary,
 )
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions
-from prefect_conductor.conductor_cloud.settings import get_settings
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 
 PROGRESS_SECONDS = 1.0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import task
 
-from prefect_conductor.conductor_cloud import staging
-from prefect_conductor.conductor_cloud.run_parameters import SceneSource
-from prefect_conductor.conductor_cloud.scene import SceneExport
+from prefect_conductor.conductor_cloud.job.run_parameters import SceneSource
+from prefect_conductor.conductor_cloud.job.scene import SceneExport
+from prefect_conductor.conductor_cloud.transfers import staging
 from prefect_conductor.tasks.common import never_retry_user_errors
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import task
 
-from prefect_conductor.conductor_cloud.catalog import Catalog
-from prefect_conductor.conductor_cloud.refresh import refresh_catalog
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions
+from prefect_conductor.conductor_cloud.api.refresh import refresh_catalog
+from prefect_conductor.conductor_cloud.job.catalog import Catalog
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 
 

@@ -31,14 +31,14 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
 
-from prefect_conductor.conductor_cloud.frames import FrameList, parse_frame_spec
-from prefect_conductor.conductor_cloud.job_outputs import (
+from prefect_conductor.conductor_cloud.api.status import TaskStatus
+from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_spec
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
+from prefect_conductor.conductor_cloud.transfers.job_outputs import (
     TaskState,
     task_states,
     wait_for_tasks,
 )
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions
-from prefect_conductor.conductor_cloud.status import TaskStatus
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 from prefect_conductor.tasks.job_events import JOB_FINISHED, SCOUTS_FINISHED, emit_job_event
 from prefect_conductor.tasks.submit import ScoutFailed

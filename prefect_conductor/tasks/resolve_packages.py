@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
-from prefect_conductor.conductor_cloud.catalog import Catalog
-from prefect_conductor.conductor_cloud.submission import Checked, Packages
-from prefect_conductor.conductor_cloud.submission import resolve_packages as resolve
+from prefect_conductor.conductor_cloud.job.catalog import Catalog
+from prefect_conductor.conductor_cloud.submission.prepare import Checked, Packages
+from prefect_conductor.conductor_cloud.submission.prepare import resolve_packages as resolve
 
 
 @task(name="resolve-packages", retries=0)

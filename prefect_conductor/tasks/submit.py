@@ -23,11 +23,11 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact
 from prefect.runtime import flow_run
 
-from prefect_conductor.conductor_cloud.client import SubmittedJob
+from prefect_conductor.conductor_cloud.api.client import SubmittedJob
+from prefect_conductor.conductor_cloud.api.status import TaskStatus
 from prefect_conductor.conductor_cloud.errors import SubmitterError
-from prefect_conductor.conductor_cloud.frames import FrameList, parse_frame_spec
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions
-from prefect_conductor.conductor_cloud.status import TaskStatus
+from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_spec
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 from prefect_conductor.tasks.conductor_limits import conductor_slot
 from prefect_conductor.tasks.job_events import JOB_SUBMITTED, emit_job_event

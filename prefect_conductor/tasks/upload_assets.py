@@ -18,9 +18,9 @@ from uuid import UUID
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from prefect_conductor.conductor_cloud.payload import UploadEntry
-from prefect_conductor.conductor_cloud.run_parameters import RunOptions
-from prefect_conductor.conductor_cloud.uploads import UploadProgress, upload_files
+from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
+from prefect_conductor.conductor_cloud.submission.payload import UploadEntry
+from prefect_conductor.conductor_cloud.transfers.uploads import UploadProgress, upload_files
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 from prefect_conductor.tasks.conductor_limits import conductor_slot
 

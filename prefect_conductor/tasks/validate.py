@@ -5,12 +5,12 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
-from prefect_conductor.conductor_cloud.catalog import Catalog
 from prefect_conductor.conductor_cloud.errors import ValidationFailed
-from prefect_conductor.conductor_cloud.job import ConductorJob
-from prefect_conductor.conductor_cloud.scene import SceneExport
-from prefect_conductor.conductor_cloud.submission import Checked, check
-from prefect_conductor.conductor_cloud.validation import ValidationReport
+from prefect_conductor.conductor_cloud.job.catalog import Catalog
+from prefect_conductor.conductor_cloud.job.model import ConductorJob
+from prefect_conductor.conductor_cloud.job.scene import SceneExport
+from prefect_conductor.conductor_cloud.job.validation import ValidationReport
+from prefect_conductor.conductor_cloud.submission.prepare import Checked, check
 
 
 def report_artifact(report: ValidationReport) -> None:

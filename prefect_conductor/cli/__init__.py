@@ -1,0 +1,1 @@
+"""The ``prefect-conductor`` command: its commands, the demo, and terminal display."""

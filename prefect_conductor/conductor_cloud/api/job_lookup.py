@@ -1,0 +1,133 @@
+"""Find the job carrying a submission id with listings Conductor's own clients use; no HTTP here.
+
+No client shows a metadata filter, so the server is never asked for one: we list the account's
+jobs created since the day before the submission's first attempt (``account_id_eq_``,
+``created_gt_``) and match the metadata ourselves. Paging of ``api/v1/jobs`` is not evidenced, so
+a non-empty page may be a truncated one: the walk asks again above the highest jid seen
+(``jid_gt_``) and below the lowest (``jid_lt_``) until each side comes back empty. A page that
+ignores the bound, a record without ``metadata``, or a walk over ``max_pages`` answers
+``CANNOT_TELL``; the caller then posts nothing. A normal first submission costs one request on a
+quiet day and three on a busy one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from enum import Enum
+from typing import Any
+
+from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
+
+Fetch = Callable[[str], Sequence[Mapping[str, Any]]]
+"""``filter`` text in, the listing's records out."""
+
+MAX_PAGES = 20
+"""Listings one lookup may make before it answers CANNOT_TELL."""
+
+
+class Outcome(Enum):
+    FOUND = "found"
+    ABSENT = "absent"
+    CANNOT_TELL = "cannot tell"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The answer: FOUND with the job, ABSENT, or CANNOT_TELL with the reason."""
+
+    outcome: Outcome
+    job: Mapping[str, Any] | None = None
+    reason: str = ""
+
+
+def jid_number(record: Mapping[str, Any]) -> int | None:
+    """A record's jid as a number (``"00042"`` -> 42), or None when it has none we can read."""
+    text = str(record.get("jid", "")).strip()
+    return int(text) if text.isdigit() else None
+
+
+def jid_text(number: int) -> str:
+    """The 5-digit zero-padded form Conductor uses in filters and records."""
+    return f"{number:05d}"
+
+
+def carries(record: Mapping[str, Any], submission_id: str) -> bool:
+    metadata = record.get("metadata")
+    return isinstance(metadata, Mapping) and metadata.get(SUBMISSION_METADATA_KEY) == submission_id
+
+
+def base_filter(account: str | None, created_after: date) -> list[str]:
+    """``account_id_eq_<acct>,created_gt_<YYYY-MM-DD>`` (the account part only when known)."""
+    parts = [f"account_id_eq_{account}"] if account else []
+    return [*parts, f"created_gt_{created_after.isoformat()}"]
+
+
+def find_submission(
+    fetch: Fetch,
+    submission_id: str,
+    *,
+    account: str | None,
+    created_after: date,
+    max_pages: int = MAX_PAGES,
+) -> Lookup:
+    """Walk the listings (module doc) and report whether a job carries ``submission_id``."""
+    base = base_filter(account, created_after)
+    seen: dict[int, Mapping[str, Any]] = {}
+    pages = 0
+    blind = False  # a record without "metadata": it could be ours without showing it
+
+    def take(records: Sequence[Mapping[str, Any]], keep: Callable[[int], bool]) -> int | None:
+        """How many new records lie within the bound; None when a non-empty page had none
+        there (the server ignored the bound, or sent records without a jid)."""
+        nonlocal blind
+        inside = [(n, r) for r in records if (n := jid_number(r)) is not None and keep(n)]
+        if records and not inside:
+            return None
+        added = 0
+        for number, record in inside:
+            blind = blind or "metadata" not in record
+            if number not in seen:
+                seen[number] = record
+                added += 1
+        return added
+
+    def matched() -> Lookup | None:
+        jobs = [seen[n] for n in sorted(seen) if carries(seen[n], submission_id)]
+        return Lookup(Outcome.FOUND, jobs[0]) if jobs else None
+
+    pages += 1
+    first = take(fetch(",".join(base)), lambda _n: True)
+    if first is None:
+        return Lookup(Outcome.CANNOT_TELL, reason="the job listing sent records without a jid")
+    if first == 0:
+        return Lookup(Outcome.ABSENT)
+    if (found := matched()) is not None:
+        return found
+    for direction in ("gt", "lt"):
+        while True:
+            bound = max(seen) if direction == "gt" else min(seen)
+            if direction == "lt" and bound <= 0:
+                break
+            if pages >= max_pages:
+                return Lookup(Outcome.CANNOT_TELL, reason=f"more than {max_pages} listing pages")
+            pages += 1
+            records = fetch(",".join([*base, f"jid_{direction}_{jid_text(bound)}"]))
+
+            def within(n: int, b: int = bound, d: str = direction) -> bool:
+                return n > b if d == "gt" else n < b
+
+            added = take(records, within)
+            if added is None:
+                return Lookup(
+                    Outcome.CANNOT_TELL,
+                    reason=f"the job listing ignored jid_{direction}_{jid_text(bound)}",
+                )
+            if (found := matched()) is not None:
+                return found
+            if added == 0:
+                break
+    if blind:
+        return Lookup(Outcome.CANNOT_TELL, reason="the job listing does not show job metadata")
+    return Lookup(Outcome.ABSENT)

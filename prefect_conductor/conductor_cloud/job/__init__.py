@@ -1,0 +1,1 @@
+"""The job: its model, frames, templates, packages, environment, paths, validation and catalogue."""

@@ -1,0 +1,303 @@
+"""After a job renders: wait for its tasks, download what they wrote, report it, check frames.
+
+This is the download half of "after Submit", shared by the ``download``/``status`` commands and
+the ``download-outputs`` flow, so both behave the same:
+
+1. :func:`wait_for_tasks` reads the job's tasks until every one has finished (or time is up);
+2. :func:`raise_for_failed_tasks` turns failed or killed tasks into one line naming the job, the
+   tasks and their frames, carrying the last lines of each failed task's log (``get_log_file``);
+3. :func:`download_job` walks Conductor's downloads pages, fetches every file with
+   ``downloads.download_tasks`` (skip-if-same-md5, verified, resumable) and reports each finished
+   task ``downloaded`` with ``POST /downloads/status``;
+4. ``output_frames.check_job_frames`` compares what landed on disk with what each image should
+   have written, from the task commands and the scene export's Save As patterns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from prefect_conductor.conductor_cloud.api.status import TaskStatus
+from prefect_conductor.conductor_cloud.errors import ServiceError, UserError
+from prefect_conductor.conductor_cloud.job.scene import SceneExport
+from prefect_conductor.conductor_cloud.transfers.downloads import (
+    DEFAULT_WORKERS,
+    DownloadStats,
+    DownloadTask,
+    ProgressCallback,
+    download_tasks,
+    task_folder,
+)
+from prefect_conductor.conductor_cloud.transfers.frame_check import ImageCheck
+from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache
+from prefect_conductor.conductor_cloud.transfers.output_frames import (
+    check_job_frames,
+    raise_for_frames,
+)
+
+LOG_TAIL_LINES = 5
+"""How many of a failed task's last log lines a failure report carries."""
+
+
+class ConductorJobs(Protocol):
+    """What this module needs from ``ConductorClient`` (a protocol, so tests may stand in)."""
+
+    def get_job(self, jid: str) -> dict[str, Any]: ...
+
+    def get_tasks(self, jid: str) -> list[dict[str, Any]]: ...
+
+    def download_pages(
+        self, jid: str, tids: Sequence[str] | None = None, page_size: int = ...
+    ) -> Iterable[list[DownloadTask]]: ...
+
+    def report_download(
+        self, download_id: str, status: str, bytes_downloaded: int, bytes_to_download: int
+    ) -> None: ...
+
+    def task_log(self, jid: str, tid: str) -> list[str]: ...
+
+
+class JobNotFinished(ServiceError):
+    """Some tasks were still rendering when the wait ended; running again picks them up."""
+
+    transient = False
+
+
+class TasksFailed(ServiceError):
+    """Tasks of the job failed or were killed: one line, plus each failed task's log tail."""
+
+    transient = False
+
+    def __init__(self, message: str, logs: Mapping[str, Sequence[str]] | None = None) -> None:
+        super().__init__(message)
+        self.logs = {tid: list(lines) for tid, lines in (logs or {}).items()}
+
+    def log_lines(self) -> list[str]:
+        """``task 001: <line>`` for the tail of each failed task's log."""
+        return [f"task {tid}: {line}" for tid, lines in self.logs.items() for line in lines]
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """One task as the task listing shows it."""
+
+    tid: str
+    frames: str
+    status: TaskStatus
+    command: str = field(default="", repr=False)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> TaskState:
+        return cls(
+            tid=str(record.get("taskLabel") or record.get("tid") or ""),
+            frames=str(record.get("frames") or ""),
+            status=TaskStatus.parse(record.get("status")),
+            command=str(record.get("command") or ""),
+        )
+
+
+def job_id(text: str, field: str = "jid") -> str:
+    """A job id as Conductor writes it (``42`` -> ``00042``); UserError naming ``field``."""
+    clean = str(text).strip()
+    if not (clean.isdigit() and len(clean) <= 9):
+        raise UserError(
+            f"{field}: {str(text)[:40]!r} is not a Conductor job id (digits, e.g. 00042)"
+        )
+    return f"{int(clean):05d}"
+
+
+def task_states(client: ConductorJobs, jid: str) -> list[TaskState]:
+    """The job's tasks in task order; a job with no tasks is an unknown job (one line)."""
+    states = sorted((TaskState.from_record(r) for r in client.get_tasks(jid)), key=lambda t: t.tid)
+    if not states:
+        raise UserError(f"job {jid}: Conductor lists no tasks for it (check the job id)")
+    return states
+
+
+def wait_for_tasks(
+    client: ConductorJobs,
+    jid: str,
+    *,
+    poll_seconds: float = 10.0,
+    timeout_seconds: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+    on_poll: Callable[[list[TaskState]], None] | None = None,
+) -> list[TaskState]:
+    """The job's tasks once all have finished; :class:`JobNotFinished` after ``timeout_seconds``
+    (0: look once, do not wait). The interval grows by half up to a minute."""
+    deadline = time.monotonic() + timeout_seconds
+    interval = poll_seconds
+    while True:
+        states = task_states(client, jid)
+        if on_poll is not None:
+            on_poll(states)
+        waiting = [s for s in states if not s.status.finished]
+        if not waiting:
+            return states
+        left = deadline - time.monotonic()
+        if left <= 0:
+            words = sorted({str(s.status) for s in waiting})
+            raise JobNotFinished(
+                f"job {jid}: {len(waiting)} of {len(states)} tasks not finished"
+                f" ({', '.join(words)}); run again when they are"
+            )
+        sleep(min(interval, left))
+        interval = min(60.0, interval * 1.5)
+
+
+def raise_for_failed_tasks(client: ConductorJobs, jid: str, states: Sequence[TaskState]) -> None:
+    """:class:`TasksFailed` naming the job, its failed or killed tasks and their frames.
+
+    The last :data:`LOG_TAIL_LINES` lines of each failed task's log ride along (``log_lines``);
+    a log that cannot be read is said so in its place rather than hiding the failure.
+    """
+    bad = [s for s in states if s.status in (TaskStatus.FAILED, TaskStatus.KILLED)]
+    if not bad:
+        return
+    logs: dict[str, list[str]] = {}
+    for state in bad:
+        if state.status is not TaskStatus.FAILED:
+            continue
+        try:
+            logs[state.tid] = client.task_log(jid, state.tid)[-LOG_TAIL_LINES:]
+        except ServiceError as error:
+            logs[state.tid] = [f"(log unavailable: {error})"]
+    named = ", ".join(f"{s.tid} {s.status} (frames {s.frames})" for s in bad)
+    raise TasksFailed(f"job {jid}: {len(bad)} of {len(states)} tasks did not render: {named}", logs)
+
+
+@dataclass
+class JobDownload:
+    """What one download run did: the files, the tasks reported, where they went."""
+
+    jid: str
+    folder: Path
+    stats: DownloadStats
+    tasks: list[DownloadTask]
+    reported: list[str]
+
+
+def download_job(
+    client: ConductorJobs,
+    jid: str,
+    output: Path | None = None,
+    *,
+    http: httpx.Client | None = None,
+    cache: Md5Cache | None = None,
+    workers: int = DEFAULT_WORKERS,
+    on_progress: ProgressCallback | None = None,
+    on_listed: Callable[[DownloadStats], None] | None = None,
+    only: Collection[str] | None = None,
+) -> JobDownload:
+    """Download every file Conductor lists for ``jid`` and report each task ``downloaded``.
+
+    ``output`` replaces the server's folder with ``output/<jid>`` (``downloads.task_folder``).
+    The listing is read in full first, so the progress bar knows the total; ``on_listed`` gets
+    the empty stats with the totals. A file already on disk with the same md5 is not fetched.
+    ``only`` keeps the listed tasks with those ids (the ones the task listing shows rendered).
+    """
+    tasks = [
+        task
+        for page in client.download_pages(jid)
+        for task in page
+        if only is None or task.task_id in only
+    ]
+    reported: list[str] = []
+
+    def finished(task: DownloadTask) -> None:
+        client.report_download(task.download_id, "downloaded", task.size, 0)
+        reported.append(task.task_id)
+
+    if on_listed is not None:
+        on_listed(
+            DownloadStats(
+                files_total=sum(len(t.files) for t in tasks), bytes_total=sum(t.size for t in tasks)
+            )
+        )
+    stats = download_tasks(
+        tasks,
+        output=output,
+        http=http,
+        cache=cache,
+        workers=workers,
+        on_progress=on_progress,
+        on_task_done=finished,
+    )
+    folder = job_folder(client, jid, output, tasks)
+    return JobDownload(jid=jid, folder=folder, stats=stats, tasks=tasks, reported=reported)
+
+
+def job_folder(
+    client: ConductorJobs, jid: str, output: Path | None, tasks: Sequence[DownloadTask] = ()
+) -> Path:
+    """Where the job's files land: ``output/<jid>``, else the server's output folder."""
+    if tasks:
+        return task_folder(tasks[0], output)
+    output_path = str(client.get_job(jid).get("output_path") or "")
+    return task_folder(DownloadTask("", jid, "", output_path, ()), output)
+
+
+@dataclass
+class JobOutputs:
+    """A whole "after Submit" run: the tasks as last seen, the download, the frame checks."""
+
+    states: list[TaskState]
+    download: JobDownload
+    checks: list[ImageCheck]
+
+
+def fetch_outputs(
+    client: ConductorJobs,
+    jid: str,
+    output: Path | None = None,
+    *,
+    scene: SceneExport | None = None,
+    images: Sequence[str] = (),
+    wait_seconds: float = 0.0,
+    poll_seconds: float = 10.0,
+    on_poll: Callable[[list[TaskState]], None] | None = None,
+    on_listed: Callable[[DownloadStats], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+    http: httpx.Client | None = None,
+    cache: Md5Cache | None = None,
+    workers: int = DEFAULT_WORKERS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> JobOutputs:
+    """Wait for the job, download what rendered, then fail for what did not, then check frames.
+
+    The successful tasks' files are downloaded even when others failed, so a rerun after fixing
+    those only fetches the new frames. Raises :class:`JobNotFinished`, :class:`TasksFailed`
+    (with log tails) or :class:`FramesMissing` (with one line per problem).
+    """
+    states = wait_for_tasks(
+        client,
+        jid,
+        poll_seconds=poll_seconds,
+        timeout_seconds=wait_seconds,
+        sleep=sleep,
+        on_poll=on_poll,
+    )
+    fetched = download_job(
+        client,
+        jid,
+        output,
+        http=http,
+        cache=cache,
+        workers=workers,
+        on_progress=on_progress,
+        on_listed=on_listed,
+        only={s.tid for s in states if s.status.succeeded},
+    )
+    raise_for_failed_tasks(client, jid, states)
+    checks: list[ImageCheck] = []
+    if scene is not None:
+        output_path = str(client.get_job(jid).get("output_path") or "")
+        checks = check_job_frames(scene, states, output_path, fetched.folder, images)
+        raise_for_frames(jid, checks)
+    return JobOutputs(states=states, download=fetched, checks=checks)
