@@ -1,4 +1,8 @@
-"""Shared fixtures: one sandbox server per test session, reset before each test."""
+"""Shared fixtures: one sandbox server per test session, reset before each test; the tiers.
+
+Tests that use a slow fixture (tests/tiers.py) are marked ``slow``; ``-m "not slow"`` is the fast
+tier. Under pytest-xdist every worker is its own session: its own homes, sandbox and servers.
+"""
 
 from __future__ import annotations
 
@@ -31,9 +35,46 @@ for _name in ("CONDUCTOR_URL", "CONDUCTOR_API_KEY", "CONDUCTOR_API_KEY_PATH"):
 
 from prefect_conductor.sandbox.handle import SandboxHandle  # noqa: E402
 from prefect_conductor.sandbox.server import SandboxServer  # noqa: E402
+from tests import system_packages, tiers  # noqa: E402
 
 # The stand-in host (``host``) fixture for the host plugin's tests.
 pytest_plugins = ["tests.host_standin.fixtures"]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.mark_slow_tests(items)
+    tiers.group_by_server(items)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_start_no_process(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test outside the slow tier that starts a subprocess fails, naming the fixture to use."""
+    if tiers.is_slow(request.node):
+        yield
+    else:
+        yield from tiers.guard_fast_test(request.node)
+
+
+@pytest.fixture
+def cli_subprocess() -> list[str]:
+    """The test runs the CLI (or another program) in a subprocess: the command that starts the
+    console entry point in a fresh interpreter. Requesting it puts the test in the slow tier."""
+    return list(tiers.CLI)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """Debian's chromium; the test is skipped naming the package when it is missing (failed
+    under CI)."""
+    return system_packages.chromium()
+
+
+@pytest.fixture(scope="session")
+def postgresql() -> Path:
+    """The bin folder of Debian's PostgreSQL; skipped naming the package when it is missing
+    (failed under CI)."""
+    return system_packages.postgresql()
 
 
 @pytest.fixture(scope="session")
@@ -75,26 +116,38 @@ def prefect_backend() -> Iterator[None]:
 
 @pytest.fixture
 def conductor_env(sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> SandboxHandle:
-    """Point this process's Conductor settings at the sandbox, as a worker's environment would;
-    every slot of the project's Prefect limits on the local backend is free when a test starts."""
+    """Point this process's Conductor settings at the sandbox, as a worker's environment would."""
     monkeypatch.setenv("CONDUCTOR_URL", sandbox.url)
     monkeypatch.setenv("CONDUCTOR_API_KEY", sandbox.api_key)
-    _free_left_slots()
     return sandbox
 
 
-def _free_left_slots() -> None:
-    """Give back the slots an earlier test left taken on the session's local (ephemeral) backend.
+@pytest.fixture(autouse=True)
+def _prefect_limits_start_free(request: pytest.FixtureRequest) -> None:
+    """Every slot of the project's Prefect limits is free when a test that uses a Prefect server
+    starts, on the server(s) that test uses."""
+    if "prefect_backend" in request.fixturenames:
+        _free_left_slots(None)
+    if "prefect_server" in request.fixturenames:
+        _free_left_slots(request.getfixturevalue("prefect_server"))
+
+
+def _free_left_slots(api_url: str | None) -> None:
+    """Give back the slots an earlier test left taken on a Prefect server (``None``: the session's
+    local, temporary one).
 
     Prefect's temporary server runs no lease repossessor (only ``prefect server start`` does), so
     a slot whose release was lost under load is never given back there, and every later run on
     that limit waits out its timeout (seen once in CI: a 15-minute hang). Between tests nothing
-    may hold one. A real server frees such a slot when its lease ends (60 s).
+    may hold one. A real server frees such a slot when its lease ends (60 s), later than the next
+    test would wait for it.
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with get_client(sync_client=True) as client:
+    settings = {PREFECT_API_URL: api_url} if api_url else {}
+    with temporary_settings(settings), get_client(sync_client=True) as client:
         for limit in client.read_global_concurrency_limits(limit=200):
             if limit.name.startswith("prefect-conductor-") and limit.active_slots:
                 logging.getLogger(__name__).warning(
@@ -105,66 +158,11 @@ def _free_left_slots() -> None:
                 )
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``prefect server start`` on loopback (its own home); yields the API URL."""
-    import subprocess
-    import sys
-    import time
+    """A real ``prefect server start`` on loopback (its own home, UI on), one per session (per
+    xdist worker); yields the API URL."""
+    from tests.prefect_server import running_prefect_server
 
-    import httpx
-
-    from tests.processes import stop
-
-    port = _free_port()
-    home = tmp_path_factory.mktemp("prefect-server")
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-    }
-    env.pop("PREFECT_API_URL", None)
-    log = (home / "server.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    api = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server did not start; see {home / 'server.log'}")
-            time.sleep(0.5)
+    with running_prefect_server(tmp_path_factory.mktemp("prefect-server"), timeout=180) as api:
         yield api
-    finally:
-        stop(process)
-        log.close()

@@ -83,6 +83,7 @@ def test_a_batch_naming_nothing_usable_is_one_line(
     assert str(raised.value) == f"{path}: {expected.split(': ', 1)[-1]}"
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_a_bad_shot_in_a_batch_is_one_line_naming_it_and_nothing_starts(tmp_path: Path) -> None:
     _, bad = make_shots(tmp_path / "shots", "sh010", "sh020")
     (bad.parent / "scene_export.json").unlink()

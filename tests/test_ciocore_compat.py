@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from prefect_conductor.sandbox.ciocore_env import ciocore_environment
 from prefect_conductor.sandbox.fixture_catalog import fixture_records
 from prefect_conductor.sandbox.handle import SandboxHandle
@@ -44,6 +46,7 @@ open(out, "w").write(json.dumps(result))
 """
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_ciocore_reads_the_catalogue_uploads_submits_lists_reads_logs_and_kills(
     sandbox: SandboxHandle, tmp_path: Path
 ) -> None:

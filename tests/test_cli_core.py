@@ -28,12 +28,14 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_frames_info_line() -> None:
     result = cli("frames", "1-10", "--chunk-size", "2", "--scout", "3,8")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "2 Scout / 10 Frames -- 5 Chunks -- 1-10"
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_frames_json() -> None:
     result = cli("frames", "1-10", "--chunk-size", "2", "--scout", "3,8", "--json")
     document = json.loads(result.stdout)
@@ -53,6 +55,7 @@ def test_frames_json() -> None:
         (("frames", "1-5", "--scout", "auto:x"), "error: --scout: auto: needs a whole number"),
     ],
 )
+@pytest.mark.usefixtures("cli_subprocess")
 def test_frames_errors_are_one_line(args: tuple[str, ...], expected: str) -> None:
     result = cli(*args)
     assert result.returncode == 2
@@ -61,6 +64,7 @@ def test_frames_errors_are_one_line(args: tuple[str, ...], expected: str) -> Non
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_preview_prints_the_payloads_offline(tmp_path: Path) -> None:
     catalog = save_catalog(fixture_catalog(), tmp_path / "catalog.json")
     result = cli(
@@ -80,6 +84,7 @@ def test_preview_prints_the_payloads_offline(tmp_path: Path) -> None:
     assert "sim.0010.abc" in uploaded and "sim.0011.abc" in uploaded  # every match (motion blur)
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_preview_with_a_bad_job_file(tmp_path: Path) -> None:
     job = tmp_path / "job.yaml"
     job.write_text("chunk_size: 0\ncustom_frames: 1-\nbogus: 1\n")
@@ -91,6 +96,7 @@ def test_preview_with_a_bad_job_file(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_preview_without_a_catalogue_says_what_to_do(tmp_path: Path) -> None:
     result = cli(
         "preview",
@@ -101,6 +107,7 @@ def test_preview_without_a_catalogue_says_what_to_do(tmp_path: Path) -> None:
     assert "refresh" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_debug_shows_the_traceback_before_the_one_line() -> None:
     result = cli("--debug", "frames", "1-10y2")
     assert result.returncode == 2
@@ -108,6 +115,7 @@ def test_debug_shows_the_traceback_before_the_one_line() -> None:
     assert result.stderr.strip().splitlines()[-1].startswith("error: frames: only the x step")
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_offline_commands_start_no_prefect_server(tmp_path: Path) -> None:
     home = {"PREFECT_CONDUCTOR_HOME": str(tmp_path), "PREFECT_SERVER_EPHEMERAL_ENABLED": ""}
     assert cli("--help", env=home).returncode == 0
@@ -121,6 +129,7 @@ def test_offline_commands_start_no_prefect_server(tmp_path: Path) -> None:
     assert not (tmp_path / "prefect-server" / "server.json").exists()
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_help_frames_and_preview_do_not_import_prefect(tmp_path: Path) -> None:
     catalog = save_catalog(fixture_catalog(), tmp_path / "catalog.json")
     probe = (

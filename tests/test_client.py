@@ -36,15 +36,11 @@ from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.conductor_cloud.errors import ServiceError, SubmitterError, UserError
 from prefect_conductor.processes import free_port
 from prefect_conductor.sandbox.handle import SandboxHandle
+from tests.eventually import eventually
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=1.5, deadline=10)
 SHORT = httpx.Timeout(connect=2.0, read=0.3, write=2.0, pool=2.0)
 SLOW = 0.6  # seconds a delayed answer takes: past SHORT's read timeout
-
-
-def let_delayed_requests_finish() -> None:
-    """Wait out requests the client gave up on, so they do not land in the next test's log."""
-    time.sleep(SLOW)
 
 
 def make_client(sandbox: SandboxHandle, tmp_path: Path, **kwargs: Any) -> ConductorClient:
@@ -170,23 +166,34 @@ def test_send_gives_up_at_once_when_retry_after_is_past_the_deadline(
 ) -> None:
     sandbox.faults(fault("GET", "/api/oauth_jwt", status=429, retry_after=30, times=0))
     policy = RetryPolicy(attempts=5, base_delay=0.01, max_delay=60, deadline=2)
-    started = time.monotonic()
+    slept: list[float] = []
     response = send_with_retries(
-        plain_http, lambda: plain_http.build_request("GET", exchange_url(sandbox)), policy
+        plain_http,
+        lambda: plain_http.build_request("GET", exchange_url(sandbox)),
+        policy,
+        sleep=slept.append,
     )
-    assert response.status_code == 429 and time.monotonic() - started < 1.5
+    assert response.status_code == 429 and slept == []  # no wait at all (bench/retry_timing.py)
     assert requests_to(sandbox, "GET", "/api/oauth_jwt") == [429]
 
 
 def test_send_stops_at_the_deadline(sandbox: SandboxHandle, plain_http: httpx.Client) -> None:
     sandbox.faults(fault("GET", "/api/oauth_jwt", status=500, times=0))
     policy = RetryPolicy(attempts=1000, base_delay=0.05, max_delay=0.2, deadline=0.6)
-    started = time.monotonic()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
     response = send_with_retries(
-        plain_http, lambda: plain_http.build_request("GET", exchange_url(sandbox)), policy
+        plain_http,
+        lambda: plain_http.build_request("GET", exchange_url(sandbox)),
+        policy,
+        sleep=sleep,
     )
     assert response.status_code == 500
-    assert time.monotonic() - started < 2.0
+    assert sum(slept) <= policy.deadline  # never waits past it (its wall time: bench/)
     assert 2 <= len(requests_to(sandbox, "GET", "/api/oauth_jwt")) < 1000
 
 
@@ -358,7 +365,8 @@ def test_a_slow_submit_past_the_read_timeout_makes_one_job(
         client.projects()  # signed in, so only the job POST is slow
         sandbox.faults(fault("POST", "/jobs/", "delay", seconds=SLOW))
         job = client.submit_job(payload(), "run-6:full")
-    let_delayed_requests_finish()
+    # The slow one, answered after the client gave up on it.
+    eventually(lambda: requests_to(sandbox, "POST", "/jobs/") == [201], what="the slow POST")
     jobs = sandbox.jobs()
     assert len(jobs) == 1 and jobs[0]["jid"] == job.jid and not job.created
     assert jobs[0]["metadata"][SUBMISSION_METADATA_KEY] == "run-6:full"
@@ -428,7 +436,7 @@ def test_429_honours_retry_after(sandbox: SandboxHandle, tmp_path: Path) -> None
         started = time.monotonic()
         client.projects()
         waited = time.monotonic() - started
-    assert 0.9 <= waited < 5
+    assert waited >= 0.9  # how much longer a loaded machine takes is bench/retry_timing.py's
     assert requests_to(sandbox, "GET", "/api/v1/projects/")[-2:] == [429, 200]
 
 
@@ -475,9 +483,12 @@ def test_slow_response_past_the_read_timeout_is_retried(
         client.projects()
         sandbox.faults(fault("GET", "/api/v1/projects/", "delay", seconds=SLOW))
         assert client.projects()
-    let_delayed_requests_finish()
-    statuses = requests_to(sandbox, "GET", "/api/v1/projects/")
-    assert statuses[0] == 200 and statuses[-1] == 200 and len(statuses) >= 2
+    # Signing in, the slow request (answered after the client gave up on it) and its retry.
+    eventually(
+        lambda: len(requests_to(sandbox, "GET", "/api/v1/projects/")) == 3,
+        what="three answers to GET projects",
+    )
+    assert requests_to(sandbox, "GET", "/api/v1/projects/") == [200, 200, 200]
 
 
 def test_a_slow_server_that_never_answers_is_unavailable(
@@ -489,7 +500,11 @@ def test_a_slow_server_that_never_answers_is_unavailable(
         sandbox.faults(fault("GET", "/api/v1/projects/", "delay", seconds=SLOW, times=2))
         with pytest.raises(ConductorUnavailable, match="ReadTimeout"):
             client.projects()
-    let_delayed_requests_finish()
+    # Both slow requests are answered after the client gave up on them, in this test's log.
+    eventually(
+        lambda: requests_to(sandbox, "GET", "/api/v1/projects/") == [200, 200, 200],
+        what="both slow requests answered",
+    )
 
 
 def test_401_refreshes_the_token_once(sandbox: SandboxHandle, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ through Prefect, several of them look the id up before any has posted, and each 
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -62,15 +63,17 @@ def test_a_held_lock_makes_the_next_run_wait_then_fail_in_one_retryable_line(
     from prefect_conductor.conductor_cloud.errors import is_transient
     from prefect_conductor.tasks.submission_lock import SubmissionLockError, submission_lock
 
-    monkeypatch.setenv("PREFECT_CONDUCTOR_SUBMIT_LOCK_WAIT_SECONDS", "1")
+    generous = os.environ["PREFECT_CONDUCTOR_SUBMIT_LOCK_WAIT_SECONDS"]  # tests/conftest.py
     monkeypatch.setenv("PREFECT_CONDUCTOR_SUBMIT_LOCK_BUCKETS", "1")
-    with submission_lock("held:scout") as name:
+    with submission_lock("held:scout") as name:  # a free limit: taken however slow the server
         with get_client(sync_client=True) as client:
             assert client.read_global_concurrency_limit_by_name(name).active_slots == 1
+        monkeypatch.setenv("PREFECT_CONDUCTOR_SUBMIT_LOCK_WAIT_SECONDS", "1")
         with pytest.raises(SubmissionLockError) as waited, submission_lock("other:scout"):
             pass  # one bucket: the other id waits for the same limit
     assert is_transient(waited.value) and "\n" not in str(waited.value)
     assert f"Prefect concurrency limit {name} stayed taken for 1 s" in str(waited.value)
+    monkeypatch.setenv("PREFECT_CONDUCTOR_SUBMIT_LOCK_WAIT_SECONDS", generous)
     with get_client(sync_client=True) as client:
         client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=5))
         with submission_lock("held:scout"):

@@ -47,6 +47,7 @@ def test_block_register_finds_the_block_in_the_package(prefect_server: str) -> N
     assert answer.json()["name"] == "Conductor Credentials"
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_importing_the_package_does_not_import_prefect() -> None:
     # The host's embedded Python imports prefect_conductor; the block must stay lazy.
     code = "import sys, prefect_conductor; print('prefect' in sys.modules)"

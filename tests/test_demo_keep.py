@@ -19,11 +19,17 @@ pytestmark = pytest.mark.e2e
 CLI = [sys.executable, "-c", "from prefect_conductor.cli.main import main; main()"]
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_demo_keep_serves_the_job_page_and_the_ui_until_ctrl_c(tmp_path: Path) -> None:
     temp = tmp_path / "tmp"
     temp.mkdir()
     env = {name: value for name, value in os.environ.items() if not name.startswith("PREFECT_")}
-    env.update(TMPDIR=str(temp), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    # A per-user folder of its own: the per-user Prefect server the demo leaves is this test's.
+    env.update(
+        TMPDIR=str(temp),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_CONDUCTOR_HOME=str(tmp_path / "home"),
+    )
     process = subprocess.Popen(
         [*CLI, "demo", "--keep"],
         env=env,
@@ -33,7 +39,7 @@ def test_demo_keep_serves_the_job_page_and_the_ui_until_ctrl_c(tmp_path: Path) -
     )
     assert process.stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + 400
+    deadline = time.monotonic() + 240
     try:
         for line in process.stdout:
             lines.append(line.rstrip())
@@ -60,5 +66,6 @@ def test_demo_keep_serves_the_job_page_and_the_ui_until_ctrl_c(tmp_path: Path) -
         except subprocess.TimeoutExpired:
             process.kill()
             rest, _ = process.communicate()
+        subprocess.run([*CLI, "server", "stop"], env=env, capture_output=True, timeout=120)
     assert process.returncode == 0, rest
     assert not list(temp.glob("prefect-conductor-demo-*"))

@@ -5,7 +5,6 @@ fails with one line when tasks failed or frames are missing."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from prefect_conductor.conductor_cloud.api.client import ConductorClient
 from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
 from prefect_conductor.flows.download_outputs import EVENT, download_outputs
 from prefect_conductor.sandbox.handle import SandboxHandle
+from tests.eventually import eventually
 from tests.test_job_outputs import EXPECTED, SAVE_AS, finished, scene, submit
 
 
@@ -25,8 +25,8 @@ def client(conductor_env: SandboxHandle, tmp_path: Path) -> Iterator[ConductorCl
         yield made
 
 
-def read_event(jid: str, event_id: str) -> dict[str, object] | None:
-    """The event ``event_id`` (named EVENT, about this job) once the API's feed has it (60 s)."""
+def read_event(jid: str, event_id: str) -> dict[str, object]:
+    """The event ``event_id`` (named EVENT, about this job) once the API's feed has it."""
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
@@ -34,14 +34,13 @@ def read_event(jid: str, event_id: str) -> dict[str, object] | None:
         event=EventNameFilter(name=[EVENT]),
         resource=EventResourceFilter(id=[f"conductor.job.{jid}"]),
     )
-    give_up = time.monotonic() + 60
     with get_client(sync_client=True) as api:
-        while True:
+
+        def found() -> list[dict[str, object]]:
             page = api.read_events(filter=wanted, limit=50)  # the server caps it at 50
-            found = [e.model_dump(mode="json") for e in page.events if str(e.id) == event_id]
-            if found or time.monotonic() > give_up:
-                return found[0] if found else None
-            time.sleep(0.5)
+            return [e.model_dump(mode="json") for e in page.events if str(e.id) == event_id]
+
+        return eventually(found, what=f"the {EVENT} event", timeout=60, interval=0.5)[0]
 
 
 def latest_progress() -> float | None:
@@ -76,7 +75,6 @@ def test_the_flow_downloads_and_emits_the_event(
     progress = latest_progress()
     assert progress == 100.0
     event = read_event(jid, result["event_id"])
-    assert event is not None
     payload = event["payload"]
     assert isinstance(payload, dict) and payload["output_folder"] == result["output_folder"]
 

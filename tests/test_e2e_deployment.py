@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,15 @@ import pytest
 
 from prefect_conductor.conductor_cloud.submission.payload import FULL_TITLE_SUFFIX
 from prefect_conductor.sandbox.handle import SandboxHandle
+from tests.eventually import eventually
 from tests.host_scenes import build_shot
 from tests.host_standin.fixtures import standin_environment
 from tests.prefect_server import deployed_worker, watch_once
 
 BATCH_COMMAND = shlex.join([sys.executable, "-m", "prefect_conductor.host_export.batch_export"])
 
-pytestmark = pytest.mark.e2e
+# Starting the server (first test on it), deploying and a worker come before the run itself.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 @pytest.fixture
@@ -86,19 +87,19 @@ def test_submit_in_the_host_runs_on_a_worker_and_submits_scout_then_full(
         runs = api.post("/flow_runs/filter", json=body).json()
         assert len(runs) == 1
         run_id = runs[0]["id"]
-        deadline = time.monotonic() + 180
-        state = ""
-        while time.monotonic() < deadline:
+
+        def final_state() -> str | None:
             answer = api.get(f"/flow_runs/{run_id}")
             if answer.status_code != 200:  # SQLite-backed servers answer 503 when busy
-                time.sleep(1)
-                continue
-            state = answer.json()["state"]["type"]
-            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                break
-            if answer.json()["state"]["name"] == "Suspended":  # waiting on Conductor
+                return None
+            state = answer.json()["state"]
+            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                return str(state["type"])
+            if state["name"] == "Suspended":  # waiting on Conductor
                 watch_once(prefect_server)  # a pass of the watch-jobs deployment
-            time.sleep(1)
+            return None
+
+        state = eventually(final_state, what="the flow run finished", timeout=180, interval=1)
         run = api.get(f"/flow_runs/{run_id}").json()
     assert state == "COMPLETED", run["state"]
     assert run["name"] == "shot010 lighting 1-10"

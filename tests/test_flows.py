@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, cast
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from prefect.blocks.system import Secret
@@ -18,10 +17,12 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterState,
     FlowRunFilterStateType,
+    FlowRunFilterTags,
     TaskRunFilter,
     TaskRunFilterFlowRunId,
 )
 from prefect.client.schemas.objects import StateType
+from prefect.context import tags
 from prefect.flow_runs import resume_flow_run
 from prefect.states import State
 from pydantic import SecretStr
@@ -32,6 +33,7 @@ from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, Sce
 from prefect_conductor.flows.render_submit import render_submit
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.tasks.submit import ScoutFailed
+from tests.eventually import eventually
 from tests.host_scenes import build_shot
 from tests.host_standin.fixtures import standin_environment
 from tests.scenes import EXAMPLES
@@ -277,38 +279,42 @@ def test_validation_errors_fail_at_once_and_submit_nothing(conductor_env: Sandbo
     assert conductor_env.jobs() == []
 
 
-def _run_in_thread(job: ConductorJob) -> tuple[threading.Thread, dict[str, Any]]:
+def _run_in_thread(job: ConductorJob) -> tuple[threading.Thread, dict[str, Any], str]:
+    """Run the flow in a thread, tagged so this test finds its own run; the tag is returned."""
     outcome: dict[str, Any] = {}
+    tag = f"test-run-{uuid4()}"
 
     def target() -> None:
-        outcome["state"] = run_state(job)
+        with tags(tag):
+            outcome["state"] = run_state(job)
 
     thread = threading.Thread(target=target)
     thread.start()
-    return thread, outcome
+    return thread, outcome, tag
 
 
-def _paused_run_id(timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
+def _paused_run_id(tag: str) -> Any:
+    """The id of this test's flow run (tagged ``tag``) once it is paused."""
+    run_filter = FlowRunFilter(
+        tags=FlowRunFilterTags(all_=[tag]),
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+    )
     with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
-                )
-            )
-            if runs:
-                return runs[0].id
-            time.sleep(0.2)
-    raise AssertionError("the flow run never paused for approval")
+        runs = eventually(
+            lambda: client.read_flow_runs(flow_run_filter=run_filter),
+            what="the flow run paused for approval",
+            timeout=60,
+            interval=0.2,
+        )
+    return runs[0].id
 
 
 @pytest.mark.parametrize(("approve", "jobs"), [(True, 2), (False, 1)])
 def test_manual_approval_resumes_or_rejects(
     conductor_env: SandboxHandle, approve: bool, jobs: int
 ) -> None:
-    thread, outcome = _run_in_thread(example_job(approval="manual"))
-    run_id = _paused_run_id()
+    thread, outcome, tag = _run_in_thread(example_job(approval="manual"))
+    run_id = _paused_run_id(tag)
     assert len(conductor_env.jobs()) == 1  # only the scout job while waiting
     resume_flow_run(run_id, run_input={"approve": approve, "reason": "the key light is too hot"})
     thread.join(timeout=60)

@@ -417,6 +417,7 @@ def test_scout_keywords_pick_exactly_n_frames(values: set[int], count: int, kind
         assert picked.first == all_frames.first and picked.last == all_frames.last
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_frames_command_with_tiles_and_auto_scouts() -> None:
     """The real console entry point, as a person runs it (one process for both cases)."""
     script = (

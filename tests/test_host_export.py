@@ -95,6 +95,7 @@ def run_exporter(project: Path, output: Path, *extra: str) -> subprocess.Complet
     )
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_the_exporter_writes_the_scene_export_and_the_render_package(
     host: Any, tmp_path: Path
 ) -> None:
@@ -141,6 +142,7 @@ def test_the_exporter_writes_the_scene_export_and_the_render_package(
     assert (project.read_bytes(), project.stat().st_mtime_ns) == before
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_export_scene_runs_the_exporter_and_validation_finds_every_file(
     host: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -166,6 +168,7 @@ def test_export_scene_runs_the_exporter_and_validation_finds_every_file(
     assert any("no files match" in line and "sim.####.abc" in line for line in missing)
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_a_missing_project_is_one_line_and_exit_2(tmp_path: Path) -> None:
     finished = run_exporter(tmp_path / "gone.project", tmp_path / "out")
     assert finished.returncode == 2
@@ -174,6 +177,7 @@ def test_a_missing_project_is_one_line_and_exit_2(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_a_file_that_is_not_a_project_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "notes.project"
     bad.write_text("not a project")
@@ -182,6 +186,7 @@ def test_a_file_that_is_not_a_project_is_one_line(tmp_path: Path) -> None:
     assert finished.stderr.strip() == f"error: the host could not load the project {bad}"
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_the_title_option_names_the_package(host: Any, tmp_path: Path) -> None:
     root = tmp_path / "shot"
     root.mkdir()

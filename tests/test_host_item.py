@@ -263,6 +263,7 @@ def run_startup(script: Path, **env: str) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_startup_without_the_package_location_logs_what_to_set(tmp_path: Path) -> None:
     copied = tmp_path / "startup.py"
     shutil.copy(STARTUP, copied)
@@ -274,6 +275,7 @@ def test_startup_without_the_package_location_logs_what_to_set(tmp_path: Path) -
     assert "Set PREFECT_CONDUCTOR_LOCATION" in line and "(now: not set)" in line
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_startup_with_dependencies_missing_names_the_missing_module() -> None:
     result = run_startup(STARTUP, PREFECT_CONDUCTOR_LOCATION=str(REPO))
     assert not result["registered"] and result["crashes"] == 0

@@ -341,6 +341,7 @@ def test_settings_come_from_prefects_own_variables() -> None:
     assert settings.flow_run_url("r-1") == "https://prefect.studio.example/runs/flow-run/r-1"
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_the_host_plugin_imports_no_prefect() -> None:
     """The host's Python may be older than Prefect supports, and Submit must stay light."""
     import subprocess

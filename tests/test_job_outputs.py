@@ -41,6 +41,7 @@ from prefect_conductor.conductor_cloud.transfers.output_frames import (
 )
 from prefect_conductor.sandbox import evidence
 from prefect_conductor.sandbox.handle import SandboxHandle
+from tests.eventually import eventually
 
 OUTPUT_PATH = "/studio/shot010/renders"
 SAVE_AS = {
@@ -302,6 +303,7 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_the_status_and_download_commands(
     client: ConductorClient, conductor_env: SandboxHandle, tmp_path: Path
 ) -> None:
@@ -372,6 +374,7 @@ LoggingDownloadRunner(
 """
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_ciocores_own_downloader_fetches_the_same_files_from_the_strict_sandbox(
     client: ConductorClient, conductor_env: SandboxHandle, tmp_path: Path
 ) -> None:
@@ -412,12 +415,12 @@ def test_the_download_faults_in_the_cli_grammar() -> None:
     assert [(r.action, r.remaining) for r in rules] == [("drop_mid", None), ("corrupt", 1)]
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_ctrl_c_stops_a_download_and_the_same_command_resumes_it(
     client: ConductorClient, conductor_env: SandboxHandle, tmp_path: Path
 ) -> None:
     import os
     import signal
-    import time
 
     jid = submit(client, conductor_env)
     finished(client, jid)
@@ -435,11 +438,11 @@ def test_ctrl_c_stops_a_download_and_the_same_command_resumes_it(
     process = subprocess.Popen(
         [*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    give_up = time.monotonic() + 60
-    while (
-        len(list(out.rglob("*.exr"))) < 3 and process.poll() is None and time.monotonic() < give_up
-    ):
-        time.sleep(0.05)
+    eventually(
+        lambda: len(list(out.rglob("*.exr"))) >= 3 or process.poll() is not None,
+        what="three files downloaded",
+        timeout=60,
+    )
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

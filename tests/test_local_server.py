@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 from prefect_conductor.local_server.server import LocalServer, ServerState
 from prefect_conductor.processes import free_port, pid_alive
 from prefect_conductor.sandbox.handle import SandboxHandle
+from tests.eventually import eventually
 from tests.scenes import EXAMPLES
 
 SERVER_LINE = re.compile(r"^Prefect server: (http://127\.0\.0\.1:\d+) \(pid (\d+)\)$", re.M)
@@ -74,6 +74,7 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_two_commands_started_at_once_find_one_server(home: Path) -> None:
     starts = [
         subprocess.Popen(
@@ -101,6 +102,7 @@ def test_two_commands_started_at_once_find_one_server(home: Path) -> None:
     assert cli(home, "server", "status").returncode == 1
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_a_killed_server_is_replaced_and_the_new_one_stops_when_idle(home: Path) -> None:
     first = cli(home, "server", "start")
     assert first.returncode == 0, first.stderr
@@ -109,8 +111,10 @@ def test_a_killed_server_is_replaced_and_the_new_one_stops_when_idle(home: Path)
     assert killed is not None
     os.killpg(killed.pid, signal.SIGKILL)
     os.kill(killed.supervisor_pid, signal.SIGKILL)
-    while pid_alive(killed.pid) or pid_alive(killed.supervisor_pid):
-        time.sleep(0.1)
+    eventually(
+        lambda: not (pid_alive(killed.pid) or pid_alive(killed.supervisor_pid)),
+        what="the killed server and its supervisor gone",
+    )
     assert server.read_state() == killed  # the stale state file is still there
     assert cli(home, "server", "status").returncode == 1
 
@@ -120,15 +124,11 @@ def test_a_killed_server_is_replaced_and_the_new_one_stops_when_idle(home: Path)
     replacement = server.read_state()
     assert replacement is not None and replacement.pid != killed.pid
     # Idle for 1.2 s: its supervisor stops it and forgets it, with no command asking.
-    deadline = time.monotonic() + 120
-    while server.read_state() is not None and time.monotonic() < deadline:
-        time.sleep(0.25)
-    assert server.read_state() is None
-    while pid_alive(replacement.pid) and time.monotonic() < deadline:
-        time.sleep(0.25)
-    assert not pid_alive(replacement.pid)
+    eventually(lambda: server.read_state() is None, what="the idle server forgotten", timeout=120)
+    eventually(lambda: not pid_alive(replacement.pid), what="the idle server stopped", timeout=60)
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_with_prefect_api_url_set_no_server_is_started(home: Path) -> None:
     dead_api = f"http://127.0.0.1:{free_port()}/api"
     result = cli(
@@ -162,6 +162,7 @@ def running_state(home: Path) -> ServerState:
     return state
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_submit_reuses_the_server_and_its_links_open_after_it_returns(
     shared_home: Path, sandbox: SandboxHandle
 ) -> None:
@@ -190,6 +191,7 @@ def test_submit_reuses_the_server_and_its_links_open_after_it_returns(
         assert f"{sandbox.url}/job/{job['jid']}" in result.stdout
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_submit_without_a_key_fails_in_one_line(shared_home: Path, sandbox: SandboxHandle) -> None:
     result = cli(shared_home, "submit", str(EXAMPLES / "job.yaml"), CONDUCTOR_URL=sandbox.url)
     assert result.returncode == 2
@@ -200,6 +202,7 @@ def test_submit_without_a_key_fails_in_one_line(shared_home: Path, sandbox: Sand
     assert sandbox.jobs() == []
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_submit_debug_shows_the_traceback(shared_home: Path, sandbox: SandboxHandle) -> None:
     result = cli(
         shared_home, "--debug", "submit", str(EXAMPLES / "job.yaml"), CONDUCTOR_URL=sandbox.url
@@ -209,6 +212,7 @@ def test_submit_debug_shows_the_traceback(shared_home: Path, sandbox: SandboxHan
     assert result.stderr.strip().splitlines()[-1].startswith("error: no Conductor API key")
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_submit_preview_prints_the_payloads(shared_home: Path, sandbox: SandboxHandle) -> None:
     result = cli(
         shared_home,

@@ -259,6 +259,7 @@ def shared_tmp() -> Iterator[Path]:
     shutil.rmtree(folder)
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_unreadable_file_is_a_field_error_naming_it(shared_tmp: Path) -> None:
     touch(shared_tmp, "secret/locked.txt", "secret/fine.txt")
     (shared_tmp / "secret").chmod(0o755)

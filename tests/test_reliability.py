@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from prefect.client.schemas.filters import (
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
 from prefect_conductor.flows.render_submit import render_submit
 from prefect_conductor.sandbox.handle import SandboxHandle
+from tests.eventually import eventually
 from tests.scenes import EXAMPLES
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
@@ -129,12 +130,13 @@ def test_a_run_killed_midway_is_finished_by_the_next_without_duplicates(
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: killing it takes its Prefect server too
     )
+
+    def scout_posted() -> list[dict[str, Any]]:
+        assert process.poll() is None, "the run ended before it was killed"
+        return conductor_env.jobs()
+
     try:
-        deadline = time.monotonic() + 120
-        while not conductor_env.jobs():
-            assert process.poll() is None, "the run ended before it was killed"
-            assert time.monotonic() < deadline, "the scout job never appeared"
-            time.sleep(0.2)
+        eventually(scout_posted, what="the scout job", timeout=120, interval=0.2)
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the worker machine dies, server and all
         process.wait()
@@ -170,20 +172,20 @@ def test_no_secret_in_parameters_logs_artifacts_or_output(
     tokens_dir = Path(os.environ["PREFECT_CONDUCTOR_HOME"]) / "tokens"
     tokens = [json.loads(p.read_text())["access_token"] for p in tokens_dir.glob("*.json")]
     assert tokens, "the run signed in, so a token exists to look for"
-    deadline = time.monotonic() + 30  # logs reach the API in batches, a little after the run
     with get_client(sync_client=True) as client:
-        while True:
-            run = client.read_flow_run(run_id)
+
+        def logs_and_artifacts() -> tuple[list[Any], list[Any]] | None:
             logs = client.read_logs(
                 log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
             )
             artifacts = client.read_artifacts(
                 artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
             )
-            if (logs and artifacts) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-    assert logs and artifacts
+            return (logs, artifacts) if logs and artifacts else None
+
+        # Logs reach the API in batches, a little after the run.
+        logs, artifacts = eventually(logs_and_artifacts, what="the run's logs and artifacts")
+        run = client.read_flow_run(run_id)
     haystacks = {
         "parameters": json.dumps(run.parameters, default=str),
         "logs": "\n".join(log.message for log in logs),
@@ -197,12 +199,15 @@ def test_no_secret_in_parameters_logs_artifacts_or_output(
             assert token not in text, where
 
 
-def test_sandbox_restarted_in_the_middle_of_an_upload(tmp_path: Path) -> None:
+def test_sandbox_restarted_in_the_middle_of_an_upload(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import threading
 
     from prefect_conductor.conductor_cloud.api.auth import ApiKey
     from prefect_conductor.conductor_cloud.api.client import ConductorClient
     from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
+    from prefect_conductor.conductor_cloud.api.retry import logger as retry_logger
     from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache
     from prefect_conductor.conductor_cloud.transfers.uploads import upload_files
     from prefect_conductor.processes import free_port
@@ -240,14 +245,16 @@ def test_sandbox_restarted_in_the_middle_of_an_upload(tmp_path: Path) -> None:
         except Exception as error:  # reported by the assertion below
             outcome["error"] = error
 
+    caplog.set_level(logging.INFO, logger=retry_logger.name)
     thread = threading.Thread(target=upload)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not handle.uploads():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(handle.uploads, what="a first upload stored")
     first.stop()
-    time.sleep(0.3)
+    # The server is back only once an upload has met it gone and is being retried.
+    eventually(
+        lambda: any(r.getMessage().startswith("retrying PUT") for r in caplog.records),
+        what="an upload retried after the server stopped",
+    )
     second = SandboxServer(data, port=port).start()
     try:
         thread.join(timeout=90)

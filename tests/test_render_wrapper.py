@@ -84,6 +84,7 @@ def received(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_shot010_tasks_run_the_host_with_folders_config_and_license(
     project: Path, host_bin: Path, tmp_path: Path
 ) -> None:
@@ -118,6 +119,7 @@ def test_shot010_tasks_run_the_host_with_folders_config_and_license(
     assert all("-tile_rendering" not in call["argv"] for call in calls)
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_tiles_keep_the_tile_flag_with_each_tasks_tile(
     project: Path, host_bin: Path, tmp_path: Path
 ) -> None:
@@ -139,6 +141,7 @@ def test_the_wrapper_is_uploaded_with_the_job(project: Path) -> None:
     assert str(project / "cache" / "sim.0011.abc") in destinations  # motion blur of frame 10
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_a_missing_config_file_on_the_node_fails_the_task_with_one_line(
     host_bin: Path, tmp_path: Path
 ) -> None:
@@ -162,6 +165,7 @@ def test_a_missing_config_file_on_the_node_fails_the_task_with_one_line(
     assert not log.exists()
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_a_command_that_names_its_own_license_server_keeps_it(
     host_bin: Path, tmp_path: Path
 ) -> None:

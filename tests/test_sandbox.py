@@ -12,7 +12,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from prefect_conductor.sandbox.faults import parse_fault_spec
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.sandbox.server import SandboxServer, require_loopback
 from prefect_conductor.sandbox.tokens import Tokens
+from tests.eventually import eventually
 
 
 def b64md5(data: bytes) -> str:
@@ -92,13 +93,6 @@ def task_statuses(http: httpx.Client, jid: str) -> list[str]:
 def job_of(http: httpx.Client, jid: str) -> dict[str, Any]:
     (job,) = http.get("/api/v1/jobs", params={"filter": f"jid_eq_{jid}"}).json()["data"]
     return dict(job)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        time.sleep(0.02)
 
 
 def statuses_of(sandbox: SandboxHandle, path: str) -> list[int]:
@@ -402,10 +396,19 @@ def test_task_clock_failing_frames_and_the_task_log(
     # Conductor's job passes through a sync phase before its tasks are pending.
     assert job_of(http, jid)["status"] == "syncing"
     assert task_statuses(http, jid) == ["pending", "pending"]
-    wait_for(lambda: job_of(http, jid)["status"] == "pending")
-    wait_for(lambda: task_statuses(http, jid) == ["running", "running"])
+    eventually(
+        lambda: job_of(http, jid)["status"] == "pending",
+        what="the job pending",
+    )
+    eventually(
+        lambda: task_statuses(http, jid) == ["running", "running"],
+        what="both tasks running",
+    )
     assert job_of(http, jid)["status"] == "running"
-    wait_for(lambda: job_of(http, jid)["status"] == "failed")
+    eventually(
+        lambda: job_of(http, jid)["status"] == "failed",
+        what="the job failed",
+    )
     assert task_statuses(http, jid) == ["success", "failed"]
     log = http.get("/get_log_file", params={"job": jid, "task": "001", "num_lines[]": 0}).json()
     assert log["task_status"] == "failed" and log["status_description"] == ""
@@ -425,12 +428,23 @@ def test_native_scout_holds_until_released_by_the_admin_api(
 ) -> None:
     sandbox.config(task_seconds=0.05)
     jid = http.post("/jobs/", json=job_body(scout_frames="3")).json()["jobid"]
-    wait_for(lambda: task_statuses(http, jid) == ["holding", "success"])
-    time.sleep(0.2)
+    eventually(
+        lambda: task_statuses(http, jid) == ["holding", "success"],
+        what="the scout task done",
+    )
+    # A job posted later renders to the end while this one still holds its other task.
+    later = http.post("/jobs/", json=job_body()).json()["jobid"]
+    eventually(
+        lambda: task_statuses(http, later) == ["success", "success"],
+        what="the later job done",
+    )
     assert task_statuses(http, jid) == ["holding", "success"]
     assert job_of(http, jid)["status"] == "holding"
     sandbox.release(jid)
-    wait_for(lambda: task_statuses(http, jid) == ["success", "success"])
+    eventually(
+        lambda: task_statuses(http, jid) == ["success", "success"],
+        what="the released job done",
+    )
     with pytest.raises(httpx.HTTPStatusError):
         sandbox.release("00099")
 
@@ -587,7 +601,7 @@ def test_delay(sandbox: SandboxHandle, http: httpx.Client) -> None:
     sandbox.faults({"method": "POST", "path": "/jobs/", "action": "delay", "seconds": 0.6})
     with pytest.raises(httpx.ReadTimeout):
         http.post("/jobs/", json=job_body(), timeout=0.2)
-    wait_for(lambda: len(sandbox.jobs()) == 1)  # the slow request still did its work
+    eventually(lambda: len(sandbox.jobs()) == 1, what="the slow request's job stored")
 
 
 def test_bad_admin_input_is_refused(sandbox: SandboxHandle) -> None:
@@ -637,7 +651,10 @@ def test_reset_forgets_everything_but_the_key_and_tokens(
     assert list((sandbox.data_dir / "files").iterdir()) == []
     assert http.post("/jobs/", json=job_body()).json()["jobid"] == "00001"  # same token works
     sandbox.config(task_seconds=0.01)
-    wait_for(lambda: task_statuses(http, "00001") == ["success", "success"])  # fail_frames gone
+    eventually(
+        lambda: task_statuses(http, "00001") == ["success", "success"],
+        what="both tasks done (fail_frames gone)",
+    )
     assert sandbox.api_key == key
 
 
@@ -694,6 +711,7 @@ def cli(
     )
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 @pytest.mark.parametrize("data", [None, "relative/data"])
 def test_the_sandbox_prints_a_key_path_any_folder_can_read_and_leaves_the_cwd_alone(
     tmp_path: Path, data: str | None
@@ -720,6 +738,7 @@ def test_the_sandbox_prints_a_key_path_any_folder_can_read_and_leaves_the_cwd_al
         assert list(here.iterdir()) == []
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_the_sandbox_command_serves_with_faults(tmp_path: Path) -> None:
     data = tmp_path / "cli-data"
     process = cli(
@@ -752,6 +771,7 @@ def test_the_sandbox_command_serves_with_faults(tmp_path: Path) -> None:
     assert (data / "sandbox.sqlite").exists()
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_the_sandbox_command_refuses_other_hosts_and_bad_faults(tmp_path: Path) -> None:
     for args in (["--host", "0.0.0.0"], ["--faults", "GET /a=explode"]):
         process = cli("sandbox", "--port", "0", "--data", str(tmp_path / "d"), *args)

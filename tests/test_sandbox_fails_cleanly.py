@@ -224,12 +224,14 @@ def refused_setup(tmp_path: Path, data: Path, *extra: str) -> str:
     return err
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_the_command_says_one_line_for_a_data_folder_that_is_a_file(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.write_text("I am a file")
     assert refused_setup(tmp_path, data).startswith(f"error: --data: {data} is a file")
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_the_command_says_one_line_for_a_corrupt_database(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -238,6 +240,7 @@ def test_the_command_says_one_line_for_a_corrupt_database(tmp_path: Path) -> Non
     assert err.startswith(f"error: --data: {data / 'sandbox.sqlite'} is not a sandbox database")
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_the_command_says_one_line_for_an_api_key_that_is_a_folder(tmp_path: Path) -> None:
     data = tmp_path / "data"
     (data / "api_key.json").mkdir(parents=True)
@@ -245,6 +248,7 @@ def test_the_command_says_one_line_for_an_api_key_that_is_a_folder(tmp_path: Pat
     assert err.startswith(f"error: --data: cannot read {data / 'api_key.json'}")
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_the_command_says_one_line_for_a_port_out_of_range(tmp_path: Path) -> None:
     err = refused_setup(tmp_path, tmp_path / "data", "--port", "70000")
     assert err.startswith("error: --port: 70000 is not a port number")

@@ -26,6 +26,7 @@ def studio(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_status_and_down_when_nothing_runs(tmp_path: Path) -> None:
     assert studio("status", home=tmp_path).stdout.strip() == "studio: not running"
     stopped = studio("down", home=tmp_path)
@@ -54,10 +55,11 @@ def test_the_newest_postgresql_is_used(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 @pytest.mark.studio
-def test_a_cluster_whose_password_file_is_gone_is_made_anew(tmp_path: Path) -> None:
+def test_a_cluster_whose_password_file_is_gone_is_made_anew(
+    postgresql: Path, tmp_path: Path
+) -> None:
     """Root's cluster lives outside the per-user folder; when that folder is removed, the
     password goes with it and the cluster can never be signed in to again: it is replaced."""
-    assert list(postgres.POSTGRES_ROOT.glob("*/bin/initdb")), "apt-get install -y postgresql"
     cluster = postgres.Cluster.for_home(tmp_path / "studio")
     try:
         cluster.init()

@@ -22,10 +22,12 @@ import pytest
 
 from prefect_conductor.processes import descendants
 from prefect_conductor.sandbox.handle import SandboxHandle
+from tests.eventually import eventually
 from tests.prefect_server import DEPLOYED_POOL, busy_retried, deployed_worker, watch_once
 from tests.scenes import make_job, make_scene
 
-pytestmark = pytest.mark.e2e
+# Starting the server (first test on it), deploying and a worker come before the run itself.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 @pytest.fixture
@@ -44,20 +46,22 @@ def read_run(api: httpx.Client, run_id: str) -> dict[str, Any] | None:
 def processes_left_while_suspended(
     api: httpx.Client, run_id: str, worker: int, grace: float = 45.0
 ) -> list[int] | None:
-    """The worker's child processes once the suspended run's process has had ``grace`` seconds to
-    exit (an empty list as soon as it has; on a loaded machine its exit takes a few seconds), or
-    None when the run left Suspended before anything could be seen."""
-    give_up = time.monotonic() + grace
-    while True:
+    """The worker's child processes once the suspended run's process has exited (an empty list;
+    on a loaded machine its exit takes a few seconds, up to ``grace``), or None when the run left
+    Suspended before anything could be seen."""
+
+    def settled() -> tuple[list[int] | None] | None:
         again = read_run(api, run_id)
-        if again is not None and again["state"]["name"] != "Suspended":
+        if again is None:  # a busy server: ask again
             return None
-        if again is not None:
-            assert "conductor-waiting" in again["tags"]
-            children = descendants(worker)
-            if not children or time.monotonic() > give_up:
-                return children
-        time.sleep(0.5)
+        if again["state"]["name"] != "Suspended":
+            return (None,)
+        assert "conductor-waiting" in again["tags"]
+        return None if descendants(worker) else ([],)
+
+    return eventually(settled, what="no process held while suspended", timeout=grace, interval=0.5)[
+        0
+    ]
 
 
 def events(server: str, name: str, jid: str, related: str) -> list[dict[str, Any]]:
@@ -72,18 +76,17 @@ def events(server: str, name: str, jid: str, related: str) -> list[dict[str, Any
         event=EventNameFilter(name=[name]),
         resource=EventResourceFilter(id=[f"conductor.job.{jid}"]),
     )
-    give_up = time.monotonic() + 60
     with temporary_settings({PREFECT_API_URL: server}), get_client(sync_client=True) as api:
-        while True:
+
+        def found() -> list[dict[str, Any]]:
             page = api.read_events(filter=wanted, limit=50)
-            found = [
+            return [
                 e.model_dump(mode="json")
                 for e in page.events
                 if related in [r.get("prefect.resource.id") for r in e.model_dump()["related"]]
             ]
-            if found or time.monotonic() > give_up:
-                return found
-            time.sleep(0.5)
+
+        return eventually(found, what=f"a {name} event", timeout=60, interval=0.5)
 
 
 def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
@@ -107,22 +110,21 @@ def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
         run = api.post(
             f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}
         ).json()
-        deadline = time.monotonic() + 300
-        state: dict[str, Any] = {}
-        while time.monotonic() < deadline:
+
+        def final_state() -> dict[str, Any] | None:
             current = read_run(api, run["id"])
-            if current is None:
-                time.sleep(1)
-                continue
-            state = current["state"]
-            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                break
-            if state["name"] == "Suspended":
+            if current is None:  # a busy server: ask again
+                return None
+            if current["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                return dict(current["state"])
+            if current["state"]["name"] == "Suspended":
                 held = processes_left_while_suspended(api, run["id"], worker)
                 if held is not None:
                     suspended_children.append(held)
                 passes.append(watch_once(prefect_server))
-            time.sleep(1)
+            return None
+
+        state = eventually(final_state, what="the flow run finished", timeout=300, interval=1)
         final = read_run(api, run["id"])
     assert state.get("type") == "COMPLETED", (state, (tmp_path / "worker.log").read_text()[-3000:])
     assert final is not None and "conductor-waiting" not in final["tags"]
