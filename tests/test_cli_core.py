@@ -152,6 +152,7 @@ def test_help_frames_and_preview_do_not_import_prefect(tmp_path: Path) -> None:
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 @pytest.mark.parametrize(
     ("job", "catalog", "expected"),
     [
@@ -181,6 +182,7 @@ def test_a_file_of_another_kind_is_one_line(
     assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path}/{expected}"), lines
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_help_shows_flags_as_flags() -> None:
     for command in ("submit", "params", "preview", "demo", "download"):
         result = cli(command, "--help")
@@ -189,6 +191,7 @@ def test_help_shows_flags_as_flags() -> None:
     assert "  --preview   " in cli("submit", "--help").stdout
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_submit_without_a_key_says_so_before_starting_anything(tmp_path: Path) -> None:
     env = {
         "PREFECT_CONDUCTOR_HOME": str(tmp_path),
@@ -206,6 +209,7 @@ def test_submit_without_a_key_says_so_before_starting_anything(tmp_path: Path) -
     assert not (tmp_path / "prefect-server").exists()  # no local server was started
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_a_dead_prefect_api_url_is_one_line_naming_it(tmp_path: Path) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
@@ -223,6 +227,7 @@ def test_a_dead_prefect_api_url_is_one_line_naming_it(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_a_prefect_api_url_without_its_api_is_one_line(
     tmp_path: Path, sandbox: SandboxHandle
 ) -> None:

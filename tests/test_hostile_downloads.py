@@ -216,6 +216,7 @@ def test_a_jid_of_unicode_digits_is_one_line_naming_the_argument() -> None:
 MAIN = "from prefect_conductor.cli.main import main; main()"
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -73,6 +73,7 @@ class ForeignServer:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_a_recorded_pid_that_is_not_ours_is_never_signalled_nor_reused(
     tmp_path: Path, stranger: subprocess.Popen[bytes]
 ) -> None:
@@ -94,6 +95,7 @@ def test_a_recorded_pid_that_is_not_ours_is_never_signalled_nor_reused(
         foreign.server.shutdown()
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_a_per_user_folder_others_can_write_is_refused_in_one_line(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (home / "prefect-server").mkdir(parents=True)
@@ -113,6 +115,7 @@ def environment_of(pid: int) -> dict[str, str]:
     return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
 def test_a_private_server_without_conductor_credentials_that_dies_with_its_supervisor(
     tmp_path: Path,
@@ -138,6 +141,7 @@ def test_a_private_server_without_conductor_credentials_that_dies_with_its_super
         stop_server(home)
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc")
 def test_the_server_stops_when_its_folder_is_removed(tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -150,6 +154,7 @@ def test_the_server_stops_when_its_folder_is_removed(tmp_path: Path) -> None:
     assert wait_gone(state.supervisor_pid)
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_stop_says_what_it_waits_for(tmp_path: Path) -> None:
     home = tmp_path / "home"
     server = server_of(home)

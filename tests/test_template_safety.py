@@ -157,6 +157,7 @@ def show(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return script
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     values=st.fixed_dictionaries(dict.fromkeys(STRING_TOKENS, TEXT)),
@@ -276,6 +277,7 @@ def attack(template: str, payload: str, folder: Path) -> None:
         assert not marker.exists(), f"{shell} ran {value!r} from {template!r}: {command}"
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 def test_every_builtin_and_keyword_in_every_place_never_runs_the_value(tmp_path: Path) -> None:
     for word in WORDS:
         for shape in SHAPES:
@@ -283,6 +285,7 @@ def test_every_builtin_and_keyword_in_every_place_never_runs_the_value(tmp_path:
                 attack(shape.format(w=word, t="<job>"), payload, tmp_path)
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     word=st.sampled_from(WORDS),
@@ -296,6 +299,7 @@ def test_hostile_values_in_any_place_never_run(
     attack(shape.format(w=word, t=token), payload, tmp_path_factory.mktemp("attack"))
 
 
+@pytest.mark.usefixtures("cli_subprocess")
 @settings(max_examples=40, deadline=None)
 @given(title=TEXT, package=TEXT, image=TEXT)
 def test_the_default_template_parses_with_hostile_titles_paths_and_images(
