@@ -9,6 +9,7 @@ from pathlib import Path
 from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.conductor_cloud.job.model import ConductorJob
 from prefect_conductor.conductor_cloud.job.render_wrapper import WRAPPER_PATH
+from prefect_conductor.conductor_cloud.job.render_wrapper.host_config import CONFIG_NAME
 from prefect_conductor.conductor_cloud.job.scene import SceneExport
 from prefect_conductor.conductor_cloud.submission.payload import (
     PREVIEW_FLOW_RUN,
@@ -78,7 +79,7 @@ def test_upload_files_carry_base64_md5_and_stat(tmp_path: Path) -> None:
     scene = make_scene(tmp_path / "s")
     body = preview_of(make_job(), scene, tmp_path).bodies["full"]
     entries = {Path(e["destination"]).name: e for e in body["upload_files"]}
-    assert set(entries) == {"shot.cio.project", "wood.1001.tx", WRAPPER_PATH.name}
+    assert set(entries) == {"shot.cio.project", "wood.1001.tx", WRAPPER_PATH.name, CONFIG_NAME}
     expected = base64.b64encode(hashlib.md5(b"wood").digest()).decode()
     assert entries["wood.1001.tx"]["md5"] == expected
     assert entries["wood.1001.tx"]["st_size"] == 4
@@ -171,7 +172,7 @@ def test_windows_paths_lose_the_drive_in_the_command_and_keep_it_in_output_path(
     body = payloads(prepared, upload_entries(md5s))["full"]
     words = shlex.split(body["tasks_data"][0]["command"])
     assert words[words.index("--") + 2] == "/proj/shot 010.cio.project"
-    assert words[words.index("--config-file") + 1] == "/Users/me/jobs.cfg"
-    mkdir = words[words.index("--mkdir") + 1 : words.index("--config-file")]
+    assert words[words.index("-config_file") + 1] == "/Users/me/jobs.cfg"
+    mkdir = words[words.index("--mkdir") + 1 : words.index("--")]
     assert all(folder.startswith("/proj/renders/") for folder in mkdir) and mkdir
     assert body["output_path"].startswith("C:/proj/renders")

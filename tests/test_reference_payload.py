@@ -89,7 +89,8 @@ def reference_body(ours: Preview) -> dict[str, Any]:
             }
         )
     scripts = [posixpath.join(temp, name) for name in REFERENCE_SCRIPTS]
-    dependencies = [str(path) for path in ours.prepared.files if path != WRAPPER_PATH]
+    ours_only = {WRAPPER_PATH, Path(ours.prepared.scene.config_file)}
+    dependencies = [str(path) for path in ours.prepared.files if path not in ours_only]
     upload_paths = sorted([*scripts, *dependencies])
     return {
         "instance_type": job.instance_type,
@@ -136,7 +137,7 @@ def test_the_chosen_differences_are_the_documented_ones(ours: Preview) -> None:
     frames = [t["frames"] for t in scout["tasks_data"]] + [t["frames"] for t in full["tasks_data"]]
     assert sorted(frames) == sorted(t["frames"] for t in reference["tasks_data"])
     for task in (*scout["tasks_data"], *full["tasks_data"]):
-        assert task["command"].startswith(f"python3 {WRAPPER_PATH} --mkdir ")
+        assert task["command"].startswith(f"sh {WRAPPER_PATH} --mkdir ")
         assert " -- cnode " in task["command"]
     # titles
     assert scout["job_title"] == reference["job_title"]
@@ -155,7 +156,7 @@ def test_the_chosen_differences_are_the_documented_ones(ours: Preview) -> None:
     # uploads: the same dependencies, our wrapper instead of the reference's three files
     ours_files = {e["destination"] for e in scout["upload_files"]}
     reference_files = {e["destination"] for e in reference["upload_files"]}
-    assert ours_files - reference_files == {str(WRAPPER_PATH)}
+    assert ours_files - reference_files == {str(WRAPPER_PATH), ours.prepared.scene.config_file}
     assert {posixpath.basename(p) for p in reference_files - ours_files} == set(REFERENCE_SCRIPTS)
     assert scout["upload_size"] == sum(e["st_size"] for e in scout["upload_files"])
     assert full["upload_files"] == scout["upload_files"]
