@@ -54,7 +54,12 @@ class FakeConductor:
 
     def store(self, body: dict[str, Any]) -> dict[str, Any]:
         jid = f"{len(self.jobs) + 1:05d}"
-        job = {"jid": jid, "status": "pending", "metadata": body.get("metadata") or {}}
+        job = {
+            "jid": jid,
+            "status": "pending",
+            "title": body.get("job_title", ""),
+            "project": body.get("project", ""),
+        }
         self.jobs.append(job)
         return job
 

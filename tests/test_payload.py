@@ -6,6 +6,7 @@ import base64
 import hashlib
 from pathlib import Path
 
+from prefect_conductor.conductor_cloud.api.post_record import submission_tag
 from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.conductor_cloud.job.model import ConductorJob
 from prefect_conductor.conductor_cloud.job.render_wrapper import WRAPPER_PATH
@@ -14,6 +15,7 @@ from prefect_conductor.conductor_cloud.job.scene import SceneExport
 from prefect_conductor.conductor_cloud.submission.payload import (
     PREVIEW_FLOW_RUN,
     PREVIEW_SUBMISSION_KEY,
+    PREVIEW_SUBMISSION_TAG,
 )
 from prefect_conductor.conductor_cloud.submission.prepare import (
     Preview,
@@ -42,7 +44,7 @@ def test_gated_scouting_makes_two_jobs_without_overlap(tmp_path: Path) -> None:
     assert set(scout) == PAYLOAD_KEYS and set(full) == PAYLOAD_KEYS
     assert [t["frames"] for t in scout["tasks_data"]] == ["3-4", "7-8"]
     assert [t["frames"] for t in full["tasks_data"]] == ["1-2", "5-6", "9-10"]
-    assert scout["job_title"] == "shot010 lighting"
+    assert scout["job_title"] == f"shot010 lighting [{PREVIEW_SUBMISSION_TAG}]"
     assert (
         full["job_title"].startswith("shot010 lighting") and full["job_title"] != scout["job_title"]
     )
@@ -142,7 +144,14 @@ def test_preview_and_submit_agree_byte_for_byte_but_the_placeholders(tmp_path: P
     shown = json.dumps(dict(preview.bodies))
     assert PREVIEW_SUBMISSION_KEY in shown and PREVIEW_FLOW_RUN in shown
     filled = shown.replace(PREVIEW_SUBMISSION_KEY, "key-7").replace(PREVIEW_FLOW_RUN, "run-42")
+    for step in ("scout", "full"):
+        tag = json.dumps(submission_tag(f"key-7:{step}"))[1:-1]
+        filled = filled.replace(PREVIEW_SUBMISSION_TAG, tag, 1)
     assert filled == json.dumps(submitted)
+    assert (
+        submitted["scout"]["job_title"]
+        == "shot010 lighting [" + submission_tag("key-7:scout") + "]"
+    )
     assert submitted["scout"]["metadata"][SUBMISSION_METADATA_KEY] == "key-7:scout"
     assert submitted["full"]["metadata"][SUBMISSION_METADATA_KEY] == "key-7:full"
     assert submitted["full"]["metadata"]["prefect_flow_run"] == "run-42"

@@ -19,7 +19,10 @@ import pytest
 from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.conductor_cloud.job.loaders import load_job, load_scene
 from prefect_conductor.conductor_cloud.job.render_wrapper import WRAPPER_PATH
-from prefect_conductor.conductor_cloud.submission.payload import FULL_TITLE_SUFFIX
+from prefect_conductor.conductor_cloud.submission.payload import (
+    FULL_TITLE_SUFFIX,
+    PREVIEW_SUBMISSION_TAG,
+)
 from prefect_conductor.conductor_cloud.submission.prepare import Preview, build_preview
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 
@@ -57,7 +60,7 @@ REFERENCE_SCRIPTS = ["ciocnode", "cioprep.py", "clarisse.cfg"]
 #: Every key where shot010's bodies differ from the reference's, and why (docs/render-command.md).
 DIFFERENCES = {
     "tasks_data": "scout/full split into two jobs; each command calls our uploaded wrapper",
-    "job_title": "the gated full job's title gets a suffix so both jobs read apart",
+    "job_title": "the submission's tag; the gated full job's title gets a suffix too",
     "metadata": "the job's labels, the submission id (no duplicate jobs) and the flow run",
     "scout_frames": "gated scouting holds the other tasks back itself, so none are sent",
     "upload_files": "our wrapper instead of ciocnode, cioprep.py and a clarisse.cfg copy",
@@ -140,8 +143,9 @@ def test_the_chosen_differences_are_the_documented_ones(ours: Preview) -> None:
         assert task["command"].startswith(f"sh {WRAPPER_PATH} --mkdir ")
         assert " -- cnode " in task["command"]
     # titles
-    assert scout["job_title"] == reference["job_title"]
-    assert full["job_title"] == reference["job_title"] + FULL_TITLE_SUFFIX
+    tag = f" [{PREVIEW_SUBMISSION_TAG}]"
+    assert scout["job_title"] == reference["job_title"] + tag
+    assert full["job_title"] == reference["job_title"] + FULL_TITLE_SUFFIX + tag
     # metadata: the job's own labels plus ours
     for step, body in ours.bodies.items():
         assert body["metadata"][SUBMISSION_METADATA_KEY].endswith(f":{step}")

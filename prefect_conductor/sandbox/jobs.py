@@ -177,7 +177,9 @@ class Jobs:
         return summary
 
     def job_view(self, row: Any, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A job as ``GET api/v1/jobs`` shows it: the fields Conductor's clients read."""
+        """A job as ``GET api/v1/jobs`` shows it: only fields a Conductor client shows in a
+        listing (the desktop client's ``fields=``, the dashboard's job records), so no
+        ``metadata``: nothing a real account's listing may lack is there to lean on."""
         payload = payload if payload is not None else json.loads(row["payload"])
         statuses = [self.task_status(t, float(row["killed"])) for t in self._tasks(row["jid"])]
         jid = f"{row['jid']:05d}"
@@ -189,10 +191,8 @@ class Jobs:
             "id": jid,
             "jobLabel": jid,
             "title": payload.get("job_title", "Unknown job title"),
-            "job_title": payload.get("job_title", "Unknown job title"),
             "status": str(self.job_status(row, statuses)),
             "statusDetails": "Killed by user" if row["killed"] else "",
-            "metadata": payload.get("metadata") or None,
             "created": created.isoformat().replace("+00:00", "Z"),
             "timeCreated": int(float(row["submitted_at"]) * 1_000_000),
             "submittedBy": owner,

@@ -1,11 +1,12 @@
 """scout_submit / full_submit: post one job per step, once, and wait for tasks to finish.
 
-The submission id ``<submission key>:<step>`` goes into the job's metadata; the client looks it
-up before every POST (so a retried task, a retried flow run or a second run with the same
-submission key finds the job instead of posting), and after a POST that may have reached
-Conductor it only looks, then fails the run if the job does not show (docs/protocol.md). Two
-runs posting the same id at once take turns on a Prefect concurrency limit (``submission_lock``),
-so the second one's lookup sees the first one's job.
+What was posted for the submission id ``<submission key>:<step>`` is recorded in Prefect's result
+storage (``post_records``) in the same step as the POST: the tagged job title before it, the job
+id after it. A retried task, a retried flow run or a second run with the same submission key
+reads the record and returns the job without asking Conductor; only after a POST whose outcome is
+unknown does the client look for the job by its tagged title, and it fails the run if the job does
+not show (docs/protocol.md). Two runs posting the same id at once take turns on a Prefect
+concurrency limit (``submission_lock``), so the second one reads the first one's record.
 
 The scout wait reads ``GET api/v1/tasks?filter=jobLabel_eq_<jid>``; a status word nobody listed
 counts as "not finished" (``status.py``), so it can only make the wait run to its limit, which
@@ -31,6 +32,7 @@ from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 from prefect_conductor.tasks.conductor_limits import conductor_slot
 from prefect_conductor.tasks.job_events import JOB_SUBMITTED, emit_job_event
+from prefect_conductor.tasks.post_records import PrefectPostRecords
 from prefect_conductor.tasks.submission_lock import submission_lock
 
 MAX_POLL_SECONDS = 60.0
@@ -53,14 +55,19 @@ def submit_job(
     payload: dict[str, Any], submission_id: str, step: str, options: RunOptions
 ) -> SubmittedJob:
     """Post the job for ``submission_id`` (or find the one already posted) and link to it."""
-    # Lookup-then-post is not atomic: a Prefect-held lock makes it so across workers. The
+    # Read-record-then-post is not atomic: a Prefect-held lock makes it so across workers. The
     # studio-wide job-post slot is taken second, so a run waiting for its id holds no slot.
     with (
         submission_lock(submission_id),
         conductor_slot("job-post"),
         client_for(options) as client,
     ):
-        job = client.submit_job(payload, submission_id, first_attempt=_first_attempt())
+        job = client.submit_job(
+            payload,
+            submission_id,
+            first_attempt=_first_attempt(),
+            records=PrefectPostRecords(),
+        )
     verb = "submitted" if job.created else "already submitted"
     get_run_logger().info("%s job %s %s: %s", step, job.jid, verb, job.dashboard_url)
     create_link_artifact(
