@@ -7,8 +7,9 @@ error per failure (``client_errors.py``) that carries method, URL and status but
 a token refresh on a 401 (``auth.BearerAuth``), and a job POST that does not create two jobs:
 what was posted per submission id is recorded before and after the POST (``post_record.py``),
 and after a POST that may have reached Conductor the client only looks for the job by its
-tagged title (``job_lookup.py``), never posts again (see :meth:`ConductorClient.submit_job`). Records it returns are in
-``wire_types.py``; the job and task shapes we rely on are stated in ``status.py``.
+tagged title (``job_lookup.py``), never posts again (see :meth:`ConductorClient.submit_job`).
+Records it returns are in ``wire_types.py``; the job and task shapes we rely on are stated in
+``status.py``.
 """
 
 from __future__ import annotations
