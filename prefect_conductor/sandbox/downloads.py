@@ -74,7 +74,7 @@ class DownloadsBody(bodies.Strict):
 
 
 class StatusBody(bodies.Strict):
-    """``POST /downloads/status`` (ciocore reporter.py:113-137)."""
+    """``POST /downloads/status`` (ciocore downloader/reporter.py:61-71)."""
 
     download_id: Annotated[StrictStr, Field(max_length=64)]
     status: Literal["downloaded", "pending", "downloading"]

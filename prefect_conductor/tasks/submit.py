@@ -8,9 +8,10 @@ unknown does the client look for the job by its tagged title, and it fails the r
 not show (docs/protocol.md). Two runs posting the same id at once take turns on a Prefect
 concurrency limit (``submission_lock``), so the second one reads the first one's record.
 
-The scout wait reads ``GET api/v1/tasks?filter=jobLabel_eq_<jid>``; a status word nobody listed
-counts as "not finished" (``status.py``), so it can only make the wait run to its limit, which
-then names the job, a task and the word seen.
+The scout wait reads the job's status from the job listing (``GET api/v1/jobs?filter=jid_gt_..``,
+as ciocore does); a status word nobody listed counts as "not finished" (``status.py``), so it can
+only make the wait run to its limit, which then names the job and the word seen. The tasks are
+read once the job finished, from the API host's task listing, to name the failed frames.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from prefect.artifacts import create_link_artifact
 from prefect.runtime import flow_run
 
 from prefect_conductor.conductor_cloud.api.client import SubmittedJob
-from prefect_conductor.conductor_cloud.api.status import TaskStatus
+from prefect_conductor.conductor_cloud.api.status import JobStatus, TaskStatus
 from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
@@ -105,25 +106,34 @@ full_submit = submit_job.with_options(name="full-submit")
     retry_condition_fn=never_retry_user_errors,
 )
 def wait_for_tasks(jid: str, options: RunOptions) -> dict[str, int]:
-    """Poll the job's tasks with backoff until all finished; raise naming failed frames."""
+    """Poll the job listing with backoff until the job finished; raise naming failed frames.
+
+    The wait reads the job's status from the evidenced job listing; the tasks (from the API
+    host's task listing) are read once, at the end, for the counts and the failed frames.
+    """
     logger = get_run_logger()
     deadline = time.monotonic() + options.scout_timeout_minutes * 60
     interval = options.poll_seconds
-    seen: dict[str, int] = {}
+    seen = JobStatus.UNKNOWN
     with client_for(options) as client:
         while True:
-            tasks = client.get_tasks(jid)
-            statuses = [TaskStatus.parse(t.get("status")) for t in tasks]
-            counts = {str(s): statuses.count(s) for s in set(statuses)}
-            if counts != seen:
-                logger.info("job %s tasks: %s", jid, counts)
-                seen = counts
-            if tasks and all(s.finished for s in statuses):
+            status = JobStatus.parse(client.get_job(jid).get("status"))
+            if status is not seen:
+                logger.info("scout job %s: %s", jid, status)
+                seen = status
+            if status.finished:
                 break
             if time.monotonic() > deadline:
-                raise ScoutFailed(_unfinished(jid, tasks, options.scout_timeout_minutes))
+                raise ScoutFailed(
+                    f"scout job {jid} did not finish in {options.scout_timeout_minutes} minutes:"
+                    f" the job is still {status.value!r}; nothing more was submitted"
+                )
             time.sleep(interval)
             interval = min(MAX_POLL_SECONDS, interval * 1.5)
+        tasks = client.get_tasks(jid)
+    statuses = [TaskStatus.parse(t.get("status")) for t in tasks]
+    counts = {str(s): statuses.count(s) for s in set(statuses)}
+    logger.info("job %s tasks: %s", jid, counts)
     failed = [t for t in tasks if not TaskStatus.parse(t.get("status")).succeeded]
     if failed:
         frames = FrameList.from_iterable(
@@ -134,19 +144,12 @@ def wait_for_tasks(jid: str, options: RunOptions) -> dict[str, int]:
             f"scout job {jid}: {len(failed)} task(s) failed, {named}; the remaining"
             " frames were not submitted"
         )
-    return seen
+    if status is not JobStatus.SUCCESS and status is not JobStatus.DOWNLOADED:
+        raise ScoutFailed(
+            f"scout job {jid} ended {status.value!r}; the remaining frames were not submitted"
+        )
+    return counts
 
 
 def _label(task: Mapping[str, Any]) -> str:
     return str(task.get("taskLabel") or task.get("tid") or "?")
-
-
-def _unfinished(jid: str, tasks: list[dict[str, Any]], minutes: int) -> str:
-    """One line: the job, the first task still open and the word Conductor showed for it."""
-    if not tasks:
-        return f"scout job {jid} showed no tasks in {minutes} minutes; nothing more was submitted"
-    task = next(t for t in tasks if not TaskStatus.parse(t.get("status")).finished)
-    return (
-        f"scout job {jid} did not finish in {minutes} minutes: task {_label(task)} is still"
-        f" {str(task.get('status'))!r}; nothing more was submitted"
-    )

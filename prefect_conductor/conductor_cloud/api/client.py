@@ -154,6 +154,9 @@ def _checked_url(url: str) -> str:
 class ConductorClient:
     """Talks to Conductor (or the sandbox) at ``url`` with an API key.
 
+    Task listings go to ``api_url`` (default: the ``api_url`` setting, else Conductor's API host
+    for Conductor's own dashboard and ``url`` itself for any other address, such as a sandbox).
+
     ``lookup_seconds`` (default: the ``submit_lookup_seconds`` setting) is how long, after a job
     POST that may have reached Conductor, the client keeps looking for the job before it gives
     up with :class:`SubmissionUnresolved`; it never posts again in that case. ``sleep`` is
@@ -165,6 +168,7 @@ class ConductorClient:
         url: str | None = None,
         api_key: ApiKey | None = None,
         *,
+        api_url: str | None = None,
         timeout: httpx.Timeout | None = None,
         policy: RetryPolicy | None = None,
         token_cache_dir: Path | None = None,
@@ -175,6 +179,7 @@ class ConductorClient:
     ) -> None:
         settings = get_settings()
         self.url = _checked_url(url or settings.conductor_url)
+        self.api_url = _checked_url(api_url or settings.api_address(self.url))
         key = api_key if api_key is not None else api_key_from_env()
         if key is None:
             raise ApiKeyError(
@@ -218,6 +223,9 @@ class ConductorClient:
     # transport --------------------------------------------------------------------------------
 
     def _endpoint(self, path: str) -> str:
+        """``path`` on the Conductor address; a full URL (the API host's) as it is."""
+        if path.startswith(("https://", "http://")):
+            return path
         return f"{self.url}/{path.lstrip('/')}"
 
     def _scrub(self, text: str) -> str:
@@ -404,14 +412,26 @@ class ConductorClient:
         )
 
     def get_tasks(self, jid: str) -> list[dict[str, Any]]:
-        """The job's task records: ``GET api/v1/tasks?filter=jobLabel_eq_<jid>``.
+        """The job's task records: ``GET <api host>/api/v1/tasks?filter=jobLabel_eq_<jid>``.
 
-        Records naming another job (a server that ignored the filter) are dropped.
+        Conductor's clients read task listings on the API host, not the dashboard's
+        (``api_url``); a 404 names the setting to check. Records naming another job (a server
+        that ignored the filter) are dropped.
         """
         label = jid_text(_jid(jid))
-        tasks = self._list(
-            self._call("GET", "api/v1/tasks", params={"filter": f"jobLabel_eq_{label}"})
-        )
+        url = f"{self.api_url}/api/v1/tasks"
+        try:
+            response = self._call("GET", url, params={"filter": f"jobLabel_eq_{label}"})
+        except NotFoundError as error:
+            raise NotFoundError(
+                f"GET {url}: not found (HTTP 404); the task listing lives on Conductor's API"
+                " host: check PREFECT_CONDUCTOR_API_URL",
+                method="GET",
+                url=url,
+                status=404,
+                body=error.body,
+            ) from None
+        tasks = self._list(response)
         return [t for t in tasks if str(t.get("jobLabel", label)) == label]
 
     def kill_jobs(self, jids: Sequence[str]) -> None:
