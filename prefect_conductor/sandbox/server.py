@@ -103,7 +103,7 @@ class SandboxServer:
             http="h11",  # faults.py closes connections through h11's request cycle
             log_level="critical",
             access_log=False,
-            lifespan="off",
+            lifespan="on",
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
