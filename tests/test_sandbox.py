@@ -348,11 +348,11 @@ def test_submit_answers_like_conductor_and_keeps_the_payload(
     assert stored["tasks_data"] == job_body()["tasks_data"]
     tasks = tasks_of(http, "00001")
     assert [(t["jobLabel"], t["taskLabel"], t["frames"], t["command"]) for t in tasks] == [
-        ("00001", "000", "1-2", "a"),
-        ("00001", "001", "3-4", "b"),
+        ("00001", "000", "1-2", "echo rendering 1-2"),
+        ("00001", "001", "3-4", "echo rendering 3-4"),
     ]
     one = http.get("/api/v1/tasks", params={"filter": "jobLabel_eq_00001,taskLabel_eq_001"})
-    assert [t["command"] for t in one.json()["data"]] == ["b"]
+    assert [t["command"] for t in one.json()["data"]] == ["echo rendering 3-4"]
     assert http.get("/api/v1/tasks", params={"filter": "jobLabel_eq_00009"}).json()["data"] == []
 
 

@@ -55,8 +55,10 @@ def test_every_entrypoint_loads_from_the_installed_wheel_outside_the_checkout(
 ) -> None:
     wheels = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(wheels), str(REPO)],
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"),
+            *("-w", str(wheels), str(REPO)),
+        ],
         check=True,
         capture_output=True,
     )
