@@ -280,19 +280,32 @@ def sandbox(
         ),
     ] = "",
     task_seconds: Annotated[
-        float, typer.Option(help="Seconds a task stays pending, then running.")
+        float, typer.Option(help="Seconds a task stays pending before a render node takes it.")
     ] = 2.0,
+    instances: Annotated[
+        int,
+        typer.Option(min=1, max=64, help="Stand-in render nodes running tasks at once."),
+    ] = 2,
     host: Annotated[str, typer.Option(help="Loopback address to bind.")] = "127.0.0.1",
 ) -> None:
     """Serve a local Conductor-compatible API (loopback only) for trying and testing.
 
-    State (jobs, uploads, tokens) lives in the data folder and survives a restart. Tests steer
-    it through /_sandbox/ (faults, config, state, reset, release/<jid>).
+    Each task's command runs on a stand-in render node (the job's uploads laid out, a stand-in
+    cnode that writes real frames). State (jobs, uploads, tokens) lives in the data folder and
+    survives a restart. Tests steer it through /_sandbox/ (faults, config, state, reset,
+    release/<jid>).
     """
     from prefect_conductor.sandbox.server import SandboxServer
 
     try:
-        server = SandboxServer(data, port=port, faults=faults, task_seconds=task_seconds, host=host)
+        server = SandboxServer(
+            data,
+            port=port,
+            faults=faults,
+            task_seconds=task_seconds,
+            host=host,
+            instances=instances,
+        )
     except ValueError as error:
         raise UserError(str(error)) from None
     typer.echo(f"Conductor sandbox on {server.url} (data in {data})")

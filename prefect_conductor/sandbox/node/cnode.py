@@ -30,11 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from prefect_conductor.conductor_cloud.job.frames import parse_frame_spec
 from prefect_conductor.conductor_cloud.transfers.frame_check import frame_file
+from prefect_conductor.sandbox.node.package import IMAGE_CLASSES, PROJECT_FORMAT
 
-PROJECT_FORMAT = "ix-standin-project/1"
-IMAGE_CLASSES = ("Image", "Layer")
 _HOST_FRAME = re.compile(r"\$(\d*)F(?![A-Za-z_])")
 
 
@@ -94,7 +92,7 @@ def images_in(package: Path) -> dict[str, str]:
     return {
         f"{item['context']}/{item['name']}": save_as_of(item)
         for item in document.get("items", [])
-        if item.get("class") in IMAGE_CLASSES
+        if str(item.get("class", "")).startswith(IMAGE_CLASSES)
     }
 
 
@@ -177,7 +175,7 @@ def render(argv: Sequence[str]) -> None:
     if not images or len(images) != len(frame_lists):
         raise RenderFailed("-image and -image_frames_list must name the same number of items")
     known = images_in(package)
-    failing = set(parse_frame_spec(os.environ.get("SANDBOX_FAIL_FRAMES", "") or "0")) - {0}
+    failing = {int(f) for f in os.environ.get("SANDBOX_FAIL_FRAMES", "").split(",") if f.strip()}
     for image, frames in zip(images, frame_lists, strict=True):
         if image not in known:
             raise RenderFailed(f"no image {image} in project {name}")
