@@ -92,9 +92,11 @@ def test_the_sample_under_a_folder_with_a_space_renders_and_every_frame_comes_do
         out = tmp_path / "down loads"
         for jid in jobs.values():
             fetched = subprocess.run(
-                [str(CLI), "download", jid, "--output", str(out)]
-                + ["--scene", str(copy / "scene_export.json"), "--wait", "300"]
-                + ["--poll-seconds", "0.2"],
+                [
+                    *(str(CLI), "download", jid, "--output", str(out)),
+                    *("--scene", str(copy / "scene_export.json"), "--wait", "300"),
+                    *("--poll-seconds", "0.2"),
+                ],
                 env=env,
                 capture_output=True,
                 text=True,
