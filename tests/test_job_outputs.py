@@ -87,12 +87,13 @@ def client(conductor_env: SandboxHandle, tmp_path: Path) -> Iterator[ConductorCl
 
 def package(save_as: dict[str, str]) -> bytes:
     """The render package: both images, each at its Save As in ``save_as`` (or, where that
-    leaves one out, somewhere outside the job's output folder: its frames go missing)."""
+    leaves one out, beside the package, outside the job's output folder: its frames go
+    missing)."""
     images = [
         ImageExport(
             path=path,
             render_to_disk=True,
-            save_as=save_as.get(path, f"/elsewhere/{path.rpartition('/')[2]}.####.exr"),
+            save_as=save_as.get(path, f"/studio/shot010/{path.rpartition('/')[2]}.####.exr"),
             first_frame=1,
             last_frame=5,
         )
@@ -237,7 +238,10 @@ def test_failed_tasks_are_named_with_frames_and_log_tails_after_the_rest_downloa
         fetch_outputs(client, jid, tmp_path / "out", wait_seconds=30, poll_seconds=0.05)
     error = raised.value
     assert str(error) == f"job {jid}: 1 of 3 tasks did not render: 001 failed (frames 3-4)"
-    assert error.log_lines()[-1] == "task 001: sandbox: frames 3-4 failed"
+    assert error.log_lines()[-2:] == [
+        "task 001: cnode: project://scene/beauty frame 3: the render failed",
+        "task 001: sandbox: exit code 1",
+    ]
     # The tasks that rendered came down first: a rerun after a retry fetches only the rest.
     assert sorted(on_disk(tmp_path / "out" / jid)) == [
         p for p in EXPECTED if not any(f".000{n}." in p for n in (3, 4))
@@ -324,7 +328,7 @@ def test_the_status_and_download_commands(
     assert failed.returncode == 3
     lines = failed.stderr.strip().splitlines()
     assert f"error: job {jid}: 1 of 3 tasks did not render: 002 failed (frames 5)" in lines
-    assert "  task 002: sandbox: frames 5 failed" in lines
+    assert "  task 002: cnode: project://scene/beauty frame 5: the render failed" in lines
     assert "Traceback" not in failed.stderr
 
     conductor_env.config(fail_frames=[])
