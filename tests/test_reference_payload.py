@@ -53,6 +53,9 @@ CIOCORE_KEYS = [
     "upload_size",
 ]
 
+#: The license server in the reference's default task template (``conductor_job.py``).
+REFERENCE_LICENSE_SERVER = "conductor_ilise:40500"
+
 #: The reference's own files on the node (uploaded from $CTEMP/conductor): its wrapper, its
 #: pre-render script and a copy of the artist's config file.
 REFERENCE_SCRIPTS = ["ciocnode", "cioprep.py", "clarisse.cfg"]
@@ -87,7 +90,8 @@ def reference_body(ours: Preview) -> dict[str, Any]:
         tasks.append(
             {
                 "command": f'{temp}/ciocnode "{package}" -image {images}'
-                f" -image_frames_list {spec} {spec} -tile_rendering 1 1",
+                f" -image_frames_list {spec} {spec} -tile_rendering 1 1"
+                f" -license_server {REFERENCE_LICENSE_SERVER}",
                 "frames": chunk.spec,
             }
         )
@@ -142,6 +146,9 @@ def test_the_chosen_differences_are_the_documented_ones(ours: Preview) -> None:
     for task in (*scout["tasks_data"], *full["tasks_data"]):
         assert task["command"].startswith(f"sh {WRAPPER_PATH} --mkdir ")
         assert " -- cnode " in task["command"]
+        # the same license server and, as the reference's wrapper adds, a config file
+        assert f" -license_server {REFERENCE_LICENSE_SERVER} " in task["command"]
+        assert f" -config_file {ours.prepared.scene.config_file} " in task["command"]
     # titles
     tag = f" [{PREVIEW_SUBMISSION_TAG}]"
     assert scout["job_title"] == reference["job_title"] + tag
