@@ -246,3 +246,38 @@ def test_a_relative_config_file_is_anchored_at_the_export_folder(project: Path) 
     export["config_file"] = "jobs.cfg"
     (project / "scene_export.json").write_text(json.dumps(export))
     assert load_scene(project / "scene_export.json").config_file == str(project / "jobs.cfg")
+
+
+def test_preview_json_task_commands_carry_the_license_server_and_a_config_file(
+    tmp_path: Path,
+) -> None:
+    """``preview --json`` for shot010: every task command names the license server and a config
+    file, and hands the render package to the wrapper, which runs the renderer on its file name
+    from its folder (the test above shows what the renderer receives)."""
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(fixture_catalog().model_dump_json())
+    finished = subprocess.run(
+        [
+            *(sys.executable, "-c", "from prefect_conductor.cli.main import main; main()"),
+            *("preview", str(EXAMPLE / "job.yaml"), "--catalog", str(catalog), "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PREFECT_CONDUCTOR_HOME": str(tmp_path / "home")},
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    bodies = json.loads(finished.stdout)["payloads"]
+    commands = [task["command"] for body in bodies.values() for task in body["tasks_data"]]
+    assert len(commands) == 5
+    for command in commands:
+        words = shlex.split(command)
+        assert words[:2] == ["sh", str(WRAPPER_PATH)]
+        after = words[words.index("--") + 1 :]
+        assert after[0] == "cnode" and after[1].endswith("/shot010.lighting.cio.project")
+        assert after[after.index("-license_server") + 1] == "conductor_ilise:40500"
+        config = after[after.index("-config_file") + 1]
+        assert config.endswith("/jobs.cfg") and config in {
+            entry["destination"] for entry in bodies["scout"]["upload_files"]
+        }
