@@ -11,7 +11,11 @@ where the task command finds it on ``PATH``. Like the host's renderer it
   expression) and fails naming an image the package does not hold or one without a Save As;
 * fails when ``-config_file`` names a missing file;
 * writes one small real image per frame at the image's Save As (frame tokens ``####``, ``$F4``
-  and the like filled in): EXR through OpenImageIO when it is installed, else PNG.
+  and the like filled in): EXR through OpenImageIO when it is installed, else PNG. The host's
+  exporter writes every Save As absolute, and an output folder that does not exist fails the
+  render, as on the host. A relative Save As (a hand-made sample's package) is written beside
+  the package, its folder made: on a farm such frames stay on the node, outside the job's
+  output folder, so they never come down.
 
 Absolute paths are taken below ``SANDBOX_NODE_ROOT``, the node's file system root. Frames listed
 in ``SANDBOX_FAIL_FRAMES`` fail the render when reached; ``SANDBOX_OUTPUT_BYTES`` > 0 writes files
@@ -129,6 +133,8 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
 
 def write_image(path: Path, frame: int) -> str:
     """One small image for ``frame`` at ``path``; the format written."""
+    if not path.is_absolute():  # a hand-made sample's Save As: beside the package, made here
+        path.parent.mkdir(parents=True, exist_ok=True)
     if not path.parent.is_dir():  # the host writes into existing folders only
         raise RenderFailed(f"cannot write {path}: its folder does not exist")
     size = int(os.environ.get("SANDBOX_OUTPUT_BYTES", "0") or 0)
