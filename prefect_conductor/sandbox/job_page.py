@@ -47,8 +47,8 @@ def render(view: dict[str, Any], payload: dict[str, Any], tasks: list[dict[str, 
 <html><head><meta charset="utf-8">{refresh}
 <title>Job {e(view["jid"])}: {e(view["title"])}</title><style>{STYLE}</style></head>
 <body>
-<p>Conductor sandbox: a local stand-in for Conductor's API on this machine; nothing here was
-rendered.</p>
+<p>Conductor sandbox: a local stand-in for Conductor's API on this machine; each task's command
+ran on a stand-in render node whose renderer writes small sample frames.</p>
 <h1>Job {e(view["jid"])}: {e(view["title"])}</h1>
 <table>
 {_row("status", e(view["status"]))}
