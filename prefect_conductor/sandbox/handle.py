@@ -51,7 +51,7 @@ class SandboxHandle:
 
     def config(self, **settings: Any) -> None:
         """Any of ``task_seconds``, ``multipart_threshold``, ``part_size``, ``fail_frames``,
-        ``output_bytes`` and ``instances`` (see ``admin.py``)."""
+        ``output_bytes``, ``instances`` and ``frame_seconds`` (see ``admin.py``)."""
         self._send("POST", "/_sandbox/config", settings)
 
     def reset(self) -> None:

@@ -91,6 +91,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "fail_frames": [],
     "output_bytes": 0,
     "instances": 2,
+    "frame_seconds": 0.0,
 }
 
 
@@ -111,9 +112,9 @@ def validate_settings(values: object) -> dict[str, Any]:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{key} must be a number")
-        if key == "task_seconds":
+        if key in ("task_seconds", "frame_seconds"):
             if not math.isfinite(value) or value < 0:
-                raise ValueError("task_seconds must be a finite number >= 0")
+                raise ValueError(f"{key} must be a finite number >= 0")
             clean[key] = float(value)
         elif key == "instances":
             if value != int(value) or not 1 <= value <= 64:

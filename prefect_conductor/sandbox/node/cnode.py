@@ -18,8 +18,9 @@ where the task command finds it on ``PATH``. Like the host's renderer it
   output folder, so they never come down.
 
 Absolute paths are taken below ``SANDBOX_NODE_ROOT``, the node's file system root. Frames listed
-in ``SANDBOX_FAIL_FRAMES`` fail the render when reached; ``SANDBOX_OUTPUT_BYTES`` > 0 writes files
-of that many bytes instead of images (for benchmarks).
+in ``SANDBOX_FAIL_FRAMES`` fail the render when reached; each frame takes
+``SANDBOX_FRAME_SECONDS``; ``SANDBOX_OUTPUT_BYTES`` > 0 writes files of that many bytes instead
+of images (for benchmarks).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import os
 import re
 import struct
 import sys
+import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -182,6 +184,7 @@ def render(argv: Sequence[str]) -> None:
         raise RenderFailed("-image and -image_frames_list must name the same number of items")
     known = images_in(package)
     failing = {int(f) for f in os.environ.get("SANDBOX_FAIL_FRAMES", "").split(",") if f.strip()}
+    frame_seconds = float(os.environ.get("SANDBOX_FRAME_SECONDS", "0") or 0)
     for image, frames in zip(images, frame_lists, strict=True):
         if image not in known:
             raise RenderFailed(f"no image {image} in project {name}")
@@ -190,6 +193,7 @@ def render(argv: Sequence[str]) -> None:
         for frame in host_frames(frames):
             if frame in failing:
                 raise RenderFailed(f"{image} frame {frame}: the render failed")
+            time.sleep(frame_seconds)
             target = on_node(frame_path(known[image], frame))
             kind = write_image(target, frame)
             say(f"{image} frame {frame} written to {frame_path(known[image], frame)} ({kind})")

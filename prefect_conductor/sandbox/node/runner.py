@@ -13,12 +13,12 @@ on a farm. Running a task:
    stored content-addressed like uploads; the node's folder is removed.
 
 ``fail_frames`` (the frames set when the job was submitted) reach the stand-in renderer, which
-fails when it reaches one. A killed task's process is stopped. A task that was running when the
-sandbox stopped runs again after a restart. Each process's group is its own, so a kill reaches
-the renderer under the wrapper.
+fails when it reaches one; ``frame_seconds`` is how long it takes per frame. A killed task's
+process is stopped. A task that was running when the sandbox stopped runs again after a
+restart. Each process's group is its own, so a kill reaches the renderer under the wrapper.
 
-Per-frame time, failing chosen frames only for their first attempts and preemption are not
-simulated yet; ``_environment`` and ``_finish`` are where they would go.
+Failing chosen frames only for their first attempts and preemption are not simulated yet;
+``_environment`` and ``_finish`` are where they would go.
 """
 
 from __future__ import annotations
@@ -226,6 +226,7 @@ class TaskRunner:
         environment["PATH"] = os.pathsep.join(p for p in paths if p)
         environment["SANDBOX_NODE_ROOT"] = str(root)
         environment["SANDBOX_OUTPUT_BYTES"] = str(int(self.store.setting("output_bytes")))
+        environment["SANDBOX_FRAME_SECONDS"] = str(float(self.store.setting("frame_seconds")))
         if task["will_fail"]:
             environment["SANDBOX_FAIL_FRAMES"] = ",".join(
                 str(f) for f in self.store.setting("fail_frames")
