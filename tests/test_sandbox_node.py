@@ -134,3 +134,20 @@ def test_the_config_loses_the_interfaces_blocks_and_drive_letters() -> None:
 def test_the_node_runs_with_this_python(tmp_path: Path) -> None:
     script = (stand_in_bin(tmp_path) / "cnode").read_text()
     assert shlex.quote(sys.executable) in script
+
+
+def test_node_settings_are_checked() -> None:
+    from prefect_conductor.sandbox.store import validate_settings
+
+    assert validate_settings({"instances": 3, "frame_seconds": 0.5}) == {
+        "instances": 3,
+        "frame_seconds": 0.5,
+    }
+    for bad, said in (
+        ({"instances": 0}, "instances must be a whole number from 1 to 64"),
+        ({"instances": 1.5}, "instances must be a whole number from 1 to 64"),
+        ({"frame_seconds": -1}, "frame_seconds must be a finite number >= 0"),
+        ({"save_as": {}}, "unknown setting 'save_as'"),
+    ):
+        with pytest.raises(ValueError, match=said):
+            validate_settings(bad)
