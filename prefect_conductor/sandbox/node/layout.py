@@ -2,8 +2,8 @@
 
 Conductor mounts every uploaded file on the node at its path without the drive letter. The
 sandbox does the same inside a folder of its own per task (the node's root): each
-``upload_files`` entry is linked (or copied) there from the sandbox's storage by its md5, never
-by a path a client sent as a storage name. A destination that climbs out with ``..`` is refused.
+``upload_files`` entry is copied there from the sandbox's storage by its md5, never by a path a
+client sent as a storage name. A destination that climbs out with ``..`` is refused.
 The task's command names node paths (``/proj/shot.project``); every absolute path in it is taken
 below the root, so the command runs unchanged in meaning, and the stand-in ``cnode`` on ``PATH``
 writes the frames below the root too.
@@ -49,10 +49,8 @@ def lay_out(
         target = node_file(root, str(entry.get("destination") or ""))
         source = blob(base64.b64decode(str(entry.get("md5") or "")))
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copyfile(source, target)
+        # a copy, never a link: a command that writes to its inputs must not change the store
+        shutil.copyfile(source, target)
         placed.add(target)
     return placed
 
