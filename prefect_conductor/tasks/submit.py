@@ -117,17 +117,15 @@ def wait_for_tasks(jid: str, options: RunOptions) -> dict[str, int]:
     seen = JobStatus.UNKNOWN
     with client_for(options) as client:
         while True:
-            status = JobStatus.parse(client.get_job(jid).get("status"))
+            word = client.get_job(jid).get("status")
+            status = JobStatus.parse(word)
             if status is not seen:
                 logger.info("scout job %s: %s", jid, status)
                 seen = status
             if status.finished:
                 break
             if time.monotonic() > deadline:
-                raise ScoutFailed(
-                    f"scout job {jid} did not finish in {options.scout_timeout_minutes} minutes:"
-                    f" the job is still {status.value!r}; nothing more was submitted"
-                )
+                raise ScoutFailed(_unfinished(jid, word, options.scout_timeout_minutes))
             time.sleep(interval)
             interval = min(MAX_POLL_SECONDS, interval * 1.5)
         tasks = client.get_tasks(jid)
@@ -153,3 +151,11 @@ def wait_for_tasks(jid: str, options: RunOptions) -> dict[str, int]:
 
 def _label(task: Mapping[str, Any]) -> str:
     return str(task.get("taskLabel") or task.get("tid") or "?")
+
+
+def _unfinished(jid: str, word: object, minutes: int) -> str:
+    """One line: the job and the status word the job listing showed for it last."""
+    return (
+        f"scout job {jid} did not finish in {minutes} minutes: the job is still {str(word)!r};"
+        " nothing more was submitted"
+    )
