@@ -26,10 +26,12 @@ from typing import Any, cast
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.sandbox.server import SandboxServer
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+"""The ``prefect_conductor`` package folder (this module is in its ``cli/``)."""
 SANDBOX_SENTENCE = (
-    "The sandbox is a local stand-in for Conductor's API on 127.0.0.1: it records jobs and"
-    " pretends to run their tasks; nothing is rendered and nothing leaves this machine."
+    "The sandbox is a local stand-in for Conductor's API on 127.0.0.1: it runs each task's"
+    " command on a stand-in render node that writes small sample frames; nothing leaves this"
+    " machine."
 )
 
 
