@@ -123,7 +123,7 @@ def test_submit_in_the_host_runs_on_a_worker_and_submits_scout_then_full(
     assert sorted(p.name for p in (tmp_path / "down").rglob("beauty.*.exr")) == [
         f"beauty.{frame:04d}.exr" for frame in (1, 2, 5, 6, 9, 10)
     ]
-    for name in ("refresh-catalog/conductor", "watch-jobs/conductor"):
+    for name in ("refresh-catalog/refresh", "watch-jobs/conductor"):
         finished = run_deployment(prefect_server, name, {})
         assert finished["state"]["type"] == "COMPLETED", (name, finished["state"])
 
