@@ -163,7 +163,7 @@ def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
         assert run_resource in [r["prefect.resource.id"] for r in found[0]["related"]]
     finished = events(prefect_server, "conductor.scouts.finished", scout, run_resource)[0]
     assert finished["payload"]["success"] == 2 and finished["payload"]["failed"] == 0
-    assert finished["resource"]["prefect.resource.name"] == "shot010 lighting"
+    assert finished["resource"]["prefect.resource.name"].startswith("shot010 lighting [pc-")
     downloaded = events(prefect_server, "conductor.outputs.downloaded", full, run_resource)[0][
         "payload"
     ]
