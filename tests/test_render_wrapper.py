@@ -239,6 +239,13 @@ def test_the_license_server_comes_from_the_job_then_the_setting(
         }
     )
     assert "-license_server mine:1 " in job.task_template
+    # a host item holds the default template as it is: its license server still applies
+    from prefect_conductor.conductor_cloud.job.model import DEFAULT_TASK_TEMPLATE, ConductorJob
+
+    held = ConductorJob(task_template=DEFAULT_TASK_TEMPLATE, license_server="lic.studio:1")
+    assert "-license_server lic.studio:1 " in held.task_template
+    own = ConductorJob(task_template="sh <wrapper> -- cnode <render_package>", license_server="x:1")
+    assert "x:1" not in own.task_template
 
 
 def test_a_relative_config_file_is_anchored_at_the_export_folder(project: Path) -> None:

@@ -303,7 +303,7 @@ class ConductorJob(BaseModel):
         default="",
         max_length=255,
         description=(
-            "The host's license server (host:port) the default command names. Empty: the"
+            "The host's license server (host:port) the default task command names. Empty: the"
             " setting PREFECT_CONDUCTOR_LICENSE_SERVER, by default conductor_ilise:40500 as on"
             " Conductor's render nodes. A task template of your own names its own."
         ),
@@ -360,9 +360,14 @@ class ConductorJob(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _default_template_names_the_license_server(cls, data: object) -> object:
-        """Without a task template of its own, the job runs the default one with its license
-        server (the job's, else the setting's)."""
-        if not isinstance(data, dict) or data.get("task_template"):
+        """Without a task template of its own (none, or the default one unchanged, as a host
+        item holds it), the job runs the default one with its license server (the job's, else
+        the setting's)."""
+        if not isinstance(data, dict) or data.get("task_template") not in (
+            None,
+            "",
+            DEFAULT_TASK_TEMPLATE,
+        ):
             return data
         chosen = str(data.get("license_server") or "").strip()
         if not chosen:
