@@ -45,6 +45,7 @@ class FakeConductor:
     on_post: Callable[[dict[str, Any]], httpx.Response | Exception] | None = None
     on_list: Callable[[int], httpx.Response | None] | None = None
     refuse_tokens: set[str] = field(default_factory=set)
+    missing_hosts: set[str] = field(default_factory=set)  # hosts with no routes: every path 404s
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -54,13 +55,20 @@ class FakeConductor:
 
     def store(self, body: dict[str, Any]) -> dict[str, Any]:
         jid = f"{len(self.jobs) + 1:05d}"
-        job = {"jid": jid, "status": "pending", "metadata": body.get("metadata") or {}}
+        job = {
+            "jid": jid,
+            "status": "pending",
+            "title": body.get("job_title", ""),
+            "project": body.get("project", ""),
+        }
         self.jobs.append(job)
         return job
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         path = request.url.path
+        if request.url.host in self.missing_hosts:
+            return httpx.Response(404, json={"message": f"no route {request.method} {path}"})
         self.bearers.append((path, request.headers.get("Authorization", "")))
         if path == "/api/oauth_jwt":
             return self.exchange(request)

@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect_conductor.conductor_cloud.job.model import ConductorJob
 from prefect_conductor.conductor_cloud.job.scene import HostInfo, ImageExport, SceneExport
+from prefect_conductor.sandbox.node.package import write_package
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "shot010"
 
@@ -42,7 +43,10 @@ def make_scene(root: Path, **changes: Any) -> SceneExport:
         "dependencies": [str(root / "tex" / "wood.<UDIM>.tx")],
     }
     fields.update(changes)
-    return SceneExport(**fields)
+    scene = SceneExport(**fields)
+    if scene.render_package == str(package):  # the host's exporter writes what the node reads
+        write_package(package, scene)
+    return scene
 
 
 def make_job(**changes: Any) -> ConductorJob:

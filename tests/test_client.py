@@ -25,6 +25,7 @@ from prefect_conductor.conductor_cloud.api.client import (
     UploadRequest,
 )
 from prefect_conductor.conductor_cloud.api.job_lookup import Outcome
+from prefect_conductor.conductor_cloud.api.post_record import MemoryPostRecords, PostRecord
 from prefect_conductor.conductor_cloud.api.retry import (
     RetryEvent,
     RetryPolicy,
@@ -38,6 +39,8 @@ from prefect_conductor.processes import free_port
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.eventually import eventually
 
+TITLE = "shot010 [pc-0123456789]"
+"""A posted job's title carries its submission tag, which the lookup matches."""
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=1.5, deadline=10)
 SHORT = httpx.Timeout(connect=2.0, read=0.3, write=2.0, pool=2.0)
 SLOW = 0.6  # seconds a delayed answer takes: past SHORT's read timeout
@@ -63,6 +66,7 @@ def payload(**changes: object) -> dict[str, object]:
             {"command": "echo 2", "frames": "3-4"},
         ],
         "output_path": "/renders",
+        "job_title": TITLE,
         "metadata": {"shot": "010"},
     }
     body.update(changes)
@@ -254,8 +258,8 @@ def test_upload_urls_for_missing_files_and_none_when_nothing_is_missing(
 
 def test_listing_status_and_kill(sandbox: SandboxHandle, tmp_path: Path) -> None:
     with make_client(sandbox, tmp_path) as client:
-        first = client.submit_job(payload(), "run-9:scout")
-        second = client.submit_job(payload(), "run-9:full")
+        first = client.submit_job(payload(job_title="a [pc-1]"), "run-9:scout")
+        second = client.submit_job(payload(job_title="b [pc-2]"), "run-9:full")
         assert [j["jid"] for j in client.list_jobs(2, 2)] == [second.jid]
         assert [j["jid"] for j in client.list_jobs(first_jid=2)] == [second.jid]
         assert [j["jid"] for j in client.list_jobs()] == [first.jid, second.jid]
@@ -263,10 +267,11 @@ def test_listing_status_and_kill(sandbox: SandboxHandle, tmp_path: Path) -> None
         client.kill_jobs([first.jid])
         assert client.get_job(first.jid)["status"] == "killed"
         assert {t["status"] for t in client.get_tasks(first.jid)} == {"killed"}
-        found = client.find_job("run-9:full")
+        found = client.find_job("b [pc-2]", "default")
         assert found.outcome is Outcome.FOUND and found.job is not None
         assert found.job["jid"] == second.jid
-        assert client.find_job("run-9:other").outcome is Outcome.ABSENT
+        assert client.find_job("b [pc-2]", "other").outcome is Outcome.ABSENT
+        assert client.find_job("c [pc-3]", "default").outcome is Outcome.ABSENT
     assert requests_to(sandbox, "GET", "/api/v1/tasks") == [200, 200]
     assert requests_to(sandbox, "GET", f"/api/v1/jobs/{first.jid}") == []
 
@@ -285,9 +290,9 @@ def test_submit_writes_the_submission_id_and_returns_links(
     stored = sandbox.jobs()[0]
     assert stored["metadata"] == {"shot": "010", SUBMISSION_METADATA_KEY: "run-1:full"}
     assert original["metadata"] == {"shot": "010"}  # the caller's payload is untouched
-    # looked up first, then posted once
+    # posted once, and Conductor was asked nothing about it first
     kinds = [(r["method"], r["path"]) for r in sandbox.state()["requests"]]
-    assert kinds[-2:] == [("GET", "/api/v1/jobs"), ("POST", "/jobs/")]
+    assert kinds[-1] == ("POST", "/jobs/") and ("GET", "/api/v1/jobs") not in kinds
 
 
 def test_a_second_submit_of_the_same_id_finds_the_first(
@@ -323,7 +328,7 @@ def test_connection_dropped_before_the_job_was_stored_is_never_posted_again(
     with make_client(sandbox, tmp_path) as client, pytest.raises(SubmissionUnresolved) as caught:
         client.submit_job(payload(), "run-4:full")
     message = str(caught.value)
-    assert "submission 'run-4:full'" in message and "new submission key" in message
+    assert f"job {TITLE!r}" in message and "new submission key" in message
     assert "\n" not in message and not caught.value.transient
     assert sandbox.jobs() == []
     assert requests_to(sandbox, "POST", "/jobs/") == [0]
@@ -347,7 +352,7 @@ def test_a_5xx_that_may_have_landed_is_looked_up_never_posted_again(
     sandbox.faults(fault("POST", "/jobs/", status=status, times=0))
     with make_client(sandbox, tmp_path) as client, pytest.raises(SubmissionUnresolved) as caught:
         client.submit_job(payload(), f"run-5b-{status}:full")
-    assert f"HTTP {status}" in str(caught.value) and "check the Conductor dashboard" in str(
+    assert f"HTTP {status}" in str(caught.value) and "on the Conductor dashboard" in str(
         caught.value
     )
     kinds = [(r["method"], r["path"]) for r in sandbox.state()["requests"]]
@@ -389,13 +394,12 @@ def test_a_lookup_failing_after_a_dropped_post_is_unresolved(
     sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
     sandbox.faults(
-        fault("GET", "/api/v1/jobs", "delay", seconds=0.0),  # the first lookup goes through
-        fault("GET", "/api/v1/jobs", status=500, times=0),  # every later one fails
+        fault("GET", "/api/v1/jobs", status=500, times=0),  # every lookup fails
         fault("POST", "/jobs/", "drop_after"),
     )
     with make_client(sandbox, tmp_path) as client, pytest.raises(SubmissionUnresolved) as caught:
         client.submit_job(payload(), "run-8:full")
-    assert "submission 'run-8:full'" in str(caught.value)
+    assert f"job {TITLE!r}" in str(caught.value)
     assert "the last lookup failed" in str(caught.value)
     assert len(sandbox.jobs()) == 1  # it did land; we said we could not tell, and posted no more
     assert requests_to(sandbox, "POST", "/jobs/") == [0]
@@ -415,15 +419,73 @@ def test_bad_request_is_not_retried_and_says_why(sandbox: SandboxHandle, tmp_pat
 def test_401_on_submit_refreshes_the_token_and_posts_once(
     sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
-    sandbox.faults(
-        fault("GET", "/api/v1/jobs", "delay", seconds=0.0),
-        fault("POST", "/jobs/", status=401),
-    )
+    sandbox.faults(fault("POST", "/jobs/", status=401))
     with make_client(sandbox, tmp_path) as client:
         job = client.submit_job(payload(), "run-11:full")
     assert job.created and len(sandbox.jobs()) == 1
     assert requests_to(sandbox, "POST", "/jobs/") == [401, 201]
     assert len(requests_to(sandbox, "GET", "/api/oauth_jwt")) == 2
+
+
+def test_a_recorded_job_is_returned_without_asking_conductor(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    records = MemoryPostRecords()
+    records.write(PostRecord("run-20:full", TITLE, jid="00042"))
+    with make_client(sandbox, tmp_path) as client:
+        job = client.submit_job(payload(), "run-20:full", records=records)
+    assert (job.jid, job.created) == ("00042", False)
+    assert not [r for r in sandbox.state()["requests"] if r["path"].startswith("/api/v1/jobs")]
+    assert requests_to(sandbox, "POST", "/jobs/") == []
+
+
+def test_a_post_of_unknown_outcome_is_found_by_its_title_and_recorded(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    with make_client(sandbox, tmp_path) as client:
+        posted = client.submit_job(payload(), "run-21:full", records=MemoryPostRecords())
+        records = MemoryPostRecords()
+        records.write(PostRecord("run-21:full", TITLE))  # the POST's answer never came
+        found = client.submit_job(payload(), "run-21:full", records=records)
+    assert (found.jid, found.created) == (posted.jid, False)
+    assert records.read("run-21:full") == PostRecord("run-21:full", TITLE, jid=posted.jid)
+    assert requests_to(sandbox, "POST", "/jobs/") == [201]  # the first one only
+
+
+def test_a_post_of_unknown_outcome_with_no_job_posts_nothing_and_names_the_title(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    records = MemoryPostRecords()
+    records.write(PostRecord("run-22:full", TITLE))
+    with make_client(sandbox, tmp_path) as client, pytest.raises(SubmissionUnresolved) as caught:
+        client.submit_job(payload(), "run-22:full", records=records)
+    message = str(caught.value)
+    assert message.startswith(f"job {TITLE!r}: an earlier POST") and "\n" not in message
+    assert requests_to(sandbox, "POST", "/jobs/") == []
+
+
+def test_a_refused_post_leaves_no_record_so_the_fixed_job_posts(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    records = MemoryPostRecords()
+    with make_client(sandbox, tmp_path) as client:
+        with pytest.raises(RequestRejected):
+            client.submit_job(payload(project="nope"), "run-23:full", records=records)
+        assert records.read("run-23:full") is None
+        job = client.submit_job(payload(), "run-23:full", records=records)
+    assert job.created and records.read("run-23:full") == PostRecord(
+        "run-23:full", TITLE, jid=job.jid
+    )
+
+
+def test_listings_without_metadata_never_block_a_fresh_submission(
+    sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    with make_client(sandbox, tmp_path) as client:
+        first = client.submit_job(payload(job_title="a [pc-1]"), "key-a:full")
+        assert all("metadata" not in job for job in client.list_jobs())
+        second = client.submit_job(payload(job_title="b [pc-2]"), "key-b:full")
+    assert first.created and second.created and first.jid != second.jid
 
 
 # retries of plain calls ------------------------------------------------------------------------

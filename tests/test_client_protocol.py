@@ -18,10 +18,12 @@ from prefect_conductor.conductor_cloud.api.client import (
     ConductorUnavailable,
     SubmissionUnresolved,
 )
-from prefect_conductor.conductor_cloud.api.job_lookup import Outcome, find_submission
+from prefect_conductor.conductor_cloud.api.job_lookup import Outcome, find_posted
+from prefect_conductor.conductor_cloud.api.post_record import MemoryPostRecords, PostRecord
 from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
 from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.conductor_cloud.errors import is_transient
+from prefect_conductor.sandbox import evidence
 from tests.fake_conductor import ACCOUNT, CLIENT_ID, PRIVATE_KEY, URL, FakeConductor
 
 POLICY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, deadline=30)
@@ -41,8 +43,23 @@ def make(fake: FakeConductor, tmp_path: Path, **kwargs: Any) -> ConductorClient:
     )
 
 
-def submit(client: ConductorClient, submission_id: str = "key-1:scout") -> Any:
-    return client.submit_job({"project": "default"}, submission_id, first_attempt=FIRST_ATTEMPT)
+TITLE = "shot [pc-0123456789]"
+
+
+def submit(client: ConductorClient, submission_id: str = "key-1:scout", records: Any = None) -> Any:
+    return client.submit_job(
+        {"project": "default", "job_title": TITLE},
+        submission_id,
+        first_attempt=FIRST_ATTEMPT,
+        records=records,
+    )
+
+
+def unknown_outcome(submission_id: str = "key-1:scout") -> MemoryPostRecords:
+    """Records of a POST whose answer never came: the title without a job id."""
+    records = MemoryPostRecords()
+    records.write(PostRecord(submission_id, TITLE))
+    return records
 
 
 def filters(fake: FakeConductor, path: str = "/api/v1/jobs") -> list[str]:
@@ -187,23 +204,37 @@ def test_tasks_of_another_job_are_dropped(tmp_path: Path) -> None:
 # the duplicate lookup ---------------------------------------------------------------------------
 
 
-def test_a_first_submission_lists_one_day_of_the_account_once(tmp_path: Path) -> None:
+def test_a_first_submission_posts_without_listing_anything(tmp_path: Path) -> None:
     fake = FakeConductor()
     with make(fake, tmp_path) as client:
         job = submit(client)
     assert job.created and job.jid == "00001"
-    assert filters(fake) == [f"account_id_eq_{ACCOUNT},created_gt_2026-12-01"]
+    assert filters(fake) == []
     posted = json.loads(fake.sent("POST", "/jobs/")[0].content)
     assert posted["metadata"] == {SUBMISSION_METADATA_KEY: "key-1:scout"}
+
+
+def test_after_an_unknown_outcome_one_day_of_the_account_is_listed_with_evidenced_fields(
+    tmp_path: Path,
+) -> None:
+    fake = FakeConductor()
+    fake.store({"job_title": TITLE, "project": "default"})
+    with make(fake, tmp_path) as client:
+        job = submit(client, records=unknown_outcome())
+    assert (job.jid, job.created) == ("00001", False)
+    assert filters(fake) == [f"account_id_eq_{ACCOUNT},created_gt_2026-12-01"]
+    fields = fake.sent("GET", "/api/v1/jobs")[0].url.params["fields"].split(",")
+    assert set(fields) == evidence.JOB_LIST_FIELDS
+    assert not fake.sent("POST", "/jobs/")
 
 
 def test_a_truncated_listing_is_walked_by_jid_until_empty(tmp_path: Path) -> None:
     fake = FakeConductor(page_size=2)
     for n in range(5):
-        fake.store({"metadata": {SUBMISSION_METADATA_KEY: f"other-{n}"}})
-    fake.store({"metadata": {SUBMISSION_METADATA_KEY: "key-1:scout"}})
+        fake.store({"job_title": f"other [pc-{n}]", "project": "default"})
+    fake.store({"job_title": TITLE, "project": "default"})
     with make(fake, tmp_path) as client:
-        job = submit(client)
+        job = submit(client, records=unknown_outcome())
     assert (job.jid, job.created) == ("00006", False)
     assert not fake.sent("POST", "/jobs/")
     base = f"account_id_eq_{ACCOUNT},created_gt_2026-12-01"
@@ -215,9 +246,12 @@ def test_a_listing_that_ignores_the_bound_cannot_tell_and_nothing_is_posted(
 ) -> None:
     fake = FakeConductor(page_size=2, ignore_jid_bounds=True)
     for n in range(3):
-        fake.store({"metadata": {SUBMISSION_METADATA_KEY: f"other-{n}"}})
-    with make(fake, tmp_path) as client, pytest.raises(SubmissionUnresolved) as caught:
-        submit(client)
+        fake.store({"job_title": f"other [pc-{n}]", "project": "default"})
+    with (
+        make(fake, tmp_path, lookup_seconds=0) as client,
+        pytest.raises(SubmissionUnresolved) as caught,
+    ):
+        submit(client, records=unknown_outcome())
     assert "cannot tell" in str(caught.value) and "ignored jid_gt_00002" in str(caught.value)
     assert not fake.sent("POST", "/jobs/") and not is_transient(caught.value)
 
@@ -228,28 +262,27 @@ def test_lookup_outcomes_on_their_own() -> None:
     def listing(records: list[dict[str, Any]]) -> Any:
         return lambda text: records if "jid_" not in text else []
 
-    assert find_submission(listing([]), "s", account=None, created_after=day).outcome is (
-        Outcome.ABSENT
-    )
-    blind = find_submission(listing([{"jid": "00001"}]), "s", account="a", created_after=day)
-    assert blind.outcome is Outcome.CANNOT_TELL and "metadata" in blind.reason
-    other = [{"jid": "00001", "metadata": None}]
-    assert find_submission(listing(other), "s", account="a", created_after=day).outcome is (
-        Outcome.ABSENT
-    )
+    def find(records: Any, project: str = "p") -> Any:
+        return find_posted(records, "t [pc-1]", project=project, account="a", created_after=day)
+
+    assert find(listing([])).outcome is Outcome.ABSENT
+    # a record without metadata is an ordinary record: never a reason to refuse
+    assert find(listing([{"jid": "00001", "title": "x"}])).outcome is Outcome.ABSENT
     ours = [
-        {"jid": "00003", "metadata": {SUBMISSION_METADATA_KEY: "s"}},
-        {"jid": "00002", "metadata": {SUBMISSION_METADATA_KEY: "s"}},
+        {"jid": "00003", "title": "t [pc-1]", "project": "p"},
+        {"jid": "00002", "title": "t [pc-1]", "project": "p"},
     ]
-    found = find_submission(listing(ours), "s", account="a", created_after=day)
+    found = find(listing(ours))
     assert found.outcome is Outcome.FOUND and found.job == ours[1]  # the oldest
-    endless = find_submission(
+    assert find(listing(ours), project="q").outcome is Outcome.ABSENT
+    endless = find_posted(
         lambda text: (
-            [{"jid": str(len(text)).zfill(5), "metadata": {}}]
+            [{"jid": str(len(text)).zfill(5), "title": "x"}]
             if "gt" in text
-            else [{"jid": "00001", "metadata": {}}]
+            else [{"jid": "00001", "title": "x"}]
         ),
-        "s",
+        "t [pc-1]",
+        project="p",
         account="a",
         created_after=day,
         max_pages=3,
@@ -271,7 +304,7 @@ def test_a_post_that_times_out_is_found_by_looking_and_never_posted_again(
         return httpx.ReadTimeout("timed out")
 
     def late(count: int) -> httpx.Response | None:
-        if count == 4 and landed:  # the job shows on the third lookup after the POST
+        if count == 3 and landed:  # the job shows on the third lookup after the POST
             fake.store(landed.pop())
         return None
 
@@ -305,11 +338,11 @@ def test_an_ambiguous_post_not_found_in_time_fails_once_and_says_what_to_do(
     ):
         submit(client)
     message = str(caught.value)
-    assert "submission 'key-1:scout'" in message and said in message
-    assert "check the Conductor dashboard" in message and "new submission key" in message
+    assert f"job {TITLE!r}" in message and said in message
+    assert "on the Conductor dashboard" in message and "new submission key" in message
     assert "\n" not in message and not is_transient(caught.value) and caught.value.exit_code == 3
     assert len(fake.sent("POST", "/jobs/")) == 1
-    assert len(fake.sent("GET", "/api/v1/jobs")) == 2  # before the POST, and once after
+    assert len(fake.sent("GET", "/api/v1/jobs")) == 1  # only after the POST
 
 
 @pytest.mark.parametrize("status", [429, 503, 408])

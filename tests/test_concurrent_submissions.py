@@ -2,7 +2,8 @@
 
 Four ``prefect-conductor submit --submission-key K`` processes start at once against one real
 Prefect server while the sandbox takes a second to answer ``POST jobs/``: without a lock shared
-through Prefect, several of them look the id up before any has posted, and each posts its own job.
+through Prefect around the record of what was posted, several of them read "nothing posted"
+before any has posted, and each posts its own job. Two keys post two submissions.
 """
 
 from __future__ import annotations
@@ -51,6 +52,25 @@ def test_four_concurrent_runs_with_one_key_make_one_scout_and_one_full_job(
     ours = [limit for limit in limits if limit["name"].startswith(LOCK_PREFIX)]
     assert ours and all(limit["limit"] == 1 for limit in ours)
     assert all(limit["active_slots"] == 0 for limit in ours)  # every run let go
+
+
+@pytest.mark.e2e
+def test_two_submissions_with_different_keys_both_post(
+    prefect_server: str, sandbox: SandboxHandle, tmp_path: Path
+) -> None:
+    """The sandbox's listings show no metadata, as a real account's do: a second submission is
+    never refused because the first one's job cannot show its submission id."""
+    outputs = [
+        dict(JOB_LINE.findall(out))
+        for out in submit_at_once(prefect_server, sandbox, tmp_path, ["key-a", "key-b"])
+    ]
+    jobs = sandbox.jobs()
+    assert len(jobs) == 4 and len({job["jid"] for job in jobs}) == 4
+    assert {jid for out in outputs for jid in out.values()} == {job["jid"] for job in jobs}
+    posts = [
+        r for r in sandbox.state()["requests"] if r["method"] == "POST" and r["path"] == "/jobs/"
+    ]
+    assert len(posts) == 4
 
 
 @pytest.mark.usefixtures("prefect_backend")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,43 @@ def test_submit_in_the_host_runs_on_a_worker_and_submits_scout_then_full(
         ["1-2", "5-6", "9-10"],
     ]
     titles = [j["job_title"] for j in jobs]
-    assert titles == ["shot010 lighting", f"shot010 lighting{FULL_TITLE_SUFFIX}"]
+    assert titles[0].startswith("shot010 lighting [pc-")
+    assert titles[1].startswith(f"shot010 lighting{FULL_TITLE_SUFFIX} [pc-")
     # the render package the worker's batch export wrote, named after the job
     package = {Path(f["destination"]).name for f in jobs[0]["upload_files"]}
     assert "shot010.shot010_lighting.cio.project" in package
+    # The other deployments, each once through the same worker from the installed package.
+    full = jobs[1]["jid"]
+    downloaded = run_deployment(
+        prefect_server,
+        "download-outputs/conductor",
+        {"jid": full, "output_folder": str(tmp_path / "down"), "poll_seconds": 1},
+    )
+    assert downloaded["state"]["type"] == "COMPLETED", downloaded["state"]
+    assert sorted(p.name for p in (tmp_path / "down").rglob("beauty.*.exr")) == [
+        f"beauty.{frame:04d}.exr" for frame in (1, 2, 5, 6, 9, 10)
+    ]
+    for name in ("refresh-catalog/refresh", "watch-jobs/conductor"):
+        finished = run_deployment(prefect_server, name, {})
+        assert finished["state"]["type"] == "COMPLETED", (name, finished["state"])
+
+
+def run_deployment(server: str, name: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """A run of deployment ``name`` that the worker picks up; the run once it has finished."""
+    with httpx.Client(base_url=server, timeout=30) as api:
+        deployment = api.get(f"/deployments/name/{name}").json()
+        run = api.post(
+            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}
+        ).json()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            answer = api.get(f"/flow_runs/{run['id']}")
+            if answer.status_code == 200 and answer.json()["state"]["type"] in (
+                "COMPLETED",
+                "FAILED",
+                "CRASHED",
+                "CANCELLED",
+            ):
+                return dict(answer.json())
+            time.sleep(1)
+        return dict(api.get(f"/flow_runs/{run['id']}").json())

@@ -226,17 +226,16 @@ def test_a_post_that_may_have_landed_and_cannot_be_looked_up_fails_without_posti
     conductor_env: SandboxHandle,
 ) -> None:
     # The scout POST is stored but its answer is lost, and the lookup after it is refused: the
-    # client cannot tell, so the run fails naming the submission (docs/protocol.md) and neither
-    # the client nor a Prefect retry posts a second job.
+    # client cannot tell, so the run fails naming the job's tagged title (docs/protocol.md) and
+    # neither the client nor a Prefect retry posts a second job.
     conductor_env.faults(
-        {"method": "GET", "path": "/api/v1/jobs", "action": "delay", "seconds": 0},
         {"method": "POST", "path": "/jobs/", "action": "drop_after"},
         {"method": "GET", "path": "/api/v1/jobs", "action": "status", "status": 400},
     )
     state = run_state(example_job())
     assert state.is_failed()
     message = str(state.message)
-    assert ":scout'" in message and "new submission key" in message
+    assert "job 'shot010 lighting v012 [pc-" in message and "new submission key" in message
     assert len(conductor_env.jobs()) == 1
     assert job_posts(conductor_env) == 1
     assert task_run_counts(run_id_of(state))["scout-submit"] == 1

@@ -14,6 +14,7 @@ from prefect_conductor.conductor_cloud.settings import get_settings
 from prefect_conductor.conductor_cloud.transfers.job_outputs import TasksFailed
 from prefect_conductor.flows.render_submit import render_submit
 from prefect_conductor.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.node.package import write_package
 from tests.scenes import EXAMPLES, make_job, make_scene
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
@@ -27,7 +28,8 @@ def scene_on_disk(root: Path, sandbox: SandboxHandle) -> SceneSource:
     scene_file.parent.mkdir(parents=True)
     scene = make_scene(scene_file.parent)
     scene_file.write_text(scene.model_dump_json())
-    sandbox.config(task_seconds=0.05, save_as={i.path: i.save_as for i in scene.images})
+    write_package(Path(scene.render_package), scene)  # the scene's own Save As, as exported
+    sandbox.config(task_seconds=0.05)
     return SceneSource(export_path=str(scene_file))
 
 

@@ -177,7 +177,7 @@ def test_preview_shows_the_plan_and_payload_and_sends_nothing(
         "frames 3-4:",
         "frames 7-8:",
     ]
-    assert "job_title: shot010 lighting\n" in scout
+    assert "job_title: shot010 lighting [<submission tag>]\n" in scout
     assert "instance_type: n1-standard-8\n" in scout
     uploads = text.split("\nUploads: ")[1]
     assert "sim.1-12#.abc" in uploads  # every file the pattern matches (motion blur reads 11)

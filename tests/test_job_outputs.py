@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -15,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import pytest
 
-from prefect_conductor.conductor_cloud.api.client import ConductorClient
+from prefect_conductor.conductor_cloud.api.client import ConductorClient, UploadRequest
 from prefect_conductor.conductor_cloud.api.client_errors import ServerError
 from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
 from prefect_conductor.conductor_cloud.api.status import TaskStatus
@@ -41,6 +43,7 @@ from prefect_conductor.conductor_cloud.transfers.output_frames import (
 )
 from prefect_conductor.sandbox import evidence
 from prefect_conductor.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.node.package import package_document
 from tests.eventually import eventually
 
 OUTPUT_PATH = "/studio/shot010/renders"
@@ -54,8 +57,8 @@ IMAGES = " ".join(SAVE_AS)
 def command(frames: str) -> str:
     """The default task command's shape for two images (docs/render-command.md)."""
     return (
-        "python3 /w/conductor_render.py --mkdir a b --config-file '' -- cnode /p/shot.project"
-        f" -image {IMAGES} -image_frames_list {frames} {frames} -tile_rendering 1 1 -log_width 0"
+        f"mkdir -p {OUTPUT_PATH}/beauty {OUTPUT_PATH}/shadow && cd /studio/shot010 && cnode"
+        f" shot.cio.project -image {IMAGES} -image_frames_list {frames} {frames} -log_width 0"
     )
 
 
@@ -85,15 +88,40 @@ def client(conductor_env: SandboxHandle, tmp_path: Path) -> Iterator[ConductorCl
         yield made
 
 
+def package(save_as: dict[str, str]) -> bytes:
+    """The render package: both images, each at its Save As in ``save_as`` (or, where that
+    leaves one out, beside the package, outside the job's output folder: its frames go
+    missing)."""
+    images = [
+        ImageExport(
+            path=path,
+            render_to_disk=True,
+            save_as=save_as.get(path, f"/studio/shot010/{path.rpartition('/')[2]}.####.exr"),
+            first_frame=1,
+            last_frame=5,
+        )
+        for path in SAVE_AS
+    ]
+    document = package_document(scene().model_copy(update={"images": images}))
+    return json.dumps(document).encode()
+
+
 def submit(
     client: ConductorClient, sandbox: SandboxHandle, save_as: dict[str, str] = SAVE_AS
 ) -> str:
-    sandbox.config(save_as=save_as)
+    data = package(save_as)
+    md5 = b64md5(data)
+    urls = client.get_upload_urls(
+        [UploadRequest("/studio/shot010/shot.cio.project", md5, len(data))], "default"
+    )
+    for url in urls.single_part:
+        httpx.put(url.url, content=data).raise_for_status()
     payload: dict[str, Any] = {
         "instance_type": "n1-standard-8",
         "project": "default",
         "output_path": OUTPUT_PATH,
-        "local_upload": False,
+        "local_upload": True,
+        "upload_files": [{"md5": md5, "destination": "/studio/shot010/shot.cio.project"}],
         "tasks_data": [{"command": command(host), "frames": spec} for spec, host in CHUNKS],
     }
     job = client.submit_job(payload, f"test-{len(sandbox.jobs())}")
@@ -132,7 +160,7 @@ def test_a_finished_job_downloads_intact_and_a_second_run_fetches_nothing(
     assert first.stats.bytes_fetched == first.stats.bytes_total > 0
     assert sorted(first.reported) == ["000", "001", "002"]
     assert {s.status for s in task_states(client, jid)} == {TaskStatus.DOWNLOADED}
-    assert b"P6" in (root / "beauty" / "beauty.0003.exr").read_bytes()[:2]
+    assert (root / "beauty" / "beauty.0003.exr").read_bytes()[:4] == b"v/1\x01"  # EXR
 
     again = download_job(client, jid, tmp_path / "out")
     assert again.stats.bytes_fetched == 0
@@ -213,7 +241,10 @@ def test_failed_tasks_are_named_with_frames_and_log_tails_after_the_rest_downloa
         fetch_outputs(client, jid, tmp_path / "out", wait_seconds=30, poll_seconds=0.05)
     error = raised.value
     assert str(error) == f"job {jid}: 1 of 3 tasks did not render: 001 failed (frames 3-4)"
-    assert error.log_lines()[-1] == "task 001: sandbox: frames 3-4 failed"
+    assert error.log_lines()[-2:] == [
+        "task 001: cnode: project://scene/beauty frame 3: the render failed",
+        "task 001: sandbox: exit code 1",
+    ]
     # The tasks that rendered came down first: a rerun after a retry fetches only the rest.
     assert sorted(on_disk(tmp_path / "out" / jid)) == [
         p for p in EXPECTED if not any(f".000{n}." in p for n in (3, 4))
@@ -332,7 +363,7 @@ def test_the_status_and_download_commands(
     assert failed.returncode == 3
     lines = failed.stderr.strip().splitlines()
     assert f"error: job {jid}: 1 of 3 tasks did not render: 002 failed (frames 5)" in lines
-    assert "  task 002: sandbox: frames 5 failed" in lines
+    assert "  task 002: cnode: project://scene/beauty frame 5: the render failed" in lines
     assert "Traceback" not in failed.stderr
 
     conductor_env.config(fail_frames=[])

@@ -6,13 +6,16 @@ import base64
 import hashlib
 from pathlib import Path
 
+from prefect_conductor.conductor_cloud.api.post_record import submission_tag
 from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.conductor_cloud.job.model import ConductorJob
 from prefect_conductor.conductor_cloud.job.render_wrapper import WRAPPER_PATH
+from prefect_conductor.conductor_cloud.job.render_wrapper.host_config import CONFIG_NAME
 from prefect_conductor.conductor_cloud.job.scene import SceneExport
 from prefect_conductor.conductor_cloud.submission.payload import (
     PREVIEW_FLOW_RUN,
     PREVIEW_SUBMISSION_KEY,
+    PREVIEW_SUBMISSION_TAG,
 )
 from prefect_conductor.conductor_cloud.submission.prepare import (
     Preview,
@@ -41,7 +44,7 @@ def test_gated_scouting_makes_two_jobs_without_overlap(tmp_path: Path) -> None:
     assert set(scout) == PAYLOAD_KEYS and set(full) == PAYLOAD_KEYS
     assert [t["frames"] for t in scout["tasks_data"]] == ["3-4", "7-8"]
     assert [t["frames"] for t in full["tasks_data"]] == ["1-2", "5-6", "9-10"]
-    assert scout["job_title"] == "shot010 lighting"
+    assert scout["job_title"] == f"shot010 lighting [{PREVIEW_SUBMISSION_TAG}]"
     assert (
         full["job_title"].startswith("shot010 lighting") and full["job_title"] != scout["job_title"]
     )
@@ -78,7 +81,7 @@ def test_upload_files_carry_base64_md5_and_stat(tmp_path: Path) -> None:
     scene = make_scene(tmp_path / "s")
     body = preview_of(make_job(), scene, tmp_path).bodies["full"]
     entries = {Path(e["destination"]).name: e for e in body["upload_files"]}
-    assert set(entries) == {"shot.cio.project", "wood.1001.tx", WRAPPER_PATH.name}
+    assert set(entries) == {"shot.cio.project", "wood.1001.tx", WRAPPER_PATH.name, CONFIG_NAME}
     expected = base64.b64encode(hashlib.md5(b"wood").digest()).decode()
     assert entries["wood.1001.tx"]["md5"] == expected
     assert entries["wood.1001.tx"]["st_size"] == 4
@@ -141,7 +144,14 @@ def test_preview_and_submit_agree_byte_for_byte_but_the_placeholders(tmp_path: P
     shown = json.dumps(dict(preview.bodies))
     assert PREVIEW_SUBMISSION_KEY in shown and PREVIEW_FLOW_RUN in shown
     filled = shown.replace(PREVIEW_SUBMISSION_KEY, "key-7").replace(PREVIEW_FLOW_RUN, "run-42")
+    for step in ("scout", "full"):
+        tag = json.dumps(submission_tag(f"key-7:{step}"))[1:-1]
+        filled = filled.replace(PREVIEW_SUBMISSION_TAG, tag, 1)
     assert filled == json.dumps(submitted)
+    assert (
+        submitted["scout"]["job_title"]
+        == "shot010 lighting [" + submission_tag("key-7:scout") + "]"
+    )
     assert submitted["scout"]["metadata"][SUBMISSION_METADATA_KEY] == "key-7:scout"
     assert submitted["full"]["metadata"][SUBMISSION_METADATA_KEY] == "key-7:full"
     assert submitted["full"]["metadata"]["prefect_flow_run"] == "run-42"
@@ -171,7 +181,7 @@ def test_windows_paths_lose_the_drive_in_the_command_and_keep_it_in_output_path(
     body = payloads(prepared, upload_entries(md5s))["full"]
     words = shlex.split(body["tasks_data"][0]["command"])
     assert words[words.index("--") + 2] == "/proj/shot 010.cio.project"
-    assert words[words.index("--config-file") + 1] == "/Users/me/jobs.cfg"
-    mkdir = words[words.index("--mkdir") + 1 : words.index("--config-file")]
+    assert words[words.index("-config_file") + 1] == "/Users/me/jobs.cfg"
+    mkdir = words[words.index("--mkdir") + 1 : words.index("--")]
     assert all(folder.startswith("/proj/renders/") for folder in mkdir) and mkdir
     assert body["output_path"].startswith("C:/proj/renders")

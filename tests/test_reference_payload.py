@@ -19,7 +19,10 @@ import pytest
 from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.conductor_cloud.job.loaders import load_job, load_scene
 from prefect_conductor.conductor_cloud.job.render_wrapper import WRAPPER_PATH
-from prefect_conductor.conductor_cloud.submission.payload import FULL_TITLE_SUFFIX
+from prefect_conductor.conductor_cloud.submission.payload import (
+    FULL_TITLE_SUFFIX,
+    PREVIEW_SUBMISSION_TAG,
+)
 from prefect_conductor.conductor_cloud.submission.prepare import Preview, build_preview
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 
@@ -50,6 +53,9 @@ CIOCORE_KEYS = [
     "upload_size",
 ]
 
+#: The license server in the reference's default task template (``conductor_job.py``).
+REFERENCE_LICENSE_SERVER = "conductor_ilise:40500"
+
 #: The reference's own files on the node (uploaded from $CTEMP/conductor): its wrapper, its
 #: pre-render script and a copy of the artist's config file.
 REFERENCE_SCRIPTS = ["ciocnode", "cioprep.py", "clarisse.cfg"]
@@ -57,7 +63,7 @@ REFERENCE_SCRIPTS = ["ciocnode", "cioprep.py", "clarisse.cfg"]
 #: Every key where shot010's bodies differ from the reference's, and why (docs/render-command.md).
 DIFFERENCES = {
     "tasks_data": "scout/full split into two jobs; each command calls our uploaded wrapper",
-    "job_title": "the gated full job's title gets a suffix so both jobs read apart",
+    "job_title": "the submission's tag; the gated full job's title gets a suffix too",
     "metadata": "the job's labels, the submission id (no duplicate jobs) and the flow run",
     "scout_frames": "gated scouting holds the other tasks back itself, so none are sent",
     "upload_files": "our wrapper instead of ciocnode, cioprep.py and a clarisse.cfg copy",
@@ -84,12 +90,14 @@ def reference_body(ours: Preview) -> dict[str, Any]:
         tasks.append(
             {
                 "command": f'{temp}/ciocnode "{package}" -image {images}'
-                f" -image_frames_list {spec} {spec} -tile_rendering 1 1",
+                f" -image_frames_list {spec} {spec} -tile_rendering 1 1"
+                f" -license_server {REFERENCE_LICENSE_SERVER}",
                 "frames": chunk.spec,
             }
         )
     scripts = [posixpath.join(temp, name) for name in REFERENCE_SCRIPTS]
-    dependencies = [str(path) for path in ours.prepared.files if path != WRAPPER_PATH]
+    ours_only = {WRAPPER_PATH, Path(ours.prepared.scene.config_file)}
+    dependencies = [str(path) for path in ours.prepared.files if path not in ours_only]
     upload_paths = sorted([*scripts, *dependencies])
     return {
         "instance_type": job.instance_type,
@@ -136,11 +144,15 @@ def test_the_chosen_differences_are_the_documented_ones(ours: Preview) -> None:
     frames = [t["frames"] for t in scout["tasks_data"]] + [t["frames"] for t in full["tasks_data"]]
     assert sorted(frames) == sorted(t["frames"] for t in reference["tasks_data"])
     for task in (*scout["tasks_data"], *full["tasks_data"]):
-        assert task["command"].startswith(f"python3 {WRAPPER_PATH} --mkdir ")
+        assert task["command"].startswith(f"sh {WRAPPER_PATH} --mkdir ")
         assert " -- cnode " in task["command"]
+        # the same license server and, as the reference's wrapper adds, a config file
+        assert f" -license_server {REFERENCE_LICENSE_SERVER} " in task["command"]
+        assert f" -config_file {ours.prepared.scene.config_file} " in task["command"]
     # titles
-    assert scout["job_title"] == reference["job_title"]
-    assert full["job_title"] == reference["job_title"] + FULL_TITLE_SUFFIX
+    tag = f" [{PREVIEW_SUBMISSION_TAG}]"
+    assert scout["job_title"] == reference["job_title"] + tag
+    assert full["job_title"] == reference["job_title"] + FULL_TITLE_SUFFIX + tag
     # metadata: the job's own labels plus ours
     for step, body in ours.bodies.items():
         assert body["metadata"][SUBMISSION_METADATA_KEY].endswith(f":{step}")
@@ -155,7 +167,7 @@ def test_the_chosen_differences_are_the_documented_ones(ours: Preview) -> None:
     # uploads: the same dependencies, our wrapper instead of the reference's three files
     ours_files = {e["destination"] for e in scout["upload_files"]}
     reference_files = {e["destination"] for e in reference["upload_files"]}
-    assert ours_files - reference_files == {str(WRAPPER_PATH)}
+    assert ours_files - reference_files == {str(WRAPPER_PATH), ours.prepared.scene.config_file}
     assert {posixpath.basename(p) for p in reference_files - ours_files} == set(REFERENCE_SCRIPTS)
     assert scout["upload_size"] == sum(e["st_size"] for e in scout["upload_files"])
     assert full["upload_files"] == scout["upload_files"]

@@ -21,6 +21,7 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
+from prefect.settings import get_current_settings
 
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
 from prefect_conductor.flows.render_submit import render_submit
@@ -115,6 +116,9 @@ def test_a_run_killed_midway_is_finished_by_the_next_without_duplicates(
         **os.environ,
         "PREFECT_HOME": str(tmp_path / "prefect"),  # its own local backend, like another worker
         "PREFECT_CONDUCTOR_HOME": str(tmp_path / "conductor"),
+        # ... sharing result storage with this one, as workers on several machines must
+        # (docs/protocol.md): the record of what was posted lives there
+        "PREFECT_LOCAL_STORAGE_PATH": str(get_current_settings().results.local_storage_path),
     }
     process = subprocess.Popen(
         [

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from prefect_conductor.conductor_cloud.api.status import JobStatus, TaskStatus
-from prefect_conductor.conductor_cloud.transfers.job_outputs import TaskState
 from prefect_conductor.tasks.submit import _unfinished
 
 
@@ -38,13 +37,9 @@ def test_an_unlisted_word_is_unknown_and_unfinished() -> None:
     assert JobStatus.parse("downloaded").finished
 
 
-def test_the_timeout_line_names_job_task_and_word() -> None:
-    tasks = [
-        {"taskLabel": "000", "status": "success"},
-        {"taskLabel": "001", "status": "rendering"},
-    ]
-    line = _unfinished("00042", [TaskState.from_record(t) for t in tasks], 60)
+def test_the_timeout_line_names_the_job_and_the_word_its_listing_shows() -> None:
+    line = _unfinished("00042", "rendering", 60)
     assert line == (
-        "scout job 00042 did not finish in 60 minutes: task 001 is still 'rendering';"
+        "scout job 00042 did not finish in 60 minutes: the job is still 'rendering';"
         " nothing more was submitted"
     )

@@ -38,7 +38,7 @@ def context(**changes: object) -> TemplateContext:
         "project": "default",
         "instance_type": "n1-standard-8",
         "job_title": "shot010",
-        "wrapper": "/opt/prefect_conductor/conductor_render.py",
+        "wrapper": "/opt/prefect_conductor/conductor_render.sh",
     }
     fields.update(changes)
     return TemplateContext(**fields)  # type: ignore[arg-type]
@@ -56,7 +56,7 @@ def test_default_template_renders_every_image_with_its_frames() -> None:
     )
     command = render_command(DEFAULT_TASK_TEMPLATE, plan.tasks[1], plan, context())
     words = shlex.split(command)
-    assert words[:2] == ["python3", "/opt/prefect_conductor/conductor_render.py"]
+    assert words[:2] == ["sh", "/opt/prefect_conductor/conductor_render.sh"]
     assert words[words.index("--") + 1 : words.index("--") + 3] == [
         "cnode",
         "/proj/shot.cio.project",

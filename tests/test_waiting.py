@@ -96,8 +96,9 @@ def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
     scene_file.parent.mkdir(parents=True)
     scene = make_scene(scene_file.parent)
     scene_file.write_text(scene.model_dump_json())
-    # The stand-in renderer writes each image at the scene's Save As, so the frame check passes.
-    conductor_env.config(task_seconds=3, save_as={i.path: i.save_as for i in scene.images})
+    # The scene's render package holds each image's Save As (make_scene writes it as the host's
+    # exporter would), so the stand-in renderer writes there and the frame check passes.
+    conductor_env.config(task_seconds=3)
     parameters = {
         "job": make_job().model_dump(mode="json"),
         "scene": {"export_path": str(scene_file)},
@@ -153,7 +154,7 @@ def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
         assert run_resource in [r["prefect.resource.id"] for r in found[0]["related"]]
     finished = events(prefect_server, "conductor.scouts.finished", scout, run_resource)[0]
     assert finished["payload"]["success"] == 2 and finished["payload"]["failed"] == 0
-    assert finished["resource"]["prefect.resource.name"] == "shot010 lighting"
+    assert finished["resource"]["prefect.resource.name"].startswith("shot010 lighting [pc-")
     downloaded = events(prefect_server, "conductor.outputs.downloaded", full, run_resource)[0][
         "payload"
     ]

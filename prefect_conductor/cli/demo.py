@@ -29,8 +29,9 @@ from prefect_conductor.sandbox.server import SandboxServer
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 """The ``prefect_conductor`` package folder (this module is in its ``cli/``)."""
 SANDBOX_SENTENCE = (
-    "The sandbox is a local stand-in for Conductor's API on 127.0.0.1: it records jobs and"
-    " pretends to run their tasks; nothing is rendered and nothing leaves this machine."
+    "The sandbox is a local stand-in for Conductor's API on 127.0.0.1: it runs each task's"
+    " command on a stand-in render node that writes small sample frames; nothing leaves this"
+    " machine."
 )
 
 
@@ -77,6 +78,18 @@ def wait_for_ctrl_c(echo: Callable[[str], None]) -> None:
             signal.signal(number, handler)
 
 
+def sample_copy(sample: Path, folder: Path) -> Path:
+    """A copy of the sample scene with its render package as the host's exporter writes it
+    (Save As and frame ranges of the copy's images, absolute), so the sandbox renders it."""
+    from prefect_conductor.conductor_cloud.job.loaders import load_scene
+    from prefect_conductor.sandbox.node.package import write_package
+
+    shutil.copytree(sample, folder)
+    scene = load_scene(folder / "scene_export.json")
+    write_package(Path(scene.render_package), scene)
+    return folder
+
+
 def run_demo(
     echo: Callable[[str], None] = print, *, keep: bool = False, quiet_tracebacks: bool = False
 ) -> dict[str, Any]:
@@ -103,7 +116,7 @@ def _run_demo(
     from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
     from prefect_conductor.local_server.prefect_api import prefect_api
 
-    shot = examples_dir() / "shot010"
+    shot = sample_copy(examples_dir() / "shot010", work / "shot010")
     started = time.monotonic()
     settings = {"PREFECT_CONDUCTOR_HOME": str(work / "home")}
     with (
@@ -160,14 +173,13 @@ def _run_demo(
 def download_outputs(
     handle: SandboxHandle, result: dict[str, Any], shot: Path, folder: Path
 ) -> list[str]:
-    """After Submit: the sandbox renders stand-in frames at the scene's Save As; download each
-    job, report it, check its frames. One line per job."""
+    """After Submit: the sandbox's stand-in renderer wrote each frame at its image's Save As;
+    download each job, report it, check its frames. One line per job."""
     from prefect_conductor.conductor_cloud.api.client import ConductorClient
     from prefect_conductor.conductor_cloud.transfers.job_outputs import fetch_outputs
     from prefect_conductor.conductor_cloud.transfers.output_frames import load_scene_images
 
     scene = load_scene_images(shot / "scene_export.json")
-    handle.config(save_as={image.path: image.save_as for image in scene.images if image.save_as})
     lines = []
     with ConductorClient() as client:
         for step, job_info in result["jobs"].items():

@@ -303,14 +303,20 @@ def sandbox(
         ),
     ] = "",
     task_seconds: Annotated[
-        float, typer.Option(help="Seconds a task stays pending, then running.")
+        float, typer.Option(help="Seconds a task stays pending before a render node takes it.")
     ] = 2.0,
+    instances: Annotated[
+        int,
+        typer.Option(min=1, max=64, help="Stand-in render nodes running tasks at once."),
+    ] = 2,
     host: Annotated[str, typer.Option(help="Loopback address to bind.")] = "127.0.0.1",
 ) -> None:
     """Serve a local Conductor-compatible API (loopback only) for trying and testing.
 
-    State (jobs, uploads, tokens) lives in the data folder and survives a restart. Tests steer
-    it through /_sandbox/ (faults, config, state, reset, release/<jid>).
+    Each task's command runs on a stand-in render node (the job's uploads laid out, a stand-in
+    cnode that writes real frames). State (jobs, uploads, tokens) lives in the data folder and
+    survives a restart. Tests steer it through /_sandbox/ (faults, config, state, reset,
+    release/<jid>).
     """
     from prefect_conductor.conductor_cloud.settings import get_settings
     from prefect_conductor.sandbox.server import SandboxServer
@@ -320,7 +326,12 @@ def sandbox(
     folder = (data if data is not None else get_settings().home / "sandbox").absolute()
     try:
         server = SandboxServer(
-            folder, port=port, faults=faults, task_seconds=task_seconds, host=host
+            folder,
+            port=port,
+            faults=faults,
+            task_seconds=task_seconds,
+            host=host,
+            instances=instances,
         )
     except ValueError as error:
         raise UserError(str(error)) from None

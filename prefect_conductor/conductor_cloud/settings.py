@@ -21,6 +21,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from prefect_conductor.conductor_cloud.errors import UserError
 
 DEFAULT_CONDUCTOR_URL = "https://dashboard.conductortech.com"
+DEFAULT_API_URL = "https://api.conductortech.com"
+"""Where Conductor's own clients read task listings (``api/v1/tasks``); the dashboard host has
+no such route as far as any client shows."""
+DEFAULT_LICENSE_SERVER = "conductor_ilise:40500"
+"""The host's license server on Conductor's render nodes, as Conductor's own submitter sends it."""
 DEFAULT_HOST_BATCH = "jobs -batch"
 DEFAULT_MAX_METADATA_KEYS = 256
 
@@ -61,6 +66,23 @@ class ConductorSettings(BaseSettings):
         default=DEFAULT_HOST_BATCH,
         description="The host's batch command (shell words) that exports a saved project.",
     )
+    api_url: str = Field(
+        default="",
+        validation_alias=AliasChoices("CONDUCTOR_API_URL", "PREFECT_CONDUCTOR_API_URL"),
+        description=(
+            "Conductor's API host, for task listings. Empty: https://api.conductortech.com with"
+            " Conductor's own dashboard, else the Conductor address itself (a sandbox serves"
+            " both)."
+        ),
+    )
+    license_server: str = Field(
+        default=DEFAULT_LICENSE_SERVER,
+        pattern=r"^[A-Za-z0-9_.@:-]+$",
+        description=(
+            "The host's license server that the default render command names (host:port);"
+            " a job's own license_server wins."
+        ),
+    )
 
     @field_validator("home", "api_key_path", mode="after")
     @classmethod
@@ -83,6 +105,14 @@ class ConductorSettings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    def api_address(self, conductor_url: str) -> str:
+        """The API host for ``conductor_url``: the setting, else the evidenced default."""
+        if self.api_url.strip():
+            return self.api_url.strip().rstrip("/")
+        if conductor_url.rstrip("/") == DEFAULT_CONDUCTOR_URL:
+            return DEFAULT_API_URL
+        return conductor_url.rstrip("/")
 
     @property
     def token_dir(self) -> Path:

@@ -55,6 +55,7 @@ GROUPS: dict[str, str] = {
     "environment": "environment",
     "metadata": "metadata",
     "extra_uploads": "uploads",
+    "license_server": "task",
     "task_template": "task",
     "notify": "notifications",
     "scout_mode": "scout",

@@ -5,9 +5,10 @@ No token is needed; the sandbox only listens on loopback and the gate refuses an
 * ``POST /_sandbox/faults`` ``[rule, ...]`` appends fault rules (``faults.py``);
   ``GET`` lists them with their hit counts; ``DELETE`` removes them all.
 * ``POST /_sandbox/config`` ``{"task_seconds", "multipart_threshold", "part_size",
-  "fail_frames", "save_as", "output_bytes"}`` (any subset; 400 names a bad value). ``save_as``
-  maps image item paths to Save As patterns for the stand-in renderer (``downloads.py``);
-  ``output_bytes`` > 0 makes each rendered file that large.
+  "fail_frames", "output_bytes", "instances", "frame_seconds"}`` (any subset; 400 names a bad
+  value). ``instances`` is how many stand-in render nodes run tasks at once and
+  ``frame_seconds`` how long the stand-in renderer takes per frame (``node/runner.py``);
+  ``output_bytes`` > 0 makes the stand-in renderer write files that large instead of images.
 * ``GET /_sandbox/state`` -> ``{"jobs": [stored payload + job view + submitted_at], "uploads":
   {base64 md5: size}, "requests": [{"method", "path", "status", "params", "terms"}],
   "bearer_on_storage": n}``; ``status`` is 0 for a dropped connection; ``params`` are the query's

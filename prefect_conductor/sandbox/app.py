@@ -23,6 +23,8 @@ cap a body at the size they were signed for). Fault injection (``faults.py``) si
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from prefect_conductor.sandbox.gate import BodyTooLarge, Gatekeeper
 from prefect_conductor.sandbox.inflight import InFlightMiddleware
 from prefect_conductor.sandbox.job_page import JobPage
 from prefect_conductor.sandbox.jobs import Jobs
+from prefect_conductor.sandbox.node.runner import TaskRunner
 from prefect_conductor.sandbox.storage import Storage
 from prefect_conductor.sandbox.tokens import Tokens, error
 
@@ -148,7 +151,20 @@ def create_app(
         Route("/_sandbox/reset", admin.reset, methods=["POST"]),
         Route("/_sandbox/release/{jid}", admin.release, methods=["POST"]),
     ]
-    app: ASGIApp = Starlette(routes=routes, exception_handlers={BodyTooLarge: _too_large})
+    runner = TaskRunner(context)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        """The stand-in render nodes work while the sandbox serves."""
+        runner.start()
+        try:
+            yield
+        finally:
+            runner.stop()
+
+    app: ASGIApp = Starlette(
+        routes=routes, exception_handlers={BodyTooLarge: _too_large}, lifespan=lifespan
+    )
     app = FaultMiddleware(app, context.faults)
     # Outside the faults: a delayed POST counts as in flight, as on a slow Conductor.
     app = InFlightMiddleware(app, context.in_flight)

@@ -74,6 +74,8 @@ class SandboxContext:
         faults: list[FaultRule] | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.generation = 0
+        """Counts resets: work started before one belongs to jobs that are gone."""
         self.files_dir = data_dir / "files"
         self.parts_dir = data_dir / "parts"
         self.incoming_dir = data_dir / "incoming"
@@ -103,6 +105,7 @@ class SandboxContext:
 
     def reset(self) -> None:
         """Forget jobs, uploads, requests, faults and settings; keep the key and issued tokens."""
+        self.generation += 1  # tasks still running from before are stopped, their ends ignored
         self.faults.clear()
         self.in_flight.reset()
         self.store.reset()

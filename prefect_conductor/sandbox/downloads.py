@@ -17,44 +17,26 @@ The fake's own (not Conductor's): ``GET /_storage/out/<md5 hex>?expires=&signatu
 signed URL of an output file, standing for the cloud bucket's hashstore URL. It needs no token
 (one that carries a bearer is counted, as for uploads) and serves the bytes with their length.
 
-**The stand-in renderer.** A real task writes the images its command names, at their Save As
-paths. Our job payload keeps ciocore's keys only, so the Save As patterns are not in the job; the
-sandbox, like a farm whose renderer is set up by its operator, learns them from its harness:
-``POST /_sandbox/config {"save_as": {"project://scene/beauty": "renders/beauty/beauty.####.exr"}}``
-(the scene export's Save As, as written there). When a task is first seen successful, it writes,
-for each image its command names after ``-image`` with that image's frames from
-``-image_frames_list`` (``output_frames.rendered_images``; a command naming no images renders every
-configured image at the task's frames), one file per frame. Its path relative to the job's
-``output_path`` is where ``frame_check.relocate`` expects it: a Save As below ``output_path``
-keeps its place, any other lands by its file name. An image the config does not name writes
-nothing, which is how a test makes frames go missing. Each file is a tiny valid PPM image
-(about a hundred bytes) naming the job, task, image and frame, or, with the setting
-``output_bytes`` > 0, that many bytes (for benchmarks). Files are stored content-addressed in
-``files/<md5 hex>``, as uploads are. Faults come from ``faults.py`` (``drop_mid`` and ``corrupt``
-on ``GET /_storage/out/*``, a 5xx on ``POST /jobs/*/downloads``) and ``fail_frames``.
+**Outputs.** A task's outputs are the files its real command wrote below the job's
+``output_path`` on its stand-in render node (``node/runner.py``), stored content-addressed in
+``files/<md5 hex>`` as uploads are; each one's ``relative_path`` is its place below
+``output_path``. Faults come from ``faults.py`` (``drop_mid`` and ``corrupt`` on
+``GET /_storage/out/*``, a 5xx on ``POST /jobs/*/downloads``) and ``fail_frames``.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
-import os
 import re
-import tempfile
-import threading
 import time
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictInt, StrictStr
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from prefect_conductor.conductor_cloud.transfers.frame_check import frame_file, image_name, relocate
-from prefect_conductor.conductor_cloud.transfers.output_frames import rendered_images
 from prefect_conductor.sandbox import bodies
 from prefect_conductor.sandbox.context import SandboxContext
 from prefect_conductor.sandbox.evidence import JID, TID
@@ -74,7 +56,7 @@ class DownloadsBody(bodies.Strict):
 
 
 class StatusBody(bodies.Strict):
-    """``POST /downloads/status`` (ciocore reporter.py:113-137)."""
+    """``POST /downloads/status`` (ciocore downloader/reporter.py:61-71)."""
 
     download_id: Annotated[StrictStr, Field(max_length=64)]
     status: Literal["downloaded", "pending", "downloading"]
@@ -82,84 +64,13 @@ class StatusBody(bodies.Strict):
     bytes_to_download: bodies.Count
 
 
-def _ppm(label: str, frame: int) -> bytes:
-    """A 4x4 PPM image, its colour from the frame, its comment naming what rendered it."""
-    shade = bytes([(frame * 37) % 256, (frame * 91) % 256, 128])
-    return f"P6\n# {label}\n4 4\n255\n".encode() + shade * 16
-
-
 class Downloads:
-    """The download endpoints of one sandbox, and the renderer that fills them."""
+    """The download endpoints of one sandbox."""
 
     def __init__(self, context: SandboxContext, jobs: Jobs) -> None:
         self.context = context
         self.store = context.store
         self.jobs = jobs
-        self._render_lock = threading.Lock()
-
-    # the stand-in renderer ----------------------------------------------------------------
-
-    def _write(self, label: str, frame: int, size: int) -> tuple[str, int]:
-        """Store one output file content-addressed; its base64 md5 and size."""
-        digest = hashlib.md5(usedforsecurity=False)
-        fd, name = tempfile.mkstemp(dir=self.context.incoming_dir)
-        temp = Path(name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                if size <= 0:
-                    data = _ppm(label, frame)
-                    out.write(data)
-                    digest.update(data)
-                    size = len(data)
-                else:
-                    block = (hashlib.sha256(f"{label}:{frame}".encode()).digest() * 32768)[
-                        :WRITE_CHUNK
-                    ]
-                    left = size
-                    while left:
-                        piece = block[: min(left, len(block))]
-                        out.write(piece)
-                        digest.update(piece)
-                        left -= len(piece)
-            os.replace(temp, self.context.blob_path(digest.digest()))
-        finally:
-            temp.unlink(missing_ok=True)
-        return base64.b64encode(digest.digest()).decode(), size
-
-    def render(self, job: Any, task: Any) -> None:
-        """Write a successful task's output files once (see the module docstring)."""
-        with self._render_lock:
-            rows = self.store.query(
-                "SELECT rendered FROM tasks WHERE jid = ? AND tid = ?", task["jid"], task["tid"]
-            )
-            if not rows or rows[0]["rendered"]:
-                return
-            output_path = str(json.loads(job["payload"]).get("output_path") or "")
-            save_as: dict[str, str] = self.store.setting("save_as")
-            size = int(self.store.setting("output_bytes"))
-            named = rendered_images(task["command"])
-            if not named:
-                frames = self.jobs.frames_of(task)
-                named = [(path, frames) for path in save_as]
-            files: dict[str, tuple[str, int]] = {}
-            for path, frames in named:
-                if path not in save_as:
-                    continue
-                for frame in frames:
-                    relative = relocate(frame_file(save_as[path], frame), output_path, Path("."))
-                    label = f"job {task['jid']:05d} task {task['tid']:03d} {image_name(path)}"
-                    files[relative] = self._write(f"{label} frame {frame}", frame, size)
-            with self.store.transaction() as db:
-                for relative, (md5, length) in files.items():
-                    db.execute(
-                        "INSERT OR REPLACE INTO outputs (jid, tid, relative_path, md5, size)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (task["jid"], task["tid"], relative, md5, length),
-                    )
-                db.execute(
-                    "UPDATE tasks SET rendered = 1 WHERE jid = ? AND tid = ?",
-                    (task["jid"], task["tid"]),
-                )
 
     # Conductor's endpoints ----------------------------------------------------------------
 
@@ -233,8 +144,6 @@ class Downloads:
             and self.jobs.task_status(task, float(job["killed"])).succeeded
         ]
         page = ready[: int(limit)]
-        for task in page:
-            await run_in_threadpool(self.render, job, task)
         records = [self._record(request, job, task) for task in page]
         more = len(ready) > len(page)
         return JSONResponse(

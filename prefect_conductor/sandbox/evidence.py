@@ -126,7 +126,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "GET",
         "/api/v1/tasks",
-        "hybrid_examples tractor/bin/conductor_poll.py:20-28, send_to_conductor.py:60-70",
+        "https://api.conductortech.com only: hybrid_examples tractor/bin/conductor_poll.py:20-28,"
+        " send_to_conductor.py:60-70",
         params=frozenset({"filter"}),
         terms=TASK_TERMS,
         required=frozenset({"filter"}),
@@ -148,7 +149,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "POST",
         "/downloads/status",
-        "ciocore downloader/reporter.py:16-18, 113-137; desktop_client src/_actions/files.js:74-90",
+        "ciocore downloader/reporter.py:16-18, 61-71; desktop_client src/_actions/files.js:74-90",
     ),
     Endpoint("PUT", "/jobs_multi", "ciocore api_client.py:718-753"),
     Endpoint("PUT", "/tasks_multi", "ciocore api_client.py:756-794"),

@@ -51,7 +51,7 @@ class SandboxHandle:
 
     def config(self, **settings: Any) -> None:
         """Any of ``task_seconds``, ``multipart_threshold``, ``part_size``, ``fail_frames``,
-        ``save_as`` ({image item path: Save As}) and ``output_bytes`` (see ``downloads.py``)."""
+        ``output_bytes``, ``instances`` and ``frame_seconds`` (see ``admin.py``)."""
         self._send("POST", "/_sandbox/config", settings)
 
     def reset(self) -> None:

@@ -45,11 +45,11 @@ def render(view: dict[str, Any], payload: dict[str, Any], tasks: list[dict[str, 
     )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8">{refresh}
-<title>Job {e(view["jid"])}: {e(view["job_title"])}</title><style>{STYLE}</style></head>
+<title>Job {e(view["jid"])}: {e(view["title"])}</title><style>{STYLE}</style></head>
 <body>
-<p>Conductor sandbox: a local stand-in for Conductor's API on this machine; nothing here was
-rendered.</p>
-<h1>Job {e(view["jid"])}: {e(view["job_title"])}</h1>
+<p>Conductor sandbox: a local stand-in for Conductor's API on this machine; each task's command
+ran on a stand-in render node whose renderer writes small sample frames.</p>
+<h1>Job {e(view["jid"])}: {e(view["title"])}</h1>
 <table>
 {_row("status", e(view["status"]))}
 {_row("project", e(str(view["project"] or "")))}
@@ -57,7 +57,7 @@ rendered.</p>
 {_row("tasks", str(len(tasks)))}
 {_row("outputs", f"<code>{e(str(payload.get('output_path') or ''))}</code>")}
 {_row("uploads", f"{len(uploads)} files, {int(payload.get('upload_size') or 0)} bytes")}
-{_row("metadata", f"<code>{e(json.dumps(view['metadata']))}</code>")}
+{_row("metadata", f"<code>{e(json.dumps(payload.get('metadata') or {}))}</code>")}
 </table>
 <h2>Tasks</h2>
 <table><tr><th>task</th><th>frames</th><th>state</th><th>command</th></tr>

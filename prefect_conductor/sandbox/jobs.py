@@ -7,13 +7,13 @@ keys (``bodies.JobPayload``), ``GET api/v1/jobs?filter=jid_gt_A,jid_lt_B`` and i
 Conductor would (an unknown or inactive project, task frames it cannot read, a file not uploaded
 when ``local_upload`` is true).
 
-The clock is computed on read from timestamps, so no thread is needed and a restart keeps time.
 A job is ``syncing`` for its first ``task_seconds / 2`` (Conductor's sync phase before pending);
-a task is ``pending`` for ``task_seconds`` after its clock starts, then ``running`` for
-``task_seconds``, then ``success``, or ``failed`` when it holds a frame that was in
-``fail_frames`` when the job was submitted. A success reads ``downloaded`` once a downloader
-reports it so (``POST /downloads/status``, ``downloads.py``). The current ``task_seconds``
-applies to every task.
+a task is ``pending`` for at least ``task_seconds`` after its clock starts, until one of the
+stand-in render nodes is free, then ``running`` while its real command runs there
+(``node/runner.py``), then ``success`` or ``failed`` by the process's exit code. A task holding a
+frame that was in ``fail_frames`` when the job was submitted fails when the stand-in renderer
+reaches that frame. A success reads ``downloaded`` once a downloader reports it so
+(``POST /downloads/status``, ``downloads.py``).
 
 Native scout: when a job has ``scout_frames``, tasks holding none of them start ``holding``; no
 client releases them through the API (the user presses continue in the dashboard), so the
@@ -27,6 +27,7 @@ import json
 import re
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -43,6 +44,7 @@ from prefect_conductor.sandbox import bodies
 from prefect_conductor.sandbox.context import SandboxContext
 from prefect_conductor.sandbox.evidence import JID, TID
 from prefect_conductor.sandbox.fixture_catalog import ACCOUNT_ID
+from prefect_conductor.sandbox.node.runner import log_path
 from prefect_conductor.sandbox.tokens import error
 
 
@@ -145,20 +147,19 @@ class Jobs:
     # the clock ----------------------------------------------------------------------------
 
     def task_status(self, task: Any, job_killed: float) -> TaskStatus:
-        """A task's state now, from its clock; a killed job's or task's is ``killed``."""
+        """A task's state now: held, waiting for a node, its process running, or how the
+        process ended (``node/runner.py``); a killed job's or task's is ``killed``."""
         if job_killed or task["killed"]:
             return TaskStatus.KILLED
         if task["started_at"] is None:
             return TaskStatus.HOLDING
-        elapsed = time.time() - float(task["started_at"])
-        seconds = float(self.store.setting("task_seconds"))
-        if elapsed < seconds:
-            return TaskStatus.PENDING
-        if elapsed < 2 * seconds:
+        if task["run_ended"] is not None:
+            if task["exit_code"] != 0:
+                return TaskStatus.FAILED
+            return TaskStatus.DOWNLOADED if task["downloaded"] else TaskStatus.SUCCESS
+        if task["run_started"] is not None:
             return TaskStatus.RUNNING
-        if task["will_fail"]:
-            return TaskStatus.FAILED
-        return TaskStatus.DOWNLOADED if task["downloaded"] else TaskStatus.SUCCESS
+        return TaskStatus.PENDING
 
     def frames_of(self, task: Any) -> tuple[int, ...]:
         """A stored task's frames, in order (its spec was checked at submission)."""
@@ -177,7 +178,9 @@ class Jobs:
         return summary
 
     def job_view(self, row: Any, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A job as ``GET api/v1/jobs`` shows it: the fields Conductor's clients read."""
+        """A job as ``GET api/v1/jobs`` shows it: only fields a Conductor client shows in a
+        listing (the desktop client's ``fields=``, the dashboard's job records), so no
+        ``metadata``: nothing a real account's listing may lack is there to lean on."""
         payload = payload if payload is not None else json.loads(row["payload"])
         statuses = [self.task_status(t, float(row["killed"])) for t in self._tasks(row["jid"])]
         jid = f"{row['jid']:05d}"
@@ -189,10 +192,8 @@ class Jobs:
             "id": jid,
             "jobLabel": jid,
             "title": payload.get("job_title", "Unknown job title"),
-            "job_title": payload.get("job_title", "Unknown job title"),
             "status": str(self.job_status(row, statuses)),
             "statusDetails": "Killed by user" if row["killed"] else "",
-            "metadata": payload.get("metadata") or None,
             "created": created.isoformat().replace("+00:00", "Z"),
             "timeCreated": int(float(row["submitted_at"]) * 1_000_000),
             "submittedBy": owner,
@@ -268,7 +269,7 @@ class Jobs:
             return error(404, f"no task {tid} in job {jid}")
         task = rows[0]
         status = self.task_status(task, float(row["killed"]))
-        lines = _log_lines(task, status)
+        lines = _log_lines(log_path(self.context, task["jid"], task["tid"]), status)
         start = int(offset)
         started = float(task["started_at"] or row["submitted_at"])
         return JSONResponse(
@@ -346,16 +347,14 @@ class Jobs:
         return True
 
 
-def _log_lines(task: Any, status: TaskStatus) -> list[str]:
-    """What a task's log says so far, by its state."""
-    frames = task["frames"]
+def _log_lines(log: Path, status: TaskStatus) -> list[str]:
+    """What a task's process wrote so far (nothing before it started)."""
     if status in (TaskStatus.PENDING, TaskStatus.HOLDING):
         return []
-    lines = [f"sandbox: rendering frames {frames}", f"sandbox: {task['command']}"]
-    if status is TaskStatus.SUCCESS:
-        lines.append(f"sandbox: frames {frames} done")
-    elif status is TaskStatus.FAILED:
-        lines.append(f"sandbox: frames {frames} failed")
-    elif status is TaskStatus.KILLED:
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    if status is TaskStatus.KILLED:
         lines.append("sandbox: killed by user")
     return lines

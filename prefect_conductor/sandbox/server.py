@@ -59,9 +59,9 @@ def _listen(host: str, port: int) -> socket.socket:
 class SandboxServer:
     """A sandbox on loopback, served by uvicorn; ``start()`` runs it in a daemon thread.
 
-    ``faults`` uses the CLI grammar (``faults.py``); ``task_seconds`` sets the task clock (None
-    keeps what the data folder already has, 2 s on a new one). Both are also what
-    ``POST /_sandbox/reset`` returns to.
+    ``faults`` uses the CLI grammar (``faults.py``); ``task_seconds`` sets the task clock and
+    ``instances`` the number of stand-in render nodes (None keeps what the data folder already
+    has: 2 s and 2 nodes on a new one). All are also what ``POST /_sandbox/reset`` returns to.
     """
 
     def __init__(
@@ -71,6 +71,7 @@ class SandboxServer:
         faults: str = "",
         task_seconds: float | None = None,
         host: str = "127.0.0.1",
+        instances: int | None = None,
     ) -> None:
         self.host = require_loopback(host)
         self.data_dir = Path(data_dir)
@@ -81,6 +82,8 @@ class SandboxServer:
         except OSError as problem:
             raise UserError(f"--data: cannot make {self.data_dir} ({problem.strerror})") from None
         settings: dict[str, Any] = {} if task_seconds is None else {"task_seconds": task_seconds}
+        if instances is not None:
+            settings["instances"] = instances
         rules = parse_fault_spec(faults)
         self._socket = _listen(self.host, port)
         self.port = int(self._socket.getsockname()[1])
@@ -96,7 +99,7 @@ class SandboxServer:
             http="h11",  # faults.py closes connections through h11's request cycle
             log_level="critical",
             access_log=False,
-            lifespan="off",
+            lifespan="on",
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

@@ -78,6 +78,9 @@ ADDED_COLUMNS = (
     ("requests", "terms", "TEXT NOT NULL DEFAULT ''"),
     ("tasks", "rendered", "INTEGER NOT NULL DEFAULT 0"),
     ("tasks", "downloaded", "REAL NOT NULL DEFAULT 0"),
+    ("tasks", "run_started", "REAL"),
+    ("tasks", "run_ended", "REAL"),
+    ("tasks", "exit_code", "INTEGER"),
 )
 """Columns newer than the first schema: added to a data folder an older sandbox made."""
 
@@ -86,8 +89,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "multipart_threshold": 64 * 1024 * 1024,
     "part_size": 16 * 1024 * 1024,
     "fail_frames": [],
-    "save_as": {},
     "output_bytes": 0,
+    "instances": 2,
+    "frame_seconds": 0.0,
 }
 
 
@@ -106,19 +110,16 @@ def validate_settings(values: object) -> dict[str, Any]:
                 raise ValueError("fail_frames must be a list of frame numbers")
             clean[key] = sorted(set(value))
             continue
-        if key == "save_as":
-            if not isinstance(value, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) and k and v for k, v in value.items()
-            ):
-                raise ValueError("save_as must map image item paths to Save As patterns")
-            clean[key] = dict(value)
-            continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{key} must be a number")
-        if key == "task_seconds":
+        if key in ("task_seconds", "frame_seconds"):
             if not math.isfinite(value) or value < 0:
-                raise ValueError("task_seconds must be a finite number >= 0")
+                raise ValueError(f"{key} must be a finite number >= 0")
             clean[key] = float(value)
+        elif key == "instances":
+            if value != int(value) or not 1 <= value <= 64:
+                raise ValueError("instances must be a whole number from 1 to 64")
+            clean[key] = int(value)
         else:
             if value != int(value) or value < (1 if key == "part_size" else 0):
                 raise ValueError(f"{key} must be a whole number of bytes (part_size >= 1)")

@@ -1,19 +1,23 @@
 """scout_submit / full_submit: post one job per step, once, and wait for tasks to finish.
 
-The submission id ``<submission key>:<step>`` goes into the job's metadata; the client looks it
-up before every POST (so a retried task, a retried flow run or a second run with the same
-submission key finds the job instead of posting), and after a POST that may have reached
-Conductor it only looks, then fails the run if the job does not show (docs/protocol.md). Two
-runs posting the same id at once take turns on a Prefect concurrency limit (``submission_lock``),
-so the second one's lookup sees the first one's job.
+What was posted for the submission id ``<submission key>:<step>`` is recorded in Prefect's result
+storage (``post_records``) in the same step as the POST: the tagged job title before it, the job
+id after it. A retried task, a retried flow run or a second run with the same submission key
+reads the record and returns the job without asking Conductor; only after a POST whose outcome is
+unknown does the client look for the job by its tagged title, and it fails the run if the job does
+not show (docs/protocol.md). Two runs posting the same id at once take turns on a Prefect
+concurrency limit (``submission_lock``), so the second one reads the first one's record.
 
-The scout wait reads ``GET api/v1/tasks?filter=jobLabel_eq_<jid>``; a status word nobody listed
-counts as "not finished" (``status.py``), so it can only make the wait run to its limit, which
-then names the job, a task and the word seen.
+The scout wait reads the job's status from the job listing (``GET api/v1/jobs?filter=jid_gt_..``,
+as ciocore does); a status word nobody listed counts as "not finished" (``status.py``), so it can
+only make the wait run to its limit, which then names the job and the word seen. The tasks are
+read once the job finished, from the API host's task listing, to name the failed frames.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,14 +27,17 @@ from prefect.artifacts import create_link_artifact
 from prefect.runtime import flow_run
 
 from prefect_conductor.conductor_cloud.api.client import SubmittedJob
+from prefect_conductor.conductor_cloud.api.status import JobStatus, TaskStatus
 from prefect_conductor.conductor_cloud.errors import SubmitterError
+from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
-from prefect_conductor.conductor_cloud.transfers import job_outputs
-from prefect_conductor.conductor_cloud.transfers.job_outputs import TaskState
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 from prefect_conductor.tasks.conductor_limits import conductor_slot
 from prefect_conductor.tasks.job_events import JOB_SUBMITTED, emit_job_event
+from prefect_conductor.tasks.post_records import PrefectPostRecords
 from prefect_conductor.tasks.submission_lock import submission_lock
+
+MAX_POLL_SECONDS = 60.0
 
 
 class ScoutFailed(SubmitterError):
@@ -50,14 +57,19 @@ def submit_job(
     payload: dict[str, Any], submission_id: str, step: str, options: RunOptions
 ) -> SubmittedJob:
     """Post the job for ``submission_id`` (or find the one already posted) and link to it."""
-    # Lookup-then-post is not atomic: a Prefect-held lock makes it so across workers. The
+    # Read-record-then-post is not atomic: a Prefect-held lock makes it so across workers. The
     # studio-wide job-post slot is taken second, so a run waiting for its id holds no slot.
     with (
         submission_lock(submission_id),
         conductor_slot("job-post"),
         client_for(options) as client,
     ):
-        job = client.submit_job(payload, submission_id, first_attempt=_first_attempt())
+        job = client.submit_job(
+            payload,
+            submission_id,
+            first_attempt=_first_attempt(),
+            records=PrefectPostRecords(),
+        )
     verb = "submitted" if job.created else "already submitted"
     get_run_logger().info("%s job %s %s: %s", step, job.jid, verb, job.dashboard_url)
     create_link_artifact(
@@ -95,42 +107,56 @@ full_submit = submit_job.with_options(name="full-submit")
     retry_condition_fn=never_retry_user_errors,
 )
 def wait_for_tasks(jid: str, options: RunOptions) -> dict[str, int]:
-    """Wait in this process until every task of the scout job has finished; log each change.
+    """Poll the job listing with backoff until the job finished; raise naming failed frames.
 
-    The job's failed tasks are named by the ``job-finished`` step that follows.
+    The wait reads the job's status from the evidenced job listing; the tasks (from the API
+    host's task listing) are read once, at the end, for the counts and the failed frames.
     """
     logger = get_run_logger()
-    minutes = options.scout_timeout_minutes
-    seen: dict[str, int] = {}
-    last: list[TaskState] = []
-
-    def log_counts(states: list[TaskState]) -> None:
-        last[:] = states
-        statuses = [s.status for s in states]
-        counts = {str(s): statuses.count(s) for s in set(statuses)}
-        if counts != seen:
-            logger.info("job %s tasks: %s", jid, counts)
-            seen.clear()
-            seen.update(counts)
-
+    deadline = time.monotonic() + options.scout_timeout_minutes * 60
+    interval = options.poll_seconds
+    seen = JobStatus.UNKNOWN
     with client_for(options) as client:
-        try:
-            job_outputs.wait_for_tasks(
-                client,
-                jid,
-                poll_seconds=options.poll_seconds,
-                timeout_seconds=minutes * 60.0,
-                on_poll=log_counts,
-            )
-        except job_outputs.JobNotFinished:
-            raise ScoutFailed(_unfinished(jid, last, minutes)) from None
-    return seen
+        while True:
+            word = client.get_job(jid).get("status")
+            status = JobStatus.parse(word)
+            if status is not seen:
+                logger.info("scout job %s: %s", jid, status)
+                seen = status
+            if status.finished:
+                break
+            if time.monotonic() > deadline:
+                raise ScoutFailed(_unfinished(jid, word, options.scout_timeout_minutes))
+            time.sleep(interval)
+            interval = min(MAX_POLL_SECONDS, interval * 1.5)
+        tasks = client.get_tasks(jid)
+    statuses = [TaskStatus.parse(t.get("status")) for t in tasks]
+    counts = {str(s): statuses.count(s) for s in set(statuses)}
+    logger.info("job %s tasks: %s", jid, counts)
+    failed = [t for t in tasks if not TaskStatus.parse(t.get("status")).succeeded]
+    if failed:
+        frames = FrameList.from_iterable(
+            frame for t in failed if t.get("frames") for frame in parse_frame_spec(str(t["frames"]))
+        )
+        named = f"frames {frames}" if frames else "tasks " + ", ".join(_label(t) for t in failed)
+        raise ScoutFailed(
+            f"scout job {jid}: {len(failed)} task(s) failed, {named}; the remaining"
+            " frames were not submitted"
+        )
+    if status is not JobStatus.SUCCESS and status is not JobStatus.DOWNLOADED:
+        raise ScoutFailed(
+            f"scout job {jid} ended {status.value!r}; the remaining frames were not submitted"
+        )
+    return counts
 
 
-def _unfinished(jid: str, states: list[TaskState], minutes: int) -> str:
-    """One line: the job, the first task still open and the word Conductor showed for it."""
-    state = next(s for s in states if not s.status.finished)
+def _label(task: Mapping[str, Any]) -> str:
+    return str(task.get("taskLabel") or task.get("tid") or "?")
+
+
+def _unfinished(jid: str, word: object, minutes: int) -> str:
+    """One line: the job and the status word the job listing showed for it last."""
     return (
-        f"scout job {jid} did not finish in {minutes} minutes: task {state.tid} is still"
-        f" {state.word or str(state.status)!r}; nothing more was submitted"
+        f"scout job {jid} did not finish in {minutes} minutes: the job is still {str(word)!r};"
+        " nothing more was submitted"
     )

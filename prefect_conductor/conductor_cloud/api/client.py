@@ -5,10 +5,11 @@ sources). What it fixes in the reference client: explicit connect/read/write/poo
 every call, one pooled connection, retries only of what is transient (``retry.py``), a typed
 error per failure (``client_errors.py``) that carries method, URL and status but never a secret,
 a token refresh on a 401 (``auth.BearerAuth``), and a job POST that does not create two jobs:
-the submission id is written into the job's metadata, looked up before posting
-(``job_lookup.py``), and after a POST that may have reached Conductor the client only looks,
-never posts again (see :meth:`ConductorClient.submit_job`). Records it returns are in
-``wire_types.py``; the job and task shapes we rely on are stated in ``status.py``.
+what was posted per submission id is recorded before and after the POST (``post_record.py``),
+and after a POST that may have reached Conductor the client only looks for the job by its
+tagged title (``job_lookup.py``), never posts again (see :meth:`ConductorClient.submit_job`).
+Records it returns are in ``wire_types.py``; the job and task shapes we rely on are stated in
+``status.py``.
 """
 
 from __future__ import annotations
@@ -42,9 +43,14 @@ from prefect_conductor.conductor_cloud.api.client_errors import (
 from prefect_conductor.conductor_cloud.api.job_lookup import (
     Lookup,
     Outcome,
-    find_submission,
+    find_posted,
     jid_number,
     jid_text,
+)
+from prefect_conductor.conductor_cloud.api.post_record import (
+    MemoryPostRecords,
+    PostRecord,
+    PostRecords,
 )
 from prefect_conductor.conductor_cloud.api.retry import (
     NEVER_SENT_ERRORS,
@@ -96,6 +102,8 @@ NOT_TAKEN_STATUSES = frozenset({408, 425, 429, 503})
 Every other 5xx (500, 502, 504...) may come after the job was stored, or while it is stored."""
 
 ACCEPT_JSON = {"Accept": "application/json"}
+LISTING_FIELDS = "title,submittedBy,jid,project,created,id,location,output_path,user"
+"""The desktop client's ``fields=`` for its job listing: every field a lookup may match on."""
 DOWNLOAD_PAGE_SIZE = 50
 """Tasks per downloads page (ciocore's JobDownloader pages the same way)."""
 DOWNLOAD_STATUSES = frozenset({"downloaded", "pending", "downloading"})
@@ -146,6 +154,9 @@ def _checked_url(url: str) -> str:
 class ConductorClient:
     """Talks to Conductor (or the sandbox) at ``url`` with an API key.
 
+    Task listings go to ``api_url`` (default: the ``api_url`` setting, else Conductor's API host
+    for Conductor's own dashboard and ``url`` itself for any other address, such as a sandbox).
+
     ``lookup_seconds`` (default: the ``submit_lookup_seconds`` setting) is how long, after a job
     POST that may have reached Conductor, the client keeps looking for the job before it gives
     up with :class:`SubmissionUnresolved`; it never posts again in that case. ``sleep`` is
@@ -157,6 +168,7 @@ class ConductorClient:
         url: str | None = None,
         api_key: ApiKey | None = None,
         *,
+        api_url: str | None = None,
         timeout: httpx.Timeout | None = None,
         policy: RetryPolicy | None = None,
         token_cache_dir: Path | None = None,
@@ -169,6 +181,7 @@ class ConductorClient:
         self.url = _checked_url(url or settings.conductor_url)
         self.shown_url = redacted_url(self.url)
         """The address as messages, links and files show it: without user name or password."""
+        self.api_url = _checked_url(api_url or settings.api_address(self.url))
         key = api_key if api_key is not None else api_key_from_env()
         if key is None:
             raise ApiKeyError(
@@ -192,6 +205,7 @@ class ConductorClient:
             self.url, key, self.http, cache_dir=token_cache_dir, policy=self.policy
         )
         self.auth = BearerAuth(self.tokens)
+        self.records: PostRecords = MemoryPostRecords()
 
     def __repr__(self) -> str:
         return f"ConductorClient(url={self.shown_url!r})"
@@ -211,6 +225,9 @@ class ConductorClient:
     # transport --------------------------------------------------------------------------------
 
     def _endpoint(self, path: str) -> str:
+        """``path`` on the Conductor address; a full URL (the API host's) as it is."""
+        if path.startswith(("https://", "http://")):
+            return path
         return f"{self.url}/{path.lstrip('/')}"
 
     def _scrub(self, text: str) -> str:
@@ -397,14 +414,26 @@ class ConductorClient:
         )
 
     def get_tasks(self, jid: str) -> list[dict[str, Any]]:
-        """The job's task records: ``GET api/v1/tasks?filter=jobLabel_eq_<jid>``.
+        """The job's task records: ``GET <api host>/api/v1/tasks?filter=jobLabel_eq_<jid>``.
 
-        Records naming another job (a server that ignored the filter) are dropped.
+        Conductor's clients read task listings on the API host, not the dashboard's
+        (``api_url``); a 404 names the setting to check. Records naming another job (a server
+        that ignored the filter) are dropped.
         """
         label = jid_text(_jid(jid))
-        tasks = self._list(
-            self._call("GET", "api/v1/tasks", params={"filter": f"jobLabel_eq_{label}"})
-        )
+        url = f"{self.api_url}/api/v1/tasks"
+        try:
+            response = self._call("GET", url, params={"filter": f"jobLabel_eq_{label}"})
+        except NotFoundError as error:
+            raise NotFoundError(
+                f"GET {url}: not found (HTTP 404); the task listing lives on Conductor's API"
+                " host: check PREFECT_CONDUCTOR_API_URL",
+                method="GET",
+                url=url,
+                status=404,
+                body=error.body,
+            ) from None
+        tasks = self._list(response)
         return [t for t in tasks if str(t.get("jobLabel", label)) == label]
 
     def kill_jobs(self, jids: Sequence[str]) -> None:
@@ -412,15 +441,23 @@ class ConductorClient:
         body = {"action": "kill", "jobids": [jid_text(_jid(j)) for j in jids]}
         self._call("PUT", "jobs_multi", json=body)
 
-    def find_job(self, submission_id: str, first_attempt: datetime | None = None) -> Lookup:
-        """Whether a job carries ``submission_id`` (``job_lookup.py``: listings, no metadata
-        filter), looking back from ``first_attempt`` (default now)."""
-        return find_submission(
-            self._job_listing,
-            submission_id,
+    def find_job(
+        self, title: str, project: str = "", first_attempt: datetime | None = None
+    ) -> Lookup:
+        """Whether a job titled ``title`` (carrying its submission tag) is listed in
+        ``project`` (``job_lookup.py``), looking back from ``first_attempt`` (default now)."""
+        return find_posted(
+            self._lookup_listing,
+            title,
+            project=project,
             account=self.tokens.account_id(),
             created_after=self._created_after(first_attempt),
         )
+
+    def _lookup_listing(self, filter_text: str) -> list[dict[str, Any]]:
+        """The job listing as the desktop client asks for it, with its ``fields=``."""
+        params = {"filter": filter_text, "fields": LISTING_FIELDS}
+        return self._list(self._call("GET", "api/v1/jobs", params=params))
 
     def _created_after(self, first_attempt: datetime | None) -> date:
         utc = timezone.utc  # noqa: UP017 - datetime.UTC is 3.11+
@@ -435,39 +472,49 @@ class ConductorClient:
         submission_id: str,
         *,
         first_attempt: datetime | None = None,
+        records: PostRecords | None = None,
     ) -> SubmittedJob:
         """Post the job for ``submission_id`` so that Conductor ends up holding it once.
 
-        1. Look the id up first (``find_job``): a retried step or a rerun with the same
-           submission key finds its job. If the lookup cannot tell, nothing is posted.
-        2. ``POST jobs/`` with the id in ``metadata``; no transport-level retry.
-        3. A refused connection or an answer that says "not taken" (408/425/429/503): wait
-           (backoff, ``Retry-After``) and post again, at most ``SUBMIT_ROUNDS`` posts.
-        4. Anything that may have reached Conductor (a read timeout, a connection dropped after
-           sending, another 5xx, a 2xx without a jid): never post again. Look the job up with
-           backoff for ``lookup_seconds``; found, return it (``created=False``); otherwise raise
-           :class:`SubmissionUnresolved` (not transient: the run fails, a person decides).
+        ``records`` (default: this client's memory) keep what was posted per submission id;
+        callers in several processes pass records they share, and hold a lock around this call.
 
-        A 4xx raises at once; a 401 refreshes the token once (``BearerAuth``).
+        1. A record with a job id: that job, and Conductor is asked nothing.
+        2. A record without one (an earlier POST whose outcome is unknown): look for the job by
+           its tagged title (step 5), never post.
+        3. Otherwise record the title, then ``POST jobs/``; no transport-level retry.
+        4. A refused connection or an answer that says "not taken" (408/425/429/503): wait
+           (backoff, ``Retry-After``) and post again, at most ``SUBMIT_ROUNDS`` posts. A 4xx
+           raises at once (a 401 refreshes the token once, ``BearerAuth``). Either way the
+           record is dropped: nothing was posted.
+        5. Anything that may have reached Conductor (a read timeout, a connection dropped after
+           sending, another 5xx, a 2xx without a jid): never post again. Look the job up by its
+           title with backoff for ``lookup_seconds``; found, record and return it
+           (``created=False``); otherwise raise :class:`SubmissionUnresolved`, naming the title
+           to look for (not transient: a person decides).
         """
-        lookup = self.find_job(submission_id, first_attempt)
-        if lookup.outcome is Outcome.FOUND:
-            assert lookup.job is not None
-            return self._found(lookup.job, submission_id)
-        url = self._endpoint("jobs/")
-        if lookup.outcome is Outcome.CANNOT_TELL:
-            raise SubmissionUnresolved(
-                f"submission {submission_id!r}: cannot tell whether it was posted before"
-                f" ({lookup.reason}), so nothing was posted; check the Conductor dashboard, and"
-                " rerun with a new submission key only if no job is there",
-                method="POST",
-                url=url,
+        records = records if records is not None else self.records
+        title = str(payload.get("job_title") or "")
+        project = str(payload.get("project") or "")
+        known = records.read(submission_id)
+        if known is not None and known.jid:
+            return self._found(known.jid, submission_id)
+        if known is not None:
+            return self._resolve(
+                known,
+                project,
+                first_attempt,
+                "an earlier POST of this submission ended without an answer",
+                records,
             )
+        url = self._endpoint("jobs/")
         body = dict(payload)
         body["metadata"] = {
             **dict(payload.get("metadata") or {}),
             SUBMISSION_METADATA_KEY: submission_id,
         }
+        intent = PostRecord(submission_id=submission_id, title=title)
+        records.write(intent)
         started = time.monotonic()
         failure: ConductorError | None = None
         last_response: httpx.Response | None = None
@@ -486,24 +533,28 @@ class ConductorClient:
                 continue
             except httpx.TransportError as error:
                 return self._resolve(
-                    submission_id, first_attempt, f"the POST ended with {_reason(error)}"
+                    intent, project, first_attempt, f"the POST ended with {_reason(error)}", records
                 )
             except (ConductorUnavailable, ServerError) as error:  # signing in failed: not sent
                 failure = error
                 continue
             if response.is_success:
-                return self._created(response, submission_id, first_attempt)
+                return self._created(response, intent, project, first_attempt, records)
             refused = self._error("POST", url, response)
             if not isinstance(refused, ServerError):
+                records.forget(submission_id)
                 raise refused
             if response.status_code not in NOT_TAKEN_STATUSES:
                 return self._resolve(
-                    submission_id,
+                    intent,
+                    project,
                     first_attempt,
                     f"Conductor answered the POST with HTTP {response.status_code}",
+                    records,
                 )
             failure = refused
             last_response = response
+        records.forget(submission_id)
         assert failure is not None  # every round that did not return recorded why
         raise type(failure)(
             f"{failure.message} (after {SUBMIT_ROUNDS} tries, none taken by Conductor, so"
@@ -514,8 +565,7 @@ class ConductorClient:
             body=failure.body,
         )
 
-    def _found(self, job: Mapping[str, Any], submission_id: str) -> SubmittedJob:
-        jid = str(job["jid"])
+    def _found(self, jid: str, submission_id: str) -> SubmittedJob:
         return SubmittedJob(
             jid=jid,
             uri=f"/jobs/{jid}",
@@ -525,20 +575,26 @@ class ConductorClient:
         )
 
     def _resolve(
-        self, submission_id: str, first_attempt: datetime | None, what: str
+        self,
+        intent: PostRecord,
+        project: str,
+        first_attempt: datetime | None,
+        what: str,
+        records: PostRecords,
     ) -> SubmittedJob:
-        """After a POST that may have landed: look, with backoff, for ``lookup_seconds``.
+        """After a POST that may have landed: look for its title, with backoff, for
+        ``lookup_seconds``.
 
         Never posts. A lookup that fails transiently or cannot tell is tried again until the time
-        is up (a refused one ends the wait at once); then
-        :class:`SubmissionUnresolved` names the id, what happened and what to do.
+        is up (a refused one ends the wait at once); then :class:`SubmissionUnresolved` names the
+        title to look for and what to do.
         """
         give_up = time.monotonic() + self.lookup_seconds
         lookups = 0
         while True:
             lookups += 1
             try:
-                lookup = self.find_job(submission_id, first_attempt)
+                lookup = self.find_job(intent.title, project, first_attempt)
             except ServiceError as error:
                 last = f"the last lookup failed ({error.message})"
                 if not error.transient:  # refused (4xx): asking again cannot help
@@ -546,9 +602,11 @@ class ConductorClient:
             else:
                 if lookup.outcome is Outcome.FOUND:
                     assert lookup.job is not None
-                    return self._found(lookup.job, submission_id)
+                    jid = str(lookup.job["jid"])
+                    records.write(intent.posted(jid))
+                    return self._found(jid, intent.submission_id)
                 last = (
-                    "no job carries it"
+                    "no listed job has that title"
                     if lookup.outcome is Outcome.ABSENT
                     else f"the lookup cannot tell ({lookup.reason})"
                 )
@@ -557,17 +615,23 @@ class ConductorClient:
                 break
             self.sleep(min(left, max(jitter(self.policy, lookups), self.policy.base_delay)))
         raise SubmissionUnresolved(
-            f"submission {submission_id!r}: {what}, so the job may exist, and after"
-            f" {lookups} lookup(s) in {self.lookup_seconds:g} s {last}; check the Conductor"
-            " dashboard, and rerun with a new submission key only if no job is there",
+            f"job {intent.title!r}: {what}, so it may exist, and after {lookups} lookup(s) in"
+            f" {self.lookup_seconds:g} s {last}; look for that title on the Conductor dashboard,"
+            " and rerun with a new submission key only if no job has it",
             method="POST",
             url=self._endpoint("jobs/"),
         )
 
     def _created(
-        self, response: httpx.Response, submission_id: str, first_attempt: datetime | None
+        self,
+        response: httpx.Response,
+        intent: PostRecord,
+        project: str,
+        first_attempt: datetime | None,
+        records: PostRecords,
     ) -> SubmittedJob:
-        """The SubmittedJob for a 2xx answer; an answer without the jid is settled by lookup."""
+        """The SubmittedJob for a 2xx answer, recorded; an answer without the jid is settled by
+        lookup."""
         jid = ""
         uri = ""
         try:
@@ -579,14 +643,19 @@ class ConductorClient:
             uri = str(answer.get("uri") or "")
         if not jid:  # a 204, or a body without the id: the lookup knows it
             found = self._resolve(
-                submission_id, first_attempt, "Conductor accepted the POST but named no job id"
+                intent,
+                project,
+                first_attempt,
+                "Conductor accepted the POST but named no job id",
+                records,
             )
             return dataclasses.replace(found, created=True)
+        records.write(intent.posted(jid))
         return SubmittedJob(
             jid=jid,
             uri=uri or f"/jobs/{jid}",
             dashboard_url=self.dashboard_url(jid),
-            submission_id=submission_id,
+            submission_id=intent.submission_id,
             created=True,
         )
 

@@ -1,13 +1,14 @@
-"""Find the job carrying a submission id with listings Conductor's own clients use; no HTTP here.
+"""Find the job a POST of unknown outcome made, with listings Conductor's own clients use; no HTTP.
 
-No client shows a metadata filter, so the server is never asked for one: we list the account's
-jobs created since the day before the submission's first attempt (``account_id_eq_``,
-``created_gt_``) and match the metadata ourselves. Paging of ``api/v1/jobs`` is not evidenced, so
-a non-empty page may be a truncated one: the walk asks again above the highest jid seen
-(``jid_gt_``) and below the lowest (``jid_lt_``) until each side comes back empty. A page that
-ignores the bound, a record without ``metadata``, or a walk over ``max_pages`` answers
-``CANNOT_TELL``; the caller then posts nothing. A normal first submission costs one request on a
-quiet day and three on a busy one.
+Asked only after a POST whose outcome is unknown (the duplicate guard's record has the title but
+no job id). No client shows a metadata filter, and job listings show no metadata, so the match
+is on fields the listings do show: the job title, which carries the submission's tag
+(``post_record.submission_tag``) and so names one submission, and the project. We list the
+account's jobs created since the day before the submission's first attempt (``account_id_eq_``,
+``created_gt_``, with the desktop client's ``fields=``). Paging of ``api/v1/jobs`` is not
+evidenced, so a non-empty page may be a truncated one: the walk asks again above the highest jid
+seen (``jid_gt_``) and below the lowest (``jid_lt_``) until each side comes back empty. A page
+that ignores the bound or a walk over ``max_pages`` answers ``CANNOT_TELL``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from dataclasses import dataclass
 from datetime import date
 from enum import Enum
 from typing import Any
-
-from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
 
 Fetch = Callable[[str], Sequence[Mapping[str, Any]]]
 """``filter`` text in, the listing's records out."""
@@ -53,9 +52,12 @@ def jid_text(number: int) -> str:
     return f"{number:05d}"
 
 
-def carries(record: Mapping[str, Any], submission_id: str) -> bool:
-    metadata = record.get("metadata")
-    return isinstance(metadata, Mapping) and metadata.get(SUBMISSION_METADATA_KEY) == submission_id
+def is_posted(record: Mapping[str, Any], title: str, project: str) -> bool:
+    """Whether a listed job is the one posted with ``title`` (tagged) in ``project``."""
+    if str(record.get("title", "")) != title:
+        return False
+    listed = record.get("project")
+    return listed is None or str(listed) == project
 
 
 def base_filter(account: str | None, created_after: date) -> list[str]:
@@ -64,37 +66,35 @@ def base_filter(account: str | None, created_after: date) -> list[str]:
     return [*parts, f"created_gt_{created_after.isoformat()}"]
 
 
-def find_submission(
+def find_posted(
     fetch: Fetch,
-    submission_id: str,
+    title: str,
     *,
+    project: str,
     account: str | None,
     created_after: date,
     max_pages: int = MAX_PAGES,
 ) -> Lookup:
-    """Walk the listings (module doc) and report whether a job carries ``submission_id``."""
+    """Walk the listings (module doc) and report whether a job titled ``title`` is there."""
     base = base_filter(account, created_after)
     seen: dict[int, Mapping[str, Any]] = {}
     pages = 0
-    blind = False  # a record without "metadata": it could be ours without showing it
 
     def take(records: Sequence[Mapping[str, Any]], keep: Callable[[int], bool]) -> int | None:
         """How many new records lie within the bound; None when a non-empty page had none
         there (the server ignored the bound, or sent records without a jid)."""
-        nonlocal blind
         inside = [(n, r) for r in records if (n := jid_number(r)) is not None and keep(n)]
         if records and not inside:
             return None
         added = 0
         for number, record in inside:
-            blind = blind or "metadata" not in record
             if number not in seen:
                 seen[number] = record
                 added += 1
         return added
 
     def matched() -> Lookup | None:
-        jobs = [seen[n] for n in sorted(seen) if carries(seen[n], submission_id)]
+        jobs = [seen[n] for n in sorted(seen) if is_posted(seen[n], title, project)]
         return Lookup(Outcome.FOUND, jobs[0]) if jobs else None
 
     pages += 1
@@ -128,6 +128,4 @@ def find_submission(
                 return found
             if added == 0:
                 break
-    if blind:
-        return Lookup(Outcome.CANNOT_TELL, reason="the job listing does not show job metadata")
     return Lookup(Outcome.ABSENT)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from datetime import timedelta
 from pathlib import Path
 
 from prefect_conductor.conductor_cloud.api.client import ConductorClient
-from prefect_conductor.conductor_cloud.errors import InputFileError
+from prefect_conductor.conductor_cloud.errors import InputFileError, ServiceError
 from prefect_conductor.conductor_cloud.job.catalog import Catalog, load_catalog, save_catalog
 
 DEFAULT_MAX_AGE = timedelta(hours=12)
+LOG = logging.getLogger(__name__)
 
 
 def token_account(token: str) -> str | None:
@@ -32,12 +34,26 @@ def token_account(token: str) -> str | None:
 
 
 def fetch_catalog(client: ConductorClient) -> Catalog:
-    """Ask Conductor for everything the submitter's menus need, in one go."""
-    return Catalog.from_api(
+    """Ask Conductor for everything the submitter's menus need, in one go.
+
+    The account's extra environment is optional, as in Conductor's own client: when that call
+    fails the catalogue has none, with a warning, and everything else still refreshes.
+    """
+    projects, instance_types, packages = (
         client.projects(),
         client.instance_types(),
         client.packages(),
-        client.extra_environment(),
+    )
+    try:
+        extra_environment = client.extra_environment()
+    except ServiceError as error:
+        LOG.warning("the account's extra environment is left out: %s", error)
+        extra_environment = []
+    return Catalog.from_api(
+        projects,
+        instance_types,
+        packages,
+        extra_environment,
         source_url=client.shown_url,
         account_id=token_account(client.tokens.token()),
     )

@@ -7,24 +7,24 @@ Evidenced (Conductor's own clients; docs/protocol.md names each source):
 * ``GET api/v1/jobs?filter=account_id_eq_<acct>,created_gt_<YYYY-MM-DD>`` -> ``{"data": [...]}``
   (the desktop client's job list); ``account`` is the JWT claim (ciocore
   ``account_id_from_jwt``).
-* ``GET api/v1/tasks?filter=jobLabel_eq_<jid>`` -> ``{"data": [task, ...]}`` with ``status``,
-  ``taskLabel``, ``jobLabel`` and ``command`` (Conductor's Tractor bridge, ``conductor_poll.py``
-  and ``send_to_conductor.py``); tids are 3-digit zero-padded strings.
+* ``GET <api host>/api/v1/tasks?filter=jobLabel_eq_<jid>`` -> ``{"data": [task, ...]}`` with
+  ``status``, ``taskLabel``, ``jobLabel`` and ``command`` (Conductor's Tractor bridge,
+  ``conductor_poll.py`` and ``send_to_conductor.py``, on ``https://api.conductortech.com``);
+  tids are 3-digit zero-padded strings.
 * The status words in :class:`JobStatus` and :class:`TaskStatus` (Conductor's job-monitoring
   docs, the Tractor bridge, the old dashboard's mock records).
 
 Assumed, and how a wrong guess fails safe:
 
-* Listings are complete or truncated to a page; no paging parameter is known. The duplicate
-  lookup (``job_lookup.py``) walks further with ``jid_gt_``/``jid_lt_`` bounds until a page comes
-  back empty, and answers "cannot tell" (so nothing is posted) when a page ignores the bound or
-  the walk exceeds its budget.
+* Listings are complete or truncated to a page; no paging parameter is known. The lookup after
+  a POST of unknown outcome (``job_lookup.py``) walks further with ``jid_gt_``/``jid_lt_``
+  bounds until a page comes back empty, and answers "cannot tell" (so nothing is posted) when a
+  page ignores the bound or the walk exceeds its budget.
 * Filters can be combined with commas (both clients do, each with its own parts). A server that
-  ignores a part returns more records, never fewer; the client re-checks ``jid``, ``jobLabel`` and
-  the submission metadata itself.
-* A job record carries the ``metadata`` it was posted with (the dashboard mock shows the key). A
-  listing whose records lack the key cannot show our submission id: the lookup answers "cannot
-  tell" rather than "not there".
+  ignores a part returns more records, never fewer; the client re-checks ``jid``, ``jobLabel``,
+  the title and the project itself.
+* A listed job shows its ``title`` and ``project`` as posted (the desktop client's ``fields=``).
+  Only the lookup after a POST of unknown outcome relies on it; a fresh submission never lists.
 * A task record's ``frames``: used only to name failed frames; the ``taskLabel`` stands in.
 * Downloads (``job_outputs.py``): a downloads page may list tasks that cannot be downloaded yet;
   we download only once every task has finished and only tasks listed ``success``/``downloaded``,

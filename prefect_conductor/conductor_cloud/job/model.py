@@ -18,11 +18,22 @@ import re
 import unicodedata
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from prefect_conductor.conductor_cloud.errors import FieldError, UserError
 from prefect_conductor.conductor_cloud.job.frames import parse_frame_spec, parse_scout_spec
-from prefect_conductor.conductor_cloud.settings import DEFAULT_MAX_METADATA_KEYS, get_settings
+from prefect_conductor.conductor_cloud.settings import (
+    DEFAULT_LICENSE_SERVER,
+    DEFAULT_MAX_METADATA_KEYS,
+    get_settings,
+)
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch: "$" lets "\n" through
 METADATA_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -52,14 +63,29 @@ MergePolicy = Literal["append", "prepend", "exclusive"]
 ScoutMode = Literal["gated", "native", "off"]
 Approval = Literal["auto", "manual"]
 
-DEFAULT_TASK_TEMPLATE = (
-    "python3 <wrapper> --mkdir <directories> --config-file <config_file>"
-    " -- cnode <render_package> -image <sources> -image_frames_list <chunks>"
-    " -tile_rendering <tiles> <tile_number> -log_width 0"
+TASK_TEMPLATE_FORMAT = (
+    "sh <wrapper> --mkdir <directories> -- cnode <render_package> -image <sources>"
+    " -image_frames_list <chunks> -tile_rendering <tiles> <tile_number>"
+    " -config_file <config_file> -license_server {license_server} -log_width 0"
 )
-"""The render wrapper (uploaded with the job) creates the output folders, drops
-``-tile_rendering`` for single tiles, adds the config file and the license server, then runs
-the host's ``cnode``. See docs/render-command.md."""
+"""The default command, with a place for the license server (a plain word, checked by the
+model). The render wrapper (uploaded with the job) creates the output folders, drops
+``-tile_rendering`` for single tiles, changes into the render package's folder and runs the
+host's ``cnode`` on the package's file name. See docs/render-command.md."""
+
+LICENSE_SERVER = re.compile(r"[A-Za-z0-9_.@:-]+")  # used with fullmatch
+"""A license server is one plain word (``host:port``), so it sits in a command unquoted."""
+
+
+def default_task_template(license_server: str = DEFAULT_LICENSE_SERVER) -> str:
+    """The default task template naming ``license_server``."""
+    if not LICENSE_SERVER.fullmatch(license_server):
+        raise ValueError(f"license server {license_server!r} is not host:port")
+    return TASK_TEMPLATE_FORMAT.format(license_server=license_server)
+
+
+DEFAULT_TASK_TEMPLATE = default_task_template()
+"""The default command with Conductor's own license server."""
 
 
 FORM_REQUIRED = ("images", "project", "instance_type")
@@ -287,6 +313,17 @@ class ConductorJob(BaseModel):
     )
 
     # task
+    # The tokens are in backticks: the Prefect UI renders descriptions as Markdown and would drop
+    # a bare <token> as an unknown HTML tag.
+    license_server: str = Field(
+        default="",
+        max_length=255,
+        description=(
+            "The host's license server (host:port) the default task command names. Empty: the"
+            " setting PREFECT_CONDUCTOR_LICENSE_SERVER, by default conductor_ilise:40500 as on"
+            " Conductor's render nodes. A task template of your own names its own."
+        ),
+    )
     task_template: str = Field(
         default=DEFAULT_TASK_TEMPLATE,
         min_length=1,
@@ -335,6 +372,35 @@ class ConductorJob(BaseModel):
         default=False,
         description="Write full tracebacks to the host log when an action fails.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_template_names_the_license_server(cls, data: object) -> object:
+        """Without a task template of its own (none, or the default one unchanged, as a host
+        item holds it), the job runs the default one with its license server (the job's, else
+        the setting's)."""
+        if not isinstance(data, dict) or data.get("task_template") not in (
+            None,
+            "",
+            DEFAULT_TASK_TEMPLATE,
+        ):
+            return data
+        chosen = str(data.get("license_server") or "").strip()
+        if not chosen:
+            try:
+                chosen = get_settings().license_server
+            except UserError:  # another setting is broken: reported where it is used
+                chosen = DEFAULT_LICENSE_SERVER
+        if not LICENSE_SERVER.fullmatch(chosen):
+            return data  # the field's own check names the problem
+        return {**data, "task_template": default_task_template(chosen)}
+
+    @field_validator("license_server")
+    @classmethod
+    def _license_server_is_one_word(cls, value: str) -> str:
+        if value and not LICENSE_SERVER.fullmatch(value):
+            raise ValueError("must be host:port (letters, digits, '.', '_', '-', '@', ':')")
+        return value
 
     @field_validator("project", "host_version", "instance_type", "host_package", mode="before")
     @classmethod

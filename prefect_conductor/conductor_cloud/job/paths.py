@@ -436,6 +436,21 @@ def node_path(path: str) -> str:
     return forward[drive.end() :] or "/"
 
 
+def mount_problem(path: str) -> str | None:
+    """Why Conductor cannot mount ``path`` on a render node, or None (ciocore's own check).
+
+    Without its drive letter the path must start with ``/`` and hold no ``:``: a render node
+    mounts each file at that path, and a colon cannot be part of a mount.
+    """
+    posix = local_posix_path(path)
+    rest = posix[2:] if re.match(r"[A-Za-z]:", posix) else posix
+    if ":" in rest:
+        return "holds ':' after the drive, which a render node cannot mount"
+    if not rest.startswith("/"):
+        return "is not an absolute path"
+    return None
+
+
 def local_posix_path(path: str) -> str:
     """A local path in the form ciocore sends in ``output_path`` and upload destinations.
 

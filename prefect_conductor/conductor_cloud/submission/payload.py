@@ -18,8 +18,10 @@ keep the local form with its drive (``paths.local_posix_path``), because the dow
 uploader work on the artist's machine.
 
 The metadata carries the submission id (``SUBMISSION_METADATA_KEY``: ``<key>:<step>``) and the
-Prefect flow run, in preview as in submit: a preview has neither, so it shows the placeholders
-``PREVIEW_SUBMISSION_KEY`` and ``PREVIEW_FLOW_RUN`` in their place and nothing else differs.
+Prefect flow run, and the job title ends in the submission's tag (``[pc-<10 hex>]``, made from the
+submission id), in preview as in submit: a preview has neither, so it shows the placeholders
+``PREVIEW_SUBMISSION_KEY``, ``PREVIEW_SUBMISSION_TAG`` and ``PREVIEW_FLOW_RUN`` in their place and
+nothing else differs.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from prefect_conductor.conductor_cloud.api.post_record import submission_tag, tagged_title
 from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.conductor_cloud.job.frames import FramePlan, Task
 from prefect_conductor.conductor_cloud.job.model import ConductorJob
@@ -47,6 +50,8 @@ FULL_TITLE_SUFFIX = " [remaining frames]"
 FLOW_RUN_METADATA_KEY = "prefect_flow_run"
 PREVIEW_SUBMISSION_KEY = "<submission key>"
 """Shown in a preview where submit puts its submission key (the run's, or the flow run id)."""
+PREVIEW_SUBMISSION_TAG = "<submission tag>"
+"""Shown in a preview's job title where submit puts the submission's tag."""
 PREVIEW_FLOW_RUN = "<flow run id>"
 """Shown in a preview where submit puts the Prefect flow run's id."""
 TIMESTAMP_FORMAT = "%Y_%m_%d_%H_%M_%S"
@@ -85,6 +90,15 @@ def job_title(job: ConductorJob, step: Step, steps: Mapping[Step, object]) -> st
     if step == "full" and "scout" in steps:
         return f"{job.title}{FULL_TITLE_SUFFIX}"
     return job.title
+
+
+def posted_title(
+    job: ConductorJob, step: Step, steps: Mapping[Step, object], submission_key: str | None
+) -> str:
+    """The title sent: ``job_title`` with the submission's tag, by which the duplicate guard
+    finds the job after a POST whose outcome is unknown (a preview shows a placeholder)."""
+    tag = submission_tag(f"{submission_key}:{step}") if submission_key else PREVIEW_SUBMISSION_TAG
+    return tagged_title(job_title(job, step, steps), tag)
 
 
 def output_directories(scene: SceneExport, images: Sequence[str]) -> list[str]:
@@ -186,7 +200,7 @@ def build_payload(
         ),
         "docker_image": "",
         "environment": dict(environment),
-        "job_title": job_title(job, step, steps),
+        "job_title": posted_title(job, step, steps, submission_key),
         "local_upload": True,
         "location": job.location,
         "preemptible": job.preemptible,

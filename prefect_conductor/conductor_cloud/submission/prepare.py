@@ -8,7 +8,8 @@ sends; the only difference is the submission key and flow run id in the metadata
 preview shows as named placeholders (``payload.PREVIEW_SUBMISSION_KEY``/``PREVIEW_FLOW_RUN``).
 
 The files are the scene's dependencies (every file a pattern matches), the render package, the
-render wrapper the task command calls and the host's config file when the scene names one.
+render wrapper the task command calls and the cleaned copy of the host's config file (an empty
+one when the scene names none), which every task command passes with ``-config_file``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from prefect_conductor.conductor_cloud.job.frames import FramePlan, Task
 from prefect_conductor.conductor_cloud.job.model import ConductorJob
 from prefect_conductor.conductor_cloud.job.packages import ResolvedPackages
 from prefect_conductor.conductor_cloud.job.render_wrapper import WRAPPER_PATH
+from prefect_conductor.conductor_cloud.job.render_wrapper.host_config import stage_config
 from prefect_conductor.conductor_cloud.job.scene import SceneExport
 from prefect_conductor.conductor_cloud.job.validation import ValidationReport, validate
+from prefect_conductor.conductor_cloud.settings import get_settings
 from prefect_conductor.conductor_cloud.submission.payload import (
     TIMESTAMP_FORMAT,
     Step,
@@ -102,6 +105,9 @@ def check(
         (t.description for t in catalog.instance_types if t.name == job.instance_type), ""
     )
     files = job_files(ctx.files.files, scene, project_path=scene.project_path, base_dir=base_dir)
+    config = stage_config(scene.config_file, get_settings().staging_dir)
+    scene = scene.model_copy(update={"config_file": str(config)})
+    files = tuple(sorted({*files, config}))
     return Checked(job=job, scene=scene, report=report, files=files, instance=instance)
 
 
@@ -157,19 +163,19 @@ def job_files(
     project_path: str = "",
     base_dir: Path | None = None,
 ) -> tuple[Path, ...]:
-    """The dependencies plus what the task command needs: the wrapper and the config file.
+    """The dependencies plus the wrapper the task command calls.
 
-    The config file may live outside the project (the host keeps it in the user's settings), so
-    it is allowed by its exact path, but never when it is a protected file such as the API key.
+    The artist's config file is checked here but not uploaded: the job carries its cleaned copy
+    (``host_config``). It may live outside the project (the host keeps it in the user's
+    settings), so it is allowed by its exact path, but never when it is a protected file such as
+    the API key.
     """
-    files = {*dependencies, WRAPPER_PATH}
     if scene.config_file:
         config = Path(scene.config_file)
         if not config.is_file():
             raise FieldError("config_file", f"{config} does not exist")
         check_uploadable([config], project_path, base_dir=base_dir, extra_roots=[config])
-        files.add(config)
-    return tuple(sorted(files))
+    return tuple(sorted({*dependencies, WRAPPER_PATH}))
 
 
 def stat_fields(path: Path) -> dict[str, float | int]:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.conductor_cloud.job.paths import mount_problem
 from prefect_conductor.conductor_cloud.settings import ConductorSettings, get_settings
 
 SETTING = "PREFECT_CONDUCTOR_UPLOAD_ROOTS"
@@ -84,6 +85,9 @@ def check_uploadable(
         project_path = str(base_dir / project_path)
     roots = allowed_roots(project_path, settings, extra_roots)
     for file in files:
+        mount = mount_problem(str(file))
+        if mount is not None:
+            raise UploadRefused(Path(file), mount)
         real = _real(file)
         reason = protected_reason(real, settings)
         if reason is not None:

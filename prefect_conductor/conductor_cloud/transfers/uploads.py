@@ -38,6 +38,7 @@ import httpx
 
 from prefect_conductor.conductor_cloud.api.retry import RetryPolicy, send_with_retries
 from prefect_conductor.conductor_cloud.errors import ServiceError, SubmitterError, UserError
+from prefect_conductor.conductor_cloud.job.paths import local_posix_path
 from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache, md5_base64
 
 if TYPE_CHECKING:
@@ -429,7 +430,9 @@ class _Uploader:
 
         if self.stop.is_set():
             raise _Stopped
-        requests = [UploadRequest(str(h.path), h.md5, h.info.st_size) for h in batch]
+        requests = [
+            UploadRequest(local_posix_path(str(h.path)), h.md5, h.info.st_size) for h in batch
+        ]
         return self.client.get_upload_urls(requests, self.project)
 
     def _check_unchanged(self, hashed: _Hashed) -> None:
@@ -617,7 +620,7 @@ class _Run:
         self, urls: UploadUrls, batch: list[_Hashed], io_pool: ThreadPoolExecutor
     ) -> None:
         """Start the transfers the server asked for; the rest of the batch it already has."""
-        by_path = {str(hashed.path): hashed for hashed in batch}
+        by_path = {local_posix_path(str(hashed.path)): hashed for hashed in batch}
         wanted: set[str] = set()
         for single in urls.single_part:
             hashed = by_path.get(single.file_path)
