@@ -26,6 +26,9 @@ from prefect_conductor.conductor_cloud.job.render_wrapper.host_config import CON
 from prefect_conductor.conductor_cloud.submission.prepare import Preview, build_preview
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 
+# Each test runs the wrapper, the stand-in renderer or pip in a subprocess: the slow tier.
+pytestmark = pytest.mark.usefixtures("cli_subprocess")
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "shot010"
 STANDIN = textwrap.dedent(
     """\

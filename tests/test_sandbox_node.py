@@ -17,6 +17,9 @@ from prefect_conductor.sandbox.node.layout import LayoutError, node_file, rooted
 from prefect_conductor.sandbox.node.package import write_package
 from tests.scenes import make_scene
 
+# Each test runs the wrapper, the stand-in renderer or pip in a subprocess: the slow tier.
+pytestmark = pytest.mark.usefixtures("cli_subprocess")
+
 
 def test_uploads_are_mounted_below_the_root_without_the_drive(tmp_path: Path) -> None:
     assert node_file(tmp_path, "C:/proj/shot 010/a.tx") == tmp_path / "proj" / "shot 010" / "a.tx"

@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# Each test runs the wrapper, the stand-in renderer or pip in a subprocess: the slow tier.
+pytestmark = pytest.mark.usefixtures("cli_subprocess")
+
 REPO = Path(__file__).resolve().parent.parent
 PREFECT_YAML = REPO / "deployments" / "prefect.yaml"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,7 +65,10 @@ def guard_fast_test(item: pytest.Item) -> Iterator[None]:
     original = subprocess.Popen.__init__
 
     def recording_init(self: subprocess.Popen[Any], args: Any, *rest: Any, **options: Any) -> None:
-        started.append(args if isinstance(args, str) else " ".join(map(str, args)))
+        # Only the test's own thread counts: the sandbox's stand-in render node runs each task's
+        # command (a short ``sh``) from the sandbox server's threads, as part of the fixture.
+        if threading.current_thread() is threading.main_thread():
+            started.append(args if isinstance(args, str) else " ".join(map(str, args)))
         original(self, args, *rest, **options)
 
     subprocess.Popen.__init__ = recording_init  # type: ignore[method-assign]
