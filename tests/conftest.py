@@ -162,7 +162,7 @@ def _free_left_slots(api_url: str | None) -> None:
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``prefect server start`` on loopback (its own home, UI on), one per session (per
     xdist worker); yields the API URL."""
-    from tests.prefect_server import running_prefect_server
+    from prefect_conductor.studio.scratch_server import running_prefect_server
 
     with running_prefect_server(tmp_path_factory.mktemp("prefect-server"), timeout=180) as api:
         yield api

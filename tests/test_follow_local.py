@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from prefect_conductor.conductor_cloud.job.loaders import load_job, load_scene
+from prefect_conductor.conductor_cloud.job.loaders import load_job
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
 from prefect_conductor.conductor_cloud.settings import get_settings
 from prefect_conductor.conductor_cloud.transfers.job_outputs import TasksFailed
@@ -45,19 +45,28 @@ def test_a_local_run_follows_the_job_to_its_frames(
     assert len(conductor_env.jobs()) == 2
 
 
-def test_the_sample_scene_never_downloads_into_the_checkout(conductor_env: SandboxHandle) -> None:
-    scene = load_scene(EXAMPLES / "scene_export.json")
-    conductor_env.config(task_seconds=0.05, save_as={i.path: i.save_as for i in scene.images})
-    before = sorted((EXAMPLES / "renders").rglob("*"))
+def test_the_sample_scene_never_downloads_into_the_checkout(
+    conductor_env: SandboxHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scene inside the installation (here a stand-in installation holding a renderable copy
+    of the sample) is followed into the per-user downloads folder, never into the installation."""
+    from prefect_conductor.cli.demo import sample_copy
+    from prefect_conductor.tasks import download
+
+    installation = tmp_path / "installation"
+    sample = sample_copy(EXAMPLES, installation / "examples" / "shot010")
+    monkeypatch.setattr(download, "INSTALLATION", installation)
+    conductor_env.config(task_seconds=0.05)
+    before = sorted(installation.rglob("*"))
     result: dict[str, Any] = render_submit(
-        job=load_job(EXAMPLES / "job.yaml"),
-        scene=SceneSource(export_path=str(EXAMPLES / "scene_export.json")),
+        job=load_job(sample / "job.yaml"),
+        scene=SceneSource(export_path=str(sample / "scene_export.json")),
         options=FOLLOW,
     )
     outputs = result["outputs"]
     assert outputs["files"] == 12
     assert Path(outputs["output_folder"]) == get_settings().home / "downloads" / outputs["jid"]
-    assert sorted((EXAMPLES / "renders").rglob("*")) == before
+    assert sorted(installation.rglob("*")) == before
 
 
 def test_a_local_run_does_not_follow_unless_asked(
