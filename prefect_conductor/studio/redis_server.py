@@ -129,9 +129,7 @@ class RedisServer:
     def ping(self, port: int) -> bool:
         """Whether Redis on ``port`` answers PING after AUTH with our password (plain RESP)."""
         secret = self.password().encode()
-        request = (
-            b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n" % (len(secret), secret)
-        )
+        request = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n" % (len(secret), secret)
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2.0) as link:
                 link.sendall(request)

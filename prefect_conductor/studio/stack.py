@@ -63,6 +63,8 @@ WATCH_SECONDS = 30
 """How often the watch-jobs deployment looks for finished jobs (as in deployments/prefect.yaml)."""
 START_TIMEOUT = 240.0
 STOP_TIMEOUT = 20.0
+
+
 class StudioError(ServiceError):
     """The studio stack could not be started or stopped."""
 
@@ -458,8 +460,11 @@ def status() -> str:
         f" {sum(1 for pid in state.worker_pids if _alive(pid))} of {len(state.worker_pids)}"
         " workers alive)",
         line("redis", state.redis_pid, f"127.0.0.1:{state.redis_port}"),
-        line("postgresql", _postgres_pid(Cluster.for_home(studio_dir())),
-             f"127.0.0.1:{state.postgres_port}"),
+        line(
+            "postgresql",
+            _postgres_pid(Cluster.for_home(studio_dir())),
+            f"127.0.0.1:{state.postgres_port}",
+        ),
         *([line("api supervisor", state.server_pid)] if state.api_processes > 1 else []),
         *(line("api", pid, f"127.0.0.1:{port}") for pid in api),
         line("services", state.services_pid),
