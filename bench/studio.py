@@ -1,16 +1,17 @@
-"""A studio's Submit storm: the PostgreSQL stack beside the same load on SQLite, in one run.
+"""A studio's Submit storm: the stack with one Prefect API process beside N, in one run.
 
-For each database: ``studio up`` (4 workers, loopback) against one sandbox; ``--hosts`` threads
-stand for artists' hosts and press Submit ``--presses`` times in all through the host's own
-trigger (``start_flow_run``, idempotency key per press; every press is sent twice, a double
-click); halfway through, one worker is killed (PostgreSQL run). Then every run is waited for and
-the figures are printed side by side: duplicate flow runs, duplicate jobs, lost submissions,
-Submit's latency as the artist sees it (p50/p95), 503s the trigger met (and retried), failures,
-runs completed per minute, the Prefect server's CPU time per run, and the most concurrent
-``POST jobs/`` the sandbox served against the limit. Everything stays on 127.0.0.1.
+For each API process count: ``studio up`` (Redis, PostgreSQL, 4 workers, loopback) against one
+sandbox; ``--hosts`` threads stand for artists' hosts and press Submit ``--presses`` times in all
+through the host's own trigger (``start_flow_run``, idempotency key per press; every press is
+sent twice, a double click); halfway through, one worker is killed and, with N processes, one API
+process (both SIGKILL). Then every run is waited for and the figures are printed side by side:
+duplicate flow runs, duplicate jobs, lost submissions, Submit's latency as the artist sees it
+(p50/p95), 503s and lost answers the trigger met (and retried), failures, runs completed per
+minute, Prefect's CPU time per run (API processes and services), and the most concurrent ``POST
+jobs/`` the sandbox served against the limit. Everything stays on 127.0.0.1.
 
 Run: python bench/studio.py [--presses 100] [--hosts 20] [--workers 4] [--job-post-limit 4]
-     [--limit 4] [--nice 10] [--only postgres|sqlite]
+     [--limit 4] [--nice 10] [--api-processes 2] [--only 1|N]
 """
 
 from __future__ import annotations
@@ -49,15 +50,21 @@ FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 class Counting(httpx.HTTPTransport):
-    """Counts the 503s the host's trigger meets (it retries them)."""
+    """Counts the 503s and the lost answers the host's trigger meets (it retries them)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.unavailable = 0
+        self.lost = 0
         self._lock = threading.Lock()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = super().handle_request(request)
+        try:
+            response = super().handle_request(request)
+        except httpx.TransportError:
+            with self._lock:
+                self.lost += 1
+            raise
         if response.status_code == 503:
             with self._lock:
                 self.unavailable += 1
@@ -72,9 +79,10 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def storm(
-    name: str, args: argparse.Namespace, sandbox: SandboxServer, root: Path
+    processes: int, args: argparse.Namespace, sandbox: SandboxServer, root: Path
 ) -> dict[str, Any]:
-    """One stack, one storm; its figures."""
+    """One stack with ``processes`` API processes, one storm; its figures."""
+    name = f"api{processes}"
     home = root / name
     os.environ["PREFECT_CONDUCTOR_HOME"] = str(home)
     os.environ["PREFECT_CONDUCTOR_JOB_POST_LIMIT"] = str(args.job_post_limit)
@@ -86,7 +94,7 @@ def storm(
     state = stack.up(
         args.workers,
         lambda line: None,
-        sqlite=name == "sqlite",
+        api_processes=processes,
         runs_per_worker=args.limit,
         worker_nice=args.nice,
     )
@@ -122,16 +130,18 @@ def storm(
                     with lock:
                         latencies.append(time.perf_counter() - began)
                         run_ids.setdefault(key, set()).add(link.id)
-                if press >= args.presses // 2 and name == "postgres" and not killed.is_set():
+                if press >= args.presses // 2 and not killed.is_set():
                     killed.set()
                     os.kill(state.worker_pids[0], signal.SIGKILL)  # the worker, not its runs
+                    if processes > 1:  # one of the API processes (uvicorn starts another)
+                        os.kill(stack.api_process_pids(state)[0], signal.SIGKILL)
 
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=args.hosts) as pool:
             list(pool.map(host, range(args.hosts)))
         runs = wait_for_runs(state.api_url, args.timeout)
         ended = time.monotonic()
-        server_cpu = cpu_seconds(state.server_pid)
+        server_cpu = prefect_cpu_seconds(state)
         jobs = httpx.get(f"{sandbox.url}/_sandbox/state", timeout=60).json()
         ids = [job["metadata"][SUBMISSION_METADATA_KEY] for job in jobs["jobs"]]
         completed = [r for r in runs if r["state_type"] == "COMPLETED"]
@@ -144,13 +154,15 @@ def storm(
             "Submit p50 (s)": round(percentile(latencies, 0.50), 3),
             "Submit p95 (s)": round(percentile(latencies, 0.95), 3),
             "503s met (retried)": transport.unavailable,
+            "lost answers (retried)": transport.lost,
             "Submit failures": len(failures),
             "runs not completed": len(runs) - len(completed),
             "runs completed / min": round(len(completed) / ((ended - started) / 60), 1),
-            "server CPU s / run": round(server_cpu / max(1, len(runs)), 2),
+            "Prefect CPU s / run": round(server_cpu / max(1, len(runs)), 2),
             "max concurrent POST jobs/": jobs["in_flight"]["job_posts"]["max"],
             "job-post limit": args.job_post_limit,
             "worker killed midway": "yes" if killed.is_set() else "no",
+            "API process killed midway": "yes" if killed.is_set() and processes > 1 else "no",
             "failures": _reasons(failures),
         }
     finally:
@@ -160,16 +172,32 @@ def storm(
             for log in (home / "studio").glob("*.log"):
                 shutil.copy(log, kept / log.name)
         stack.down(lambda line: None)
+        shutil.rmtree(home / "studio" / "redis", ignore_errors=True)
         cluster = Cluster.for_home(home / "studio")
         if cluster.run_as:  # as root the cluster lives outside the temporary folder
             shutil.rmtree(cluster.data_dir, ignore_errors=True)
             cluster.log_file.unlink(missing_ok=True)
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) the process has used since it started (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """CPU time (user + system) the process has used since it started, with that of its children
+    it has waited for when ``children`` (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(field) for field in fields[11 : 15 if children else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def prefect_cpu_seconds(state: stack.StudioState) -> float:
+    """The CPU time of Prefect's API processes (live ones and those that died) and services."""
+    live = [] if state.api_processes == 1 else stack.api_process_pids(state)
+    return (
+        cpu_seconds(state.server_pid, children=True)
+        + sum(cpu_seconds(pid) for pid in live)
+        + cpu_seconds(state.services_pid)
+    )
 
 
 def _reasons(failures: list[str]) -> dict[str, int]:
@@ -203,18 +231,24 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=stack.RUNS_PER_WORKER, help="runs per worker")
     parser.add_argument("--nice", type=int, default=stack.WORKER_NICE, help="workers' nice")
     parser.add_argument("--timeout", type=float, default=1800.0)
-    parser.add_argument("--only", choices=["postgres", "sqlite"], default=None)
+    parser.add_argument("--api-processes", type=int, default=stack.API_PROCESSES, help="N")
+    parser.add_argument("--only", choices=["1", "N"], default=None)
     parser.add_argument("--logs", default="", help="copy the stack's logs into this folder")
     args = parser.parse_args()
-    names = [args.only] if args.only else ["postgres", "sqlite"]
+    load_before = os.getloadavg()[0]
+    counts = {"1": [1], "N": [args.api_processes]}.get(args.only or "", [1, args.api_processes])
+    names = [f"{n} API proc" for n in counts]
     with (
         tempfile.TemporaryDirectory() as tmp,
         SandboxServer(Path(tmp) / "sandbox", task_seconds=0.05) as sb,
     ):
-        results = {name: storm(name, args, sb, Path(tmp)) for name in names}
+        results = {
+            name: storm(n, args, sb, Path(tmp)) for name, n in zip(names, counts, strict=True)
+        }
     print(
         f"{args.presses} presses from {args.hosts} hosts, {args.workers} workers"
-        f" (--limit {args.limit}, nice {args.nice}), {os.cpu_count()} CPUs"
+        f" (--limit {args.limit}, nice {args.nice}), {os.cpu_count()} CPUs,"
+        f" load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     )
     print(f"{'':28}" + "".join(f"{name:>12}" for name in names))
     for row in results[names[0]]:
