@@ -15,11 +15,15 @@ first flow run, which starts Prefect's temporary server, is reported apart. The 
 events are what the server pays for per run (each event a task-run or state record, each request
 a round trip and a database write or read).
 
-Run: python bench/flow_overhead.py
+The runs use the studio workers' client settings (``studio.stack.LEAN_CLIENT``);
+``--prefect-defaults`` runs them with Prefect's defaults instead, for comparison.
+
+Run: python bench/flow_overhead.py [--prefect-defaults]
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import os
 import re
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from prefect_conductor.sandbox.server import SandboxServer
+from prefect_conductor.studio.stack import LEAN_CLIENT
 
 if TYPE_CHECKING:
     from prefect.states import State
@@ -164,6 +169,11 @@ def flow_run(key: str) -> tuple[float, float, int]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prefect-defaults", action="store_true", help="no studio settings")
+    args = parser.parse_args()
+    if not args.prefect_defaults:
+        os.environ.update(LEAN_CLIENT)
     work_dir = Path(tempfile.mkdtemp(prefix="bench-flow-"))
     os.environ["PREFECT_CONDUCTOR_HOME"] = str(work_dir / "home")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -197,6 +207,7 @@ def main() -> None:
         f" ({wall_median - work_median:.3f} s around the steps);"
         f" ratio wall / plain calls = {wall_median / plain_median:.1f}x"
     )
+    print("client settings:", "Prefect's defaults" if args.prefect_defaults else LEAN_CLIENT)
     print(
         f"per run: {requests.total() / RUNS:.1f} REST requests to Prefect,"
         f" {events.total() / RUNS:.1f} events"

@@ -61,6 +61,10 @@ API_PROCESSES = 2
 """Prefect API processes behind the one port (``prefect server start --workers``)."""
 WATCH_SECONDS = 30
 """How often the watch-jobs deployment looks for finished jobs (as in deployments/prefect.yaml)."""
+LEAN_CLIENT = {"PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "false"}
+"""The workers' and their runs' Prefect client: the studio's server does not ask for CSRF tokens
+(``PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED`` is off), so a client need not fetch one; with
+it on, every client a run opens first asks ``GET /csrf-token`` (12 of a run's 54 requests)."""
 START_TIMEOUT = 240.0
 STOP_TIMEOUT = 20.0
 
@@ -242,6 +246,8 @@ def _server_env(folder: Path, cluster: Cluster, pg_port: int, redis_port: int) -
         **_clean_env(),
         **RedisServer.for_home(folder).prefect_env(redis_port),
         "PREFECT_API_DATABASE_CONNECTION_URL": cluster.url(pg_port),
+        # as the workers expect (LEAN_CLIENT)
+        "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "false",
         "PREFECT_API_DATABASE_MIGRATE_ON_START": "false",  # done once, before (_prepare_database)
         "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false",
         "PREFECT_HOME": str(folder / "prefect-home"),
@@ -356,6 +362,7 @@ def up(
         _deploy(api_url)
         worker_env = {
             **_clean_env(),
+            **LEAN_CLIENT,
             "PREFECT_API_URL": api_url,
             "PREFECT_HOME": str(folder / "worker-home"),
         }
