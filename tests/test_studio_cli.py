@@ -102,7 +102,7 @@ def test_redis_asks_for_a_password_kept_off_the_command_line(tmp_path: Path) -> 
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    server = redis_server.RedisServer.for_home(tmp_path / "studio")
+    server = redis_server.RedisServer.for_home(tmp_path / "a studio")  # a space, quoted
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -57,6 +57,11 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def _quoted(text: str) -> str:
+    """``text`` as one argument of a Redis configuration line (a folder may hold spaces)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 @dataclass(frozen=True)
 class RedisServer:
     """The studio's Redis: its folder, password file and configuration file."""
@@ -95,8 +100,8 @@ class RedisServer:
             "protected-mode yes",
             f"port {port}",
             f"requirepass {self.password()}",
-            f"dir {self.folder}",
-            f"logfile {self.log_file}",
+            f"dir {_quoted(str(self.folder))}",
+            f"logfile {_quoted(str(self.log_file))}",
             "daemonize no",
             "appendonly yes",
             "appendfsync everysec",
