@@ -30,11 +30,8 @@ next shot of a 40-shot batch.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,6 +43,7 @@ import httpx
 
 from prefect_conductor.conductor_cloud.errors import ServiceError
 from prefect_conductor.conductor_cloud.settings import get_settings
+from prefect_conductor.studio import processes
 from prefect_conductor.studio.postgres import Cluster
 from prefect_conductor.studio.redis_server import RedisServer
 
@@ -66,7 +64,6 @@ LEAN_CLIENT = {"PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "false"}
 (``PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED`` is off), so a client need not fetch one; with
 it on, every client a run opens first asks ``GET /csrf-token`` (12 of a run's 54 requests)."""
 START_TIMEOUT = 240.0
-STOP_TIMEOUT = 20.0
 
 
 class StudioError(ServiceError):
@@ -105,48 +102,11 @@ def _write_state(state: StudioState) -> None:
     _state_path().write_text(json.dumps(asdict(state)), encoding="utf-8")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child that exited
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def api_process_pids(state: StudioState) -> list[int]:
     """The API processes: the supervisor itself when there is one, else its children (/proc)."""
     if state.api_processes == 1:
         return [state.server_pid]
-    return _children(state.server_pid)
-
-
-def _children(parent: int) -> list[int]:
-    """The API processes uvicorn's supervisor ``parent`` forked (not multiprocessing's resource
-    tracker beside them), from Linux /proc."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(fields[1]) == parent and fields[0] != "Z" and b"spawn_main" in command:
-            children.append(int(entry.name))
-    return sorted(children)
+    return processes.children(state.server_pid)
 
 
 def _prefect() -> str:
@@ -162,36 +122,17 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def _spawn(command: list[str], env: dict[str, str], log: Path, nice: int = 0) -> int:
-    """Start ``command`` in a session of its own (so ``down`` stops its whole group), ``nice``
-    steps below this process's CPU priority."""
-    with log.open("ab") as handle:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    if nice:  # a worker needs seconds to start, so its runs (which inherit this) all have it;
-        # set from outside, not in preexec_fn, which is unsafe when the caller has threads
-        ours = os.getpriority(os.PRIO_PROCESS, 0)
-        os.setpriority(os.PRIO_PROCESS, process.pid, min(19, ours + nice))
-    return process.pid
-
-
-def _wait_healthy(api_url: str, pid: int, log: Path, processes: int) -> None:
-    """Until the API answers and all ``processes`` API processes have started."""
+def _wait_healthy(api_url: str, pid: int, log: Path, count: int) -> None:
+    """Until the API answers and all ``count`` API processes have started."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not processes.alive(pid):
             raise StudioError(f"the studio's Prefect server exited; see {log}")
         try:
             healthy = httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200
         except httpx.TransportError:
             healthy = False
-        if healthy and (processes == 1 or len(_children(pid)) >= processes):
+        if healthy and (count == 1 or len(processes.children(pid)) >= count):
             return
         time.sleep(0.5)
     raise StudioError(
@@ -296,14 +237,14 @@ def _start_prefect(
     server_log = folder / "server.log"
     command = [_prefect(), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--workers", str(api_processes), "--no-services"]
-    server_pid = _spawn(command, {**env, "PREFECT_SERVER_API_PORT": str(port)}, server_log)
+    server_pid = processes.spawn(command, {**env, "PREFECT_SERVER_API_PORT": str(port)}, server_log)
     try:
         _wait_healthy(api_url, server_pid, server_log, api_processes)
-        services_pid = _spawn(
+        services_pid = processes.spawn(
             [_prefect(), "server", "services", "start"], env, folder / "services.log"
         )
     except BaseException:
-        _stop_group(server_pid)
+        processes.stop_group(server_pid)
         raise
     return server_pid, services_pid
 
@@ -322,7 +263,7 @@ def up(
     the server's CPU priority (module doc).
     """
     state = read_state()
-    if state is not None and _alive(state.server_pid):
+    if state is not None and processes.alive(state.server_pid):
         echo(
             f"studio already up: {state.api_url} ({state.api_processes} API processes,"
             f" {len(state.worker_pids)} workers)"
@@ -333,7 +274,7 @@ def up(
     _stop_leftovers(state)
     cluster = Cluster.for_home(folder)
     redis = RedisServer.for_home(folder)
-    redis_port = _free_port()
+    redis_port = processes.free_port()
     redis_pid = redis.start(redis_port).pid
     started: list[int] = [redis_pid]
     try:
@@ -344,13 +285,13 @@ def up(
         if not cluster.initialised():
             echo("PostgreSQL: initdb")
             cluster.init()
-        pg_port = _free_port()
+        pg_port = processes.free_port()
         cluster.start(pg_port)
         cluster.create_database(pg_port)
         echo(f"PostgreSQL on 127.0.0.1:{pg_port}")
         env = _server_env(folder, cluster, pg_port, redis_port)
         _prepare_database(env, folder / "server.log")
-        port = _free_port()
+        port = processes.free_port()
         api_url = f"http://127.0.0.1:{port}/api"
         server_pid, services_pid = _start_prefect(folder, env, port, api_processes)
         started[:0] = [services_pid, server_pid]
@@ -370,12 +311,12 @@ def up(
         for n in range(workers):
             command = [_prefect(), "worker", "start", "--pool", POOL, "--name", f"studio-{n}"]
             command += ["--limit", str(runs_per_worker)]
-            pid = _spawn(command, worker_env, folder / f"worker-{n}.log", nice=worker_nice)
+            pid = processes.spawn(command, worker_env, folder / f"worker-{n}.log", nice=worker_nice)
             pids.append(pid)
             started.insert(0, pid)
     except BaseException:
         for pid in started:
-            _stop_group(pid)
+            processes.stop_group(pid)
         cluster.stop()
         raise
     state = StudioState(
@@ -394,10 +335,10 @@ def restart(echo: Callable[[str], None]) -> StudioState:
     """Restart Prefect's API processes and services; Redis, PostgreSQL and the workers keep
     running, and leases held across the restart stay valid (they are in Redis)."""
     state = read_state()
-    if state is None or not _alive(state.redis_pid):
+    if state is None or not processes.alive(state.redis_pid):
         raise StudioError("the studio is not running; start it with: prefect-conductor studio up")
-    _stop_group(state.services_pid)
-    _stop_group(state.server_pid)
+    processes.stop_group(state.services_pid)
+    processes.stop_group(state.server_pid)
     folder = studio_dir()
     env = _server_env(folder, Cluster.for_home(folder), state.postgres_port, state.redis_port)
     port = int(state.api_url.rsplit(":", 1)[1].split("/", 1)[0])
@@ -408,28 +349,11 @@ def restart(echo: Callable[[str], None]) -> StudioState:
     return state
 
 
-def _stop_group(pid: int) -> None:
-    """SIGINT to the process group ``pid`` leads, then SIGKILL after a grace."""
-    if pid <= 0:
-        return
-    try:
-        os.killpg(pid, signal.SIGINT)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-
-
 def _stop_leftovers(state: StudioState | None) -> None:
     """What a stack whose API died left running (Redis, workers, PostgreSQL)."""
     if state is not None:
         for pid in [*state.worker_pids, state.services_pid, state.server_pid, state.redis_pid]:
-            _stop_group(pid)
+            processes.stop_group(pid)
     cluster = Cluster.for_home(studio_dir())
     if cluster.running():
         cluster.stop()
@@ -453,19 +377,19 @@ def _postgres_pid(cluster: Cluster) -> int:
 def status() -> str:
     """Every process of the stack with its role, one a line."""
     state = read_state()
-    if state is None or not _alive(state.server_pid):
+    if state is None or not processes.alive(state.server_pid):
         return "studio: not running"
 
     def line(role: str, pid: int, where: str = "") -> str:
-        alive = "running" if _alive(pid) else "not running"
+        alive = "running" if processes.alive(pid) else "not running"
         return f"  {role:<16} pid {pid:<8} {alive}{'  ' + where if where else ''}"
 
     port = state.api_url.rsplit(":", 1)[1].split("/", 1)[0]
     api = api_process_pids(state)
+    workers = sum(1 for pid in state.worker_pids if processes.alive(pid))
     lines = [
         f"studio: {state.api_url} ({len(api)} of {state.api_processes} API processes,"
-        f" {sum(1 for pid in state.worker_pids if _alive(pid))} of {len(state.worker_pids)}"
-        " workers alive)",
+        f" {workers} of {len(state.worker_pids)} workers alive)",
         line("redis", state.redis_pid, f"127.0.0.1:{state.redis_port}"),
         line(
             "postgresql",
