@@ -146,7 +146,10 @@ def storm(
             list(pool.map(host, range(args.hosts)))
         runs = wait_for_runs(state.api_url, args.timeout)
         ended = time.monotonic()
-        server_cpu = prefect_cpu_seconds(state) - cpu_before
+        api_cpu, services_cpu = (
+            after - before
+            for after, before in zip(prefect_cpu_seconds(state), cpu_before, strict=True)
+        )
         jobs = httpx.get(f"{sandbox.url}/_sandbox/state", timeout=60).json()
         ids = [job["metadata"][SUBMISSION_METADATA_KEY] for job in jobs["jobs"]]
         completed = [r for r in runs if r["state_type"] == "COMPLETED"]
@@ -165,7 +168,9 @@ def storm(
             "Submit failures": len(failures),
             "runs not completed": len(runs) - len(completed),
             "runs completed / min": round(len(completed) / ((ended - started) / 60), 1),
-            "Prefect CPU s / run": round(server_cpu / max(1, len(runs)), 2),
+            "Prefect CPU s / run": round((api_cpu + services_cpu) / max(1, len(runs)), 2),
+            "  of which API": round(api_cpu / max(1, len(runs)), 2),
+            "  of which services": round(services_cpu / max(1, len(runs)), 2),
             "max concurrent POST jobs/": jobs["in_flight"]["job_posts"]["max"],
             "job-post limit": args.job_post_limit,
             "worker killed midway": "yes" if killed.is_set() else "no",
@@ -197,15 +202,12 @@ def cpu_seconds(pid: int, children: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def prefect_cpu_seconds(state: stack.StudioState) -> float:
-    """The CPU time of Prefect's API processes (live ones and those that died) and services
-    since they started (the storm's share is the difference of two readings)."""
+def prefect_cpu_seconds(state: stack.StudioState) -> tuple[float, float]:
+    """The CPU time of Prefect's API processes (live ones and those that died) and of its
+    services since they started (the storm's share is the difference of two readings)."""
     live = [] if state.api_processes == 1 else stack.api_process_pids(state)
-    return (
-        cpu_seconds(state.server_pid, children=True)
-        + sum(cpu_seconds(pid) for pid in live)
-        + cpu_seconds(state.services_pid)
-    )
+    api = cpu_seconds(state.server_pid, children=True) + sum(cpu_seconds(pid) for pid in live)
+    return api, cpu_seconds(state.services_pid)
 
 
 def _reasons(failures: list[str]) -> dict[str, int]:
