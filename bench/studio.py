@@ -218,15 +218,26 @@ def _reasons(failures: list[str]) -> dict[str, int]:
     return counts
 
 
+def _ask(method: str, url: str, body: Any = None) -> Any:
+    """The bench's own read of the API, asked again on a lost answer (an API process may be
+    killed, by the bench or by uvicorn's supervisor when it misses a health check)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return httpx.request(method, url, json=body, timeout=60).raise_for_status().json()
+        except (httpx.TransportError, httpx.HTTPStatusError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
 def wait_for_runs(api_url: str, timeout: float) -> list[dict[str, Any]]:
     """The render-submit runs once all are final (the watcher's scheduled runs are not counted)."""
     deadline = time.monotonic() + timeout
-    deployment = httpx.get(f"{api_url}/deployments/name/render-submit/conductor", timeout=60)
-    body = {"deployments": {"id": {"any_": [deployment.raise_for_status().json()["id"]]}}}
+    deployment = _ask("GET", f"{api_url}/deployments/name/render-submit/conductor")
+    body = {"deployments": {"id": {"any_": [deployment["id"]]}}, "limit": 1000}
     while True:
-        runs: list[dict[str, Any]] = httpx.post(
-            f"{api_url}/flow_runs/filter", json=body, timeout=60
-        ).json()
+        runs: list[dict[str, Any]] = _ask("POST", f"{api_url}/flow_runs/filter", body)
         if all(r["state_type"] in FINAL for r in runs) or time.monotonic() > deadline:
             return runs
         time.sleep(3)
