@@ -235,7 +235,7 @@ def wait_for_runs(api_url: str, timeout: float) -> list[dict[str, Any]]:
     """The render-submit runs once all are final (the watcher's scheduled runs are not counted)."""
     deadline = time.monotonic() + timeout
     deployment = _ask("GET", f"{api_url}/deployments/name/render-submit/conductor")
-    body = {"deployments": {"id": {"any_": [deployment["id"]]}}, "limit": 1000}
+    body = {"deployments": {"id": {"any_": [deployment["id"]]}}}
     while True:
         runs: list[dict[str, Any]] = _ask("POST", f"{api_url}/flow_runs/filter", body)
         if all(r["state_type"] in FINAL for r in runs) or time.monotonic() > deadline:
