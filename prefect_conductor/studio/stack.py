@@ -64,7 +64,9 @@ LEAN_CLIENT = {"PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "false"}
 """The workers' and their runs' Prefect client: the studio's server does not ask for CSRF tokens
 (``PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED`` is off), so a client need not fetch one; with
 it on, every client a run opens first asks ``GET /csrf-token`` (12 of a run's 54 requests)."""
-START_TIMEOUT = 240.0
+START_TIMEOUT = 420.0
+"""Seconds the API has to answer after it starts (its N processes each import Prefect; on a
+busy 2-core machine that alone took over 240 s)."""
 
 
 class StudioError(ServiceError):
