@@ -263,9 +263,10 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         SandboxServer(Path(tmp) / "sandbox", task_seconds=0.05) as sb,
     ):
-        results = {
-            name: storm(n, args, sb, Path(tmp)) for name, n in zip(names, counts, strict=True)
-        }
+        results: dict[str, dict[str, Any]] = {}
+        for name, n in zip(names, counts, strict=True):
+            results[name] = storm(n, args, sb, Path(tmp))
+            print(name, json.dumps(results[name]), flush=True)  # kept if a later storm fails
     print(
         f"{args.presses} presses from {args.hosts} hosts, {args.workers} workers"
         f" (--limit {args.limit}, nice {args.nice}), {os.cpu_count()} CPUs,"
