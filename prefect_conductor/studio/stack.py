@@ -169,7 +169,7 @@ def _deploy(api_url: str) -> None:
     Each names its run command (``python -m prefect.engine``, this Python): a process worker given
     a command starts it directly, where without one it first starts Prefect's workspace
     supervisor, a second Python process per run that prepares a working copy these module-path
-    deployments do not need (a few CPU seconds and about 100 MB per run on the studio machine)."""
+    deployments do not need (an interpreter start, its imports and its memory per run)."""
     code = (
         "from prefect.deployments.runner import EntrypointType as E\n"
         "from prefect_conductor.flows.render_submit import render_submit\n"
