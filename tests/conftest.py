@@ -78,6 +78,12 @@ def postgresql() -> Path:
 
 
 @pytest.fixture(scope="session")
+def redis_server() -> Path:
+    """Debian's redis-server; skipped naming the package when missing (failed under CI)."""
+    return system_packages.redis_server()
+
+
+@pytest.fixture(scope="session")
 def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServer]:
     server = SandboxServer(tmp_path_factory.mktemp("sandbox"), task_seconds=0.1)
     server.start()

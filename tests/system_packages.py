@@ -1,13 +1,15 @@
-"""Debian packages a few tests need, which ``pip install`` cannot bring: chromium, postgresql.
+"""Debian packages a few tests need, which ``pip install`` cannot bring: chromium, postgresql,
+redis-server.
 
 A test that needs one the machine lacks is skipped with one line naming the package and the
-command that installs it. Under CI (``CI`` set: ``.ci/run`` installs both) a missing package fails
+command that installs it. Under CI (``CI`` set: ``.ci/run`` installs them) a missing package fails
 the test instead, so coverage cannot silently shrink.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,14 @@ def postgresql() -> Path:
     if not found:
         missing("postgresql")
     return found[-1].parent
+
+
+def redis_server() -> Path:
+    """Debian's redis-server, for the studio stack's Redis."""
+    found = shutil.which("redis-server")
+    if found is None:
+        missing("redis-server")
+    return Path(str(found))
 
 
 def _version(folder: Path) -> tuple[int, ...]:

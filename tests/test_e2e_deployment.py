@@ -119,14 +119,14 @@ def test_submit_in_the_host_runs_on_a_worker_and_submits_scout_then_full(
     full = jobs[1]["jid"]
     downloaded = run_deployment(
         prefect_server,
-        "download-outputs/conductor",
+        "download-outputs/download-frames",
         {"jid": full, "output_folder": str(tmp_path / "down"), "poll_seconds": 1},
     )
     assert downloaded["state"]["type"] == "COMPLETED", downloaded["state"]
     assert sorted(p.name for p in (tmp_path / "down").rglob("beauty.*.exr")) == [
         f"beauty.{frame:04d}.exr" for frame in (1, 2, 5, 6, 9, 10)
     ]
-    for name in ("refresh-catalog/refresh", "watch-jobs/conductor"):
+    for name in ("refresh-catalog/refresh", "watch-jobs/resume-waiting-runs"):
         finished = run_deployment(prefect_server, name, {})
         assert finished["state"]["type"] == "COMPLETED", (name, finished["state"])
 

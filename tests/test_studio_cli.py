@@ -1,8 +1,11 @@
-"""The studio commands without PostgreSQL: what is said when nothing runs or is missing."""
+"""The studio commands without the whole stack: what is said when nothing runs or is missing,
+and the PostgreSQL and Redis pieces on their own."""
 
 from __future__ import annotations
 
 import os
+import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from prefect_conductor.conductor_cloud.errors import UserError
-from prefect_conductor.studio import postgres
+from prefect_conductor.studio import postgres, redis_server
 
 
 def studio(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -72,3 +75,44 @@ def test_a_cluster_whose_password_file_is_gone_is_made_anew(
         assert cluster.initialised() and not cluster.orphaned()
     finally:
         cluster.discard()
+
+
+def test_without_redis_server_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(redis_server.shutil, "which", lambda *args, **kwargs: None)
+    with pytest.raises(UserError) as raised:
+        redis_server.binary()
+    assert str(raised.value) == (
+        "Redis: no redis-server on PATH; install Debian's package: apt-get install -y redis-server"
+    )
+
+
+def _answer(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5.0) as link:
+        link.sendall(request)
+        return link.recv(256)
+
+
+@pytest.mark.studio
+def test_redis_asks_for_a_password_kept_off_the_command_line(
+    redis_server: Path, tmp_path: Path
+) -> None:
+    """Another local user can neither read the password (0600 files, not in ``ps``) nor use
+    Redis without it."""
+    server = redis_server.RedisServer.for_home(tmp_path / "a studio")  # a space, quoted
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = server.start(port)
+    try:
+        password = server.password()
+        for private in (server.password_file, server.config_file):
+            assert stat.S_IMODE(private.stat().st_mode) == 0o600
+        command = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        assert password.encode() not in command
+        assert _answer(port, b"PING\r\n").startswith(b"-NOAUTH")
+        assert server.ping(port)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

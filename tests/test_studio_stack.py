@@ -1,12 +1,14 @@
-"""The studio stack end to end: PostgreSQL, a Prefect server on it, 4 workers.
+"""The studio stack end to end: Redis, PostgreSQL, Prefect's API in 2 processes, 4 workers.
 
-``prefect-conductor studio up`` on loopback. First, fairness: with a 40-shot batch waiting, the
-next run the pool hands a worker is an artist's Submit. Then 20 artists press Submit at once,
-each twice (a double click), as the host does: ``POST deployments/<id>/create_flow_run`` with the
-press's idempotency key. Every press must make exactly one flow run and each run one scout and
-one full job; the sandbox never serves more job posts at once than the studio-wide limit;
-``studio down`` leaves nothing running. Needs Debian's ``postgresql`` package (.ci/run installs
-it; without it the test is skipped, naming the package).
+``prefect-conductor studio up`` on loopback; ``studio status`` names Redis and both API
+processes. First, fairness: with a 40-shot batch waiting, the next run the pool hands a worker is
+an artist's Submit. Then 20 artists press Submit at once, each twice (a double click), through
+the host's own trigger (``POST deployments/<id>/create_flow_run`` with the press's idempotency
+key, retried on a lost answer); halfway through, one API process is killed (SIGKILL). Every press
+must make exactly one flow run and each run one scout and one full job; the sandbox never serves
+more job posts at once than the studio-wide limit. A concurrency slot taken before ``studio
+restart`` is released after it (its lease is in Redis). ``studio down`` leaves nothing running.
+Needs Debian's ``postgresql`` and ``redis-server`` packages (.ci/run installs them).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,10 +31,11 @@ import pytest
 
 from prefect_conductor.cli.deployment_params import deployment_parameters
 from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
+from prefect_conductor.host_export.trigger import PrefectSettings, start_flow_run
 from prefect_conductor.processes import pid_alive
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.studio.postgres import Cluster
-from tests.eventually import eventually
+from prefect_conductor.studio.stack import StudioState, api_process_pids
 from tests.scenes import EXAMPLES
 
 PRESSES = 20
@@ -50,13 +56,30 @@ def studio(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def press(api_url: str, deployment_id: str, parameters: dict[str, Any], key: str) -> str:
-    """One Submit press, as the host sends it; the flow run's id."""
-    body = {"parameters": parameters, "idempotency_key": key, "tags": ["host:jobs"]}
-    with httpx.Client(base_url=api_url + "/", timeout=60.0) as http:
-        response = http.post(f"deployments/{deployment_id}/create_flow_run", json=body)
-    response.raise_for_status()
-    return str(response.json()["id"])
+def press(api_url: str, parameters: dict[str, Any], key: str) -> str:
+    """One Submit press, as the host sends it (retried on a lost answer); the flow run's id."""
+    settings = PrefectSettings(api_url=api_url)
+    return start_flow_run(parameters, idempotency_key=key, settings=settings, tags=["host:jobs"]).id
+
+
+def lease_outlives_a_restart(api_url: str, env: dict[str, str]) -> None:
+    """A slot taken with a lease before ``studio restart`` is released after it: the restarted
+    API finds the lease in Redis (kept in an API process's memory, it would be gone, and the
+    slot taken for good)."""
+    with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
+        made = http.post("v2/concurrency_limits/", json={"name": "restart-check", "limit": 1})
+        assert made.status_code == 201, made.text
+        taken = http.post(
+            "v2/concurrency_limits/increment-with-lease",
+            json={"names": ["restart-check"], "slots": 1, "lease_duration": 600},
+        ).raise_for_status()
+    restarted = studio("restart", env=env)
+    assert restarted.returncode == 0, restarted.stderr
+    with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
+        assert http.get("v2/concurrency_limits/restart-check").json()["active_slots"] == 1
+        body = {"lease_id": taken.json()["lease_id"]}
+        http.post("v2/concurrency_limits/decrement-with-lease", json=body).raise_for_status()
+        assert http.get("v2/concurrency_limits/restart-check").json()["active_slots"] == 0
 
 
 def batch_waits_behind_a_submit(
@@ -96,9 +119,9 @@ def batch_waits_behind_a_submit(
 
 
 @pytest.mark.studio
-@pytest.mark.timeout(600)
-def test_twenty_artists_submit_through_the_postgres_stack_without_duplicates(
-    postgresql: Path, sandbox: SandboxHandle, tmp_path: Path
+@pytest.mark.timeout(900)
+def test_twenty_artists_submit_through_the_redis_stack_without_duplicates(
+    postgresql: Path, redis_server: Path, sandbox: SandboxHandle, tmp_path: Path
 ) -> None:
     home = tmp_path / "home"
     env = {
@@ -111,12 +134,18 @@ def test_twenty_artists_submit_through_the_postgres_stack_without_duplicates(
     }
     started = studio("up", "--workers", str(WORKERS), env=env)
     state: dict[str, Any] = {}
+    api_pids: list[int] = []
     try:
         assert started.returncode == 0, started.stderr
         assert "PREFECT_API_URL=" in started.stdout
         state = json.loads((home / "studio" / "state.json").read_text())
         assert "password" not in json.dumps(state) and "postgresql" not in started.stdout
+        assert "redis://" not in started.stdout
         api_url = state["api_url"]
+        shown = studio("status", env=env).stdout
+        assert "redis" in shown and shown.count("  api  ") == 2, shown
+        api_pids = api_process_pids(StudioState(**state))
+        assert len(api_pids) == 2, shown
         with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
             deployment = http.get("deployments/name/render-submit/submit-to-conductor").json()
         parameters = json.loads(
@@ -128,22 +157,29 @@ def test_twenty_artists_submit_through_the_postgres_stack_without_duplicates(
             # Submissions are what this test counts; following the render is test_waiting's.
             options = {"submission_key": f"press-{n}", "poll_seconds": 0.2, "follow": "no"}
             presses.extend([(n, {**parameters, "options": options})] * 2)  # a double click
+        answered = 0
+        lock = threading.Lock()
+
+        def click(item: tuple[int, dict[str, Any]]) -> str:
+            nonlocal answered
+            run_id = press(api_url, item[1], f"press-{item[0]}")
+            with lock:
+                answered += 1
+                if answered == PRESSES:  # halfway: one API process dies mid-storm
+                    os.kill(api_pids[0], signal.SIGKILL)
+            return run_id
+
         with ThreadPoolExecutor(max_workers=PRESSES) as pool:
-            run_ids = list(
-                pool.map(
-                    lambda item: press(api_url, deployment["id"], item[1], f"press-{item[0]}"),
-                    presses,
-                )
-            )
+            run_ids = list(pool.map(click, presses))
         assert len(set(run_ids)) == PRESSES  # each double click made one flow run
-        with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
-            body = {"deployments": {"id": {"any_": [deployment["id"]]}}}
-
-            def all_finished() -> list[dict[str, Any]] | None:
-                runs: list[dict[str, Any]] = http.post("flow_runs/filter", json=body).json()
-                return runs if all(run["state_type"] in FINAL for run in runs) else None
-
-            runs = eventually(all_finished, what="every run finished", timeout=420, interval=2)
+        deadline = time.monotonic() + 900
+        while True:
+            with httpx.Client(base_url=api_url + "/", timeout=30.0) as http:
+                body = {"deployments": {"id": {"any_": [deployment["id"]]}}}
+                runs = http.post("flow_runs/filter", json=body).json()
+            if all(run["state_type"] in FINAL for run in runs) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
         assert len(runs) == PRESSES
         assert sorted(run["state_type"] for run in runs) == ["COMPLETED"] * PRESSES
         jobs = sandbox.jobs()
@@ -151,6 +187,10 @@ def test_twenty_artists_submit_through_the_postgres_stack_without_duplicates(
         expected = sorted(f"press-{n}:{step}" for n in range(PRESSES) for step in ("scout", "full"))
         assert ids == expected  # 0 duplicate jobs, 0 lost submissions
         assert 1 <= sandbox.state()["in_flight"]["job_posts"]["max"] <= JOB_POST_LIMIT
+        api_pids += api_process_pids(StudioState(**state))  # with the one that replaced the killed
+        lease_outlives_a_restart(api_url, env)
+        state = json.loads((home / "studio" / "state.json").read_text())
+        api_pids += api_process_pids(StudioState(**state))
     finally:
         stopped = studio("down", env=env)
         cluster = Cluster.for_home(home / "studio")
@@ -158,6 +198,7 @@ def test_twenty_artists_submit_through_the_postgres_stack_without_duplicates(
             shutil.rmtree(cluster.data_dir, ignore_errors=True)
             cluster.log_file.unlink(missing_ok=True)
     assert stopped.returncode == 0, stopped.stderr
-    pids = [state.get("server_pid", 0), *state.get("worker_pids", [])]
+    roles = ("server_pid", "services_pid", "redis_pid")
+    pids = [*(state.get(role, 0) for role in roles), *state.get("worker_pids", []), *api_pids]
     assert not [pid for pid in pids if pid and pid_alive(pid)]
     assert not (home / "studio" / "state.json").exists()

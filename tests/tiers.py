@@ -24,6 +24,7 @@ SLOW_FIXTURES = frozenset(
         "prefect_server",  # a real `prefect server start`
         "chromium",  # a browser
         "postgresql",  # a database
+        "redis_server",  # the studio's Redis
         "cli_subprocess",  # the CLI (or another program) in a subprocess
     }
 )

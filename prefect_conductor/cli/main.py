@@ -39,7 +39,7 @@ server_app = typer.Typer(
 )
 app.add_typer(server_app, name="server")
 studio_app = typer.Typer(
-    help="The studio stack on loopback: PostgreSQL, a Prefect server on it, a pool, N workers.",
+    help="The studio stack on loopback: Redis, PostgreSQL, Prefect in N API processes, N workers.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -462,24 +462,35 @@ def studio_up(
             help="How much lower the workers' CPU priority is than the server's (0: equal).",
         ),
     ] = 10,
+    api_processes: Annotated[
+        int, typer.Option(min=1, max=32, help="Prefect API processes behind the one port.")
+    ] = 2,
 ) -> None:
-    """Start PostgreSQL, the Prefect server on it, the pool, the deployments and the workers."""
+    """Start Redis, PostgreSQL, the Prefect API and services, the pool, deployments, workers."""
     from prefect_conductor.studio.stack import up
 
-    up(workers, typer.echo, runs_per_worker=limit, worker_nice=nice)
+    up(workers, typer.echo, api_processes=api_processes, runs_per_worker=limit, worker_nice=nice)
 
 
 @studio_app.command("down")
 def studio_down() -> None:
-    """Stop the workers, the server and PostgreSQL; nothing is left running."""
+    """Stop the workers, Prefect, Redis and PostgreSQL; nothing is left running."""
     from prefect_conductor.studio.stack import down
 
     down(typer.echo)
 
 
+@studio_app.command("restart")
+def studio_restart() -> None:
+    """Restart Prefect's API processes and services; held concurrency slots stay held."""
+    from prefect_conductor.studio.stack import restart
+
+    restart(typer.echo)
+
+
 @studio_app.command("status")
 def studio_status() -> None:
-    """Whether the studio stack runs, its API address and live workers."""
+    """Every process of the studio stack with its role, and the API address."""
     from prefect_conductor.studio.stack import status as stack_status
 
     typer.echo(stack_status())

@@ -76,12 +76,12 @@ def run_tags(job: ConductorJob) -> list[str]:
 
 
 def tag_this_run(extra: list[str]) -> None:
-    """Add tags to the flow run itself (tags given at creation, by the host, are kept)."""
+    """Add tags to the flow run itself (tags given at creation, by the host, are kept: the run
+    as the engine read it at start has them, so one request, not a read and a write)."""
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        run = client.read_flow_run(flow_run.id)
-        client.update_flow_run(run.id, tags=sorted({*run.tags, *extra}))
+        client.update_flow_run(flow_run.id, tags=sorted({*flow_run.tags, *extra}))
 
 
 def submission_key(options: RunOptions) -> str:
