@@ -23,7 +23,7 @@ from prefect_conductor.conductor_cloud.api.post_record import MemoryPostRecords,
 from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
 from prefect_conductor.conductor_cloud.api.status import SUBMISSION_METADATA_KEY
 from prefect_conductor.conductor_cloud.errors import is_transient
-from prefect_conductor.sandbox import evidence
+from prefect_conductor.sandbox.routes import evidence
 from tests.fake_conductor import ACCOUNT, CLIENT_ID, PRIVATE_KEY, URL, FakeConductor
 
 POLICY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, deadline=30)

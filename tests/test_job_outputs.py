@@ -41,9 +41,9 @@ from prefect_conductor.conductor_cloud.transfers.output_frames import (
     host_frames,
     rendered_images,
 )
-from prefect_conductor.sandbox import evidence
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.sandbox.node.package import package_document
+from prefect_conductor.sandbox.routes import evidence
 from tests.eventually import eventually
 
 OUTPUT_PATH = "/studio/shot010/renders"

@@ -1,8 +1,8 @@
 """Our client sends only what Conductor's own clients are seen to send.
 
 The strict sandbox refuses any method, path, query parameter, filter term or body key that
-``prefect_conductor.sandbox.evidence`` (the allowlist, with its sources) does not show. Here our
-client goes through its public calls against it: a catalogue refresh, single and multipart
+``prefect_conductor.sandbox.routes.evidence`` (the allowlist, with its sources) does not show.
+Here our client goes through its public calls against it: a catalogue refresh, single and multipart
 uploads, a submission with its duplicate lookup, reading jobs and tasks, and a kill. No request
 may be refused for strictness, and every logged request (method, path, parameter names, filter
 term kinds) must be one the allowlist holds. A call that fails is reported by name, so the test
@@ -23,9 +23,9 @@ from prefect_conductor.conductor_cloud.api.retry import RetryPolicy
 from prefect_conductor.conductor_cloud.submission.payload import UploadEntry
 from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache
 from prefect_conductor.conductor_cloud.transfers.uploads import upload_files
-from prefect_conductor.sandbox import evidence
-from prefect_conductor.sandbox.bodies import JobPayload
 from prefect_conductor.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.routes import evidence
+from prefect_conductor.sandbox.routes.bodies import JobPayload
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.1, deadline=10)
 

@@ -181,6 +181,6 @@ def test_the_docs_table_lists_every_difference() -> None:
 
 def test_the_strict_sandbox_takes_exactly_the_reference_keys() -> None:
     """The fake server's allowlist and this reference list come from the same ciocore source."""
-    from prefect_conductor.sandbox.evidence import JOB_KEYS
+    from prefect_conductor.sandbox.routes.evidence import JOB_KEYS
 
     assert set(CIOCORE_KEYS) == JOB_KEYS

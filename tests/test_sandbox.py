@@ -21,8 +21,8 @@ import pytest
 
 from prefect_conductor.sandbox.faults import parse_fault_spec
 from prefect_conductor.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.routes.tokens import Tokens
 from prefect_conductor.sandbox.server import SandboxServer, require_loopback
-from prefect_conductor.sandbox.tokens import Tokens
 from tests.eventually import eventually
 
 

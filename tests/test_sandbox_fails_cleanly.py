@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from prefect_conductor.conductor_cloud.errors import UserError
-from prefect_conductor.sandbox.gate import API_BODY_LIMIT
 from prefect_conductor.sandbox.handle import SandboxHandle
+from prefect_conductor.sandbox.routes.gate import API_BODY_LIMIT
 from prefect_conductor.sandbox.server import SandboxServer
 from tests.test_sandbox import b64md5, cli, job_body, signed_in, upload_urls
 

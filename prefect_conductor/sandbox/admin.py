@@ -30,11 +30,11 @@ import json
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from prefect_conductor.sandbox.bodies import load_json
 from prefect_conductor.sandbox.context import SandboxContext
 from prefect_conductor.sandbox.faults import FaultRule
-from prefect_conductor.sandbox.jobs import Jobs
-from prefect_conductor.sandbox.tokens import error
+from prefect_conductor.sandbox.routes.bodies import load_json
+from prefect_conductor.sandbox.routes.jobs import Jobs
+from prefect_conductor.sandbox.routes.tokens import error
 
 
 class Admin:

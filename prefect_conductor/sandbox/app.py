@@ -36,16 +36,16 @@ from starlette.types import ASGIApp
 
 from prefect_conductor.sandbox.admin import Admin
 from prefect_conductor.sandbox.context import SandboxContext
-from prefect_conductor.sandbox.downloads import Downloads
 from prefect_conductor.sandbox.faults import FaultMiddleware, FaultRule
 from prefect_conductor.sandbox.fixture_catalog import ACCOUNT_ID
-from prefect_conductor.sandbox.gate import BodyTooLarge, Gatekeeper
 from prefect_conductor.sandbox.inflight import InFlightMiddleware
-from prefect_conductor.sandbox.job_page import JobPage
-from prefect_conductor.sandbox.jobs import Jobs
 from prefect_conductor.sandbox.node.runner import TaskRunner
-from prefect_conductor.sandbox.storage import Storage
-from prefect_conductor.sandbox.tokens import Tokens, error
+from prefect_conductor.sandbox.routes.downloads import Downloads
+from prefect_conductor.sandbox.routes.gate import BodyTooLarge, Gatekeeper
+from prefect_conductor.sandbox.routes.job_page import JobPage
+from prefect_conductor.sandbox.routes.jobs import Jobs
+from prefect_conductor.sandbox.routes.storage import Storage
+from prefect_conductor.sandbox.routes.tokens import Tokens, error
 
 
 def _keeps(record: dict[str, Any], term: str) -> bool:

@@ -33,9 +33,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from prefect_conductor.sandbox import bodies
 from prefect_conductor.sandbox.context import SandboxContext
-from prefect_conductor.sandbox.tokens import error
+from prefect_conductor.sandbox.routes import bodies
+from prefect_conductor.sandbox.routes.tokens import error
 
 GRANT_SECONDS = 3600
 COPY_CHUNK = 1024 * 1024

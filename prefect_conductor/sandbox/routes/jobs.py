@@ -40,12 +40,12 @@ from prefect_conductor.conductor_cloud.api.status import (
 )
 from prefect_conductor.conductor_cloud.errors import FrameSpecError
 from prefect_conductor.conductor_cloud.job.frames import parse_frame_spec
-from prefect_conductor.sandbox import bodies
 from prefect_conductor.sandbox.context import SandboxContext
-from prefect_conductor.sandbox.evidence import JID, TID
 from prefect_conductor.sandbox.fixture_catalog import ACCOUNT_ID
 from prefect_conductor.sandbox.node.runner import log_path
-from prefect_conductor.sandbox.tokens import error
+from prefect_conductor.sandbox.routes import bodies
+from prefect_conductor.sandbox.routes.evidence import JID, TID
+from prefect_conductor.sandbox.routes.tokens import error
 
 
 def _frames(spec: str, field: str) -> set[int]:

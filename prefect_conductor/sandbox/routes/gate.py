@@ -20,10 +20,10 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from prefect_conductor.sandbox import evidence
 from prefect_conductor.sandbox.context import SandboxContext
 from prefect_conductor.sandbox.faults import RAW_SEND
-from prefect_conductor.sandbox.tokens import Tokens, error
+from prefect_conductor.sandbox.routes import evidence
+from prefect_conductor.sandbox.routes.tokens import Tokens, error
 
 API_BODY_LIMIT = 16 * 1024 * 1024
 """Largest JSON body accepted: a job with tens of thousands of upload entries fits."""

@@ -15,7 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from prefect_conductor.sandbox.jobs import Jobs
+from prefect_conductor.sandbox.routes.jobs import Jobs
 
 STYLE = (
     "body{font-family:sans-serif;margin:2em;color:#222}"

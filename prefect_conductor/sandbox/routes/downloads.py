@@ -37,12 +37,12 @@ from pydantic import Field, StrictInt, StrictStr
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from prefect_conductor.sandbox import bodies
 from prefect_conductor.sandbox.context import SandboxContext
-from prefect_conductor.sandbox.evidence import JID, TID
-from prefect_conductor.sandbox.jobs import Jobs
-from prefect_conductor.sandbox.storage import GRANT_SECONDS
-from prefect_conductor.sandbox.tokens import error
+from prefect_conductor.sandbox.routes import bodies
+from prefect_conductor.sandbox.routes.evidence import JID, TID
+from prefect_conductor.sandbox.routes.jobs import Jobs
+from prefect_conductor.sandbox.routes.storage import GRANT_SECONDS
+from prefect_conductor.sandbox.routes.tokens import error
 
 MAX_PAGE = 1000
 WRITE_CHUNK = 1024 * 1024
