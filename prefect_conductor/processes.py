@@ -42,7 +42,17 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits to be reaped by a parent that is not us (Linux):
+    where the first process of a container reaps nobody, such a process never goes away."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def stop(process: subprocess.Popen[Any], timeout: float = 15.0, *, group: bool = False) -> None:

@@ -83,6 +83,23 @@ def redis_server() -> Path:
     return system_packages.redis_server()
 
 
+@pytest.fixture(autouse=True)
+def _logging_as_configured() -> None:
+    """Every test sees our loggers and httpx's as a fresh process would: enabled, propagating to
+    the root (where ``caplog`` listens) and at no level of their own. Libraries that configure
+    logging in-process during a slow test (Prefect's engine and server, uvicorn) may leave them
+    otherwise, and a later test on the same xdist worker would then capture nothing."""
+    logging.disable(logging.NOTSET)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.split(".")[0] in (
+            "prefect_conductor",
+            "httpx",
+        ):
+            logger.disabled = False
+            logger.propagate = True
+            logger.setLevel(logging.NOTSET)
+
+
 @pytest.fixture(scope="session")
 def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServer]:
     server = SandboxServer(tmp_path_factory.mktemp("sandbox"), task_seconds=0.1)

@@ -182,7 +182,7 @@ def test_a_suspending_run_starts_the_watcher_which_ends_once_nothing_waits(
     scene_file.parent.mkdir(parents=True)
     scene = make_scene(scene_file.parent)
     scene_file.write_text(scene.model_dump_json())
-    conductor_env.config(task_seconds=3, save_as={i.path: i.save_as for i in scene.images})
+    conductor_env.config(task_seconds=3)
     with deployed_worker(prefect_server, tmp_path, env) as process:
         with temporary_settings({PREFECT_API_URL: prefect_server}):
             made = watch_jobs.to_deployment(
