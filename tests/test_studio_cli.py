@@ -95,9 +95,8 @@ def _answer(port: int, request: bytes) -> bytes:
 
 
 @pytest.mark.studio
-def test_redis_asks_for_a_password_kept_off_the_command_line(
-    redis_server: Path, tmp_path: Path
-) -> None:
+@pytest.mark.usefixtures("redis_server")  # the package; the name is the module's here
+def test_redis_asks_for_a_password_kept_off_the_command_line(tmp_path: Path) -> None:
     """Another local user can neither read the password (0600 files, not in ``ps``) nor use
     Redis without it."""
     server = redis_server.RedisServer.for_home(tmp_path / "a studio")  # a space, quoted
