@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,28 @@ def _zombie(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
+def end(
+    pid: int, first: signal.Signals = signal.SIGTERM, *, group: bool = False, timeout: float = 15.0
+) -> None:
+    """Stop a process we may not have started (or its group): ``first``, up to ``timeout``
+    seconds, then SIGKILL and up to ``timeout`` more. The caller has made sure it is ours."""
+    if not pid_alive(pid):
+        return
+    send = os.killpg if group else os.kill
+    for number in (first, signal.SIGKILL):
+        try:
+            send(pid, number)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        else:
+            return
 
 
 def stop(process: subprocess.Popen[Any], timeout: float = 15.0, *, group: bool = False) -> None:

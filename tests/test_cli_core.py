@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from prefect_conductor.conductor_cloud.job.catalog import save_catalog
+from prefect_conductor.processes import free_port
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.scenes import EXAMPLES
@@ -211,9 +211,7 @@ def test_submit_without_a_key_says_so_before_starting_anything(tmp_path: Path) -
 
 @pytest.mark.usefixtures("cli_subprocess")
 def test_a_dead_prefect_api_url_is_one_line_naming_it(tmp_path: Path) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{probe.getsockname()[1]}/api"
+    url = f"http://127.0.0.1:{free_port()}/api"  # a port nothing listens on
     env = {
         "PREFECT_CONDUCTOR_HOME": str(tmp_path),
         "PREFECT_API_URL": url,

@@ -19,23 +19,16 @@ from prefect_conductor.conductor_cloud.api.client import ConductorClient
 from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
 from prefect_conductor.flows.watch_jobs import finished_jobs
+from prefect_conductor.processes import free_port
 from prefect_conductor.sandbox.handle import SandboxHandle
 
 SECRET = "hunter2-SECRET"
 
 
-def closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_a_password_in_the_conductor_url_is_never_shown(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = f"http://artist:{SECRET}@127.0.0.1:{closed_port()}"
+    url = f"http://artist:{SECRET}@127.0.0.1:{free_port()}"
     caplog.set_level(logging.DEBUG)
     with ConductorClient(
         url, ApiKey("client", "key"), token_cache_dir=tmp_path / "tokens", lookup_seconds=1.0

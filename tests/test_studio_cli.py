@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from prefect_conductor.conductor_cloud.errors import UserError
+from prefect_conductor.processes import free_port
 from prefect_conductor.studio import postgres, redis_server
 
 
@@ -100,9 +101,7 @@ def test_redis_asks_for_a_password_kept_off_the_command_line(tmp_path: Path) -> 
     """Another local user can neither read the password (0600 files, not in ``ps``) nor use
     Redis without it."""
     server = redis_server.RedisServer.for_home(tmp_path / "a studio")  # a space, quoted
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     process = server.start(port)
     try:
         password = server.password()

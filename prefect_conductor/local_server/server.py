@@ -51,7 +51,7 @@ from filelock import FileLock, Timeout
 from prefect_conductor.conductor_cloud.errors import ServiceError, UserError
 from prefect_conductor.conductor_cloud.job.catalog import writable_by_others
 from prefect_conductor.conductor_cloud.settings import ConductorSettings, get_settings
-from prefect_conductor.processes import free_port, pid_alive
+from prefect_conductor.processes import end, free_port, pid_alive
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 180.0
@@ -90,29 +90,6 @@ class ServerState:
     @property
     def ui_url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
-
-
-def terminate(pid: int, group: bool = False) -> None:
-    """Stop ``pid`` (and its process group when it leads one): SIGTERM, then SIGKILL.
-
-    The caller has proved the process is ours (``LocalServer.ours``).
-    """
-    if not pid_alive(pid):
-        return
-    send: Callable[[int, int], None] = os.killpg if group else os.kill
-    try:
-        send(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            try:
-                send(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                return
-            deadline = time.monotonic() + STOP_TIMEOUT
-        time.sleep(0.1)
 
 
 def clean_environment() -> dict[str, str]:
@@ -315,9 +292,9 @@ class LocalServer:
         state = self.read_state()
         if state is not None:
             if self.ours(state.pid):
-                terminate(state.pid, group=True)
+                end(state.pid, group=True, timeout=STOP_TIMEOUT)
             if self.ours(state.supervisor_pid):
-                terminate(state.supervisor_pid)
+                end(state.supervisor_pid, timeout=STOP_TIMEOUT)
         self.state_path.unlink(missing_ok=True)
 
     def spawn(

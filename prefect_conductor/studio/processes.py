@@ -6,17 +6,12 @@ started too (uvicorn's API processes, a worker's flow runs); nothing is ever sto
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-from prefect_conductor.processes import free_port, pid_alive
-
-alive = pid_alive
-__all__ = ["alive", "children", "free_port", "spawn", "stop_group"]
+from prefect_conductor.processes import end
 
 STOP_TIMEOUT = 20.0
 """Seconds a process group has to end after SIGINT before it is killed."""
@@ -59,17 +54,6 @@ def spawn(command: list[str], env: dict[str, str], log: Path, nice: int = 0) -> 
 
 
 def stop_group(pid: int) -> None:
-    """SIGINT to the process group ``pid`` leads, then SIGKILL after a grace."""
-    if pid <= 0:
-        return
-    try:
-        os.killpg(pid, signal.SIGINT)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    """SIGINT to the process group ``pid`` leads (Prefect's server and workers stop cleanly on
+    it; a worker ignores SIGTERM), then SIGKILL after a grace."""
+    end(pid, signal.SIGINT, group=True, timeout=STOP_TIMEOUT)

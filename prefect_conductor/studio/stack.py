@@ -44,6 +44,7 @@ import httpx
 
 from prefect_conductor.conductor_cloud.errors import ServiceError
 from prefect_conductor.conductor_cloud.settings import get_settings
+from prefect_conductor.processes import free_port, pid_alive
 from prefect_conductor.studio import processes
 from prefect_conductor.studio.postgres import Cluster
 from prefect_conductor.studio.redis_server import RedisServer
@@ -130,7 +131,7 @@ def _wait_healthy(api_url: str, pid: int, log: Path, count: int) -> None:
     """Until the API answers and all ``count`` API processes have started."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if not processes.alive(pid):
+        if not pid_alive(pid):
             raise StudioError(f"the studio's Prefect server exited; see {log}")
         try:
             healthy = httpx.get(f"{api_url}/health", timeout=2.0).status_code == 200
@@ -279,7 +280,7 @@ def up(
     the server's CPU priority (module doc).
     """
     state = read_state()
-    if state is not None and processes.alive(state.server_pid):
+    if state is not None and pid_alive(state.server_pid):
         echo(
             f"studio already up: {state.api_url} ({state.api_processes} API processes,"
             f" {len(state.worker_pids)} workers)"
@@ -290,7 +291,7 @@ def up(
     _stop_leftovers(state)
     cluster = Cluster.for_home(folder)
     redis = RedisServer.for_home(folder)
-    redis_port = processes.free_port()
+    redis_port = free_port()
     redis_pid = redis.start(redis_port).pid
     started: list[int] = [redis_pid]
     try:
@@ -301,13 +302,13 @@ def up(
         if not cluster.initialised():
             echo("PostgreSQL: initdb")
             cluster.init()
-        pg_port = processes.free_port()
+        pg_port = free_port()
         cluster.start(pg_port)
         cluster.create_database(pg_port)
         echo(f"PostgreSQL on 127.0.0.1:{pg_port}")
         env = _server_env(folder, cluster, pg_port, redis_port)
         _prepare_database(env, folder / "server.log")
-        port = processes.free_port()
+        port = free_port()
         api_url = f"http://127.0.0.1:{port}/api"
         server_pid, services_pid = _start_prefect(folder, env, port, api_processes)
         started[:0] = [services_pid, server_pid]
@@ -351,7 +352,7 @@ def restart(echo: Callable[[str], None]) -> StudioState:
     """Restart Prefect's API processes and services; Redis, PostgreSQL and the workers keep
     running, and leases held across the restart stay valid (they are in Redis)."""
     state = read_state()
-    if state is None or not processes.alive(state.redis_pid):
+    if state is None or not pid_alive(state.redis_pid):
         raise StudioError("the studio is not running; start it with: prefect-conductor studio up")
     processes.stop_group(state.services_pid)
     processes.stop_group(state.server_pid)
@@ -393,16 +394,16 @@ def _postgres_pid(cluster: Cluster) -> int:
 def status() -> str:
     """Every process of the stack with its role, one a line."""
     state = read_state()
-    if state is None or not processes.alive(state.server_pid):
+    if state is None or not pid_alive(state.server_pid):
         return "studio: not running"
 
     def line(role: str, pid: int, where: str = "") -> str:
-        alive = "running" if processes.alive(pid) else "not running"
+        alive = "running" if pid_alive(pid) else "not running"
         return f"  {role:<16} pid {pid:<8} {alive}{'  ' + where if where else ''}"
 
     port = state.api_url.rsplit(":", 1)[1].split("/", 1)[0]
     api = api_process_pids(state)
-    workers = sum(1 for pid in state.worker_pids if processes.alive(pid))
+    workers = sum(1 for pid in state.worker_pids if pid_alive(pid))
     lines = [
         f"studio: {state.api_url} ({len(api)} of {state.api_processes} API processes,"
         f" {workers} of {len(state.worker_pids)} workers alive)",
