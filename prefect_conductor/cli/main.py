@@ -103,8 +103,17 @@ def submit(
         str | None, typer.Option(help="Reuse to finish an interrupted submission, never twice.")
     ] = None,
     poll_seconds: Annotated[
-        float, typer.Option(help="First interval between scout status checks (backs off).")
+        float, typer.Option(help="Interval between looks at the scout tasks (steady).")
     ] = 10.0,
+    approve: Annotated[
+        bool,
+        typer.Option(
+            "--approve",
+            help="Post the full job after the scouts without the budget or approval gate (a"
+            " person approved it); with the --submission-key of a run that stopped for approval,"
+            " the scout job is re-used and only the full job is posted.",
+        ),
+    ] = False,
     deployment: Annotated[
         str | None,
         typer.Option(
@@ -147,13 +156,16 @@ def submit(
                 credentials_block=credentials_block or "",
                 submission_key=submission_key or "",
                 poll_seconds=poll_seconds,
+                approved=approve,
             ),
             echo=typer.echo,
             echo_err=echo_err,
             quiet_tracebacks=not _options["debug"],
         )
         return
-    _submit_one(files[0], scene, preview_only, credentials_block, submission_key, poll_seconds)
+    _submit_one(
+        files[0], scene, preview_only, credentials_block, submission_key, poll_seconds, approve
+    )
 
 
 def require_credentials(credentials_block: str | None) -> None:
@@ -174,8 +186,13 @@ def _submit_one(
     credentials_block: str | None,
     submission_key: str | None,
     poll_seconds: float,
+    approve: bool = False,
 ) -> None:
-    """One job file, run here with upload progress bars (the artist's submit)."""
+    """One job file, run here with upload progress bars (the artist's submit).
+
+    A run that stopped (Cancelled: approval needed, refused or not given in time) prints the jobs
+    it posted and ends with its one line and exit code 5 (:class:`RunStopped`).
+    """
     from prefect_conductor.conductor_cloud.job.loaders import load_job
     from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
     from prefect_conductor.local_server.prefect_api import prefect_api
@@ -198,10 +215,13 @@ def _submit_one(
                     credentials_block=credentials_block or "",
                     submission_key=submission_key or "",
                     poll_seconds=poll_seconds,
+                    approved=approve,
                 ),
                 return_state=True,
             )
         run_url = api.flow_run_url(state.state_details.flow_run_id)
+        if state.is_cancelled() and state.message:
+            _report_stop(state, job_file, run_url)
         result: dict[str, Any] = state.result()  # raises the run's error, if it failed
     typer.echo(f"Frames Info: {result['info']}")
     if result.get("preview"):
@@ -215,6 +235,25 @@ def _submit_one(
             typer.echo(f"{step} job {info['jid']}: {info['url']}")
     if run_url:
         typer.echo(f"Flow run: {run_url}")
+
+
+class RunStopped(SubmitterError):
+    """The run stopped before the full job on purpose (approval needed, refused, not given)."""
+
+    exit_code = 5
+
+
+def _report_stop(state: Any, job_file: Path, run_url: str | None) -> None:
+    """Print the jobs a stopped run posted, then raise its one line as :class:`RunStopped`."""
+    import shlex
+
+    data = state.result(raise_on_failure=False)
+    jobs = data.get("jobs", {}) if isinstance(data, dict) else {}
+    for step, info in jobs.items():
+        typer.echo(f"{step} job {info['jid']}: {info['url']}")
+    if run_url:
+        typer.echo(f"Flow run: {run_url}")
+    raise RunStopped(str(state.message).replace("JOB_FILE", shlex.quote(str(job_file))))
 
 
 @app.command()
@@ -408,6 +447,12 @@ def preview(
     # Staged exactly as submit stages it, so the render package path and md5 are the same.
     scene_export = export_scene(SceneSource(export_path=str(scene_for(job_file, scene).resolve())))
     result = build_preview(job, scene_export, catalogue)
+    from dataclasses import replace
+
+    from prefect_conductor.cli.preview_estimate import estimate_line
+
+    full = result.prepared.steps.get("full") or ()
+    result = replace(result, estimate=estimate_line(job, [len(t.frames) for t in full]))
     typer.echo(result.to_json() if as_json else result.to_text())
 
 

@@ -11,6 +11,7 @@ The API key is a ``SecretStr``: its repr and str are masked, so a settings objec
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -242,6 +243,24 @@ class ConductorSettings(BaseSettings):
         if probe.exists() and not probe.is_dir():
             where = "is" if probe == value else f"is inside {probe}, which is"
             raise ValueError(f"{value} {where} a file, not a folder")
+        return value
+
+    # cost: a budget per project when the job names none --------------------------------------
+
+    project_budgets: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Each project's default budget for one submission's full job, in the prices'"
+            ' currency, as JSON (for example {"Shot Project": 250}); a job\'s own budget wins.'
+        ),
+    )
+
+    @field_validator("project_budgets", mode="after")
+    @classmethod
+    def _budgets_are_amounts(cls, value: dict[str, float]) -> dict[str, float]:
+        for project, amount in value.items():
+            if not math.isfinite(amount) or amount < 0:
+                raise ValueError(f"{project[:80]!r}: a budget must be a finite number >= 0")
         return value
 
     # waiting for renders: the watcher that resumes suspended runs -----------------------------

@@ -35,8 +35,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, State
 
+from prefect_conductor.conductor_cloud.cost.budget import approval_reason, budget_for
+from prefect_conductor.conductor_cloud.cost.estimate import Estimate
 from prefect_conductor.conductor_cloud.job.model import ConductorJob
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
+from prefect_conductor.conductor_cloud.settings import get_settings
 from prefect_conductor.conductor_cloud.submission.payload import UploadEntry
 from prefect_conductor.conductor_cloud.submission.prepare import (
     Checked,
@@ -48,8 +51,14 @@ from prefect_conductor.conductor_cloud.submission.prepare import (
 )
 from prefect_conductor.conductor_cloud.submission.preview_text import payload_markdown
 from prefect_conductor.conductor_cloud.transfers.uploads import hash_files
-from prefect_conductor.tasks.approve import ask_for_approval, cancel_after_timeout
+from prefect_conductor.tasks.approve import ask_for_approval, local_stop_message
 from prefect_conductor.tasks.chunk_frames import chunk_frames
+from prefect_conductor.tasks.cost_estimate import (
+    estimate_cost,
+    measured_usage,
+    task_frames,
+    usage_table,
+)
 from prefect_conductor.tasks.download import download_folder_for, download_job_outputs
 from prefect_conductor.tasks.export_scene import export_scene
 from prefect_conductor.tasks.fetch_catalog import fetch_catalog
@@ -132,6 +141,7 @@ def render_submit(
             )
             logger.info("Preview only: nothing was uploaded or submitted")
             return {"preview": True, "info": info, "payloads": bodies}
+        usage_rows: list[dict[str, Any]] = []
         entries: list[UploadEntry] = kept(upload_assets)(
             prepared.files, job.project, options, wait_for=[planned]
         )
@@ -141,6 +151,7 @@ def render_submit(
         )
         submitted: dict[str, Any] = {}
         before_full: list[Any] = [entries]
+        costs: dict[str, Any] = {}
         if "scout" in bodies:
             scout = kept(scout_submit)(
                 bodies["scout"], f"{key}:scout", "scout", options, wait_for=[entries]
@@ -151,26 +162,29 @@ def render_submit(
                 await_job(scout.jid, options, options.scout_timeout_minutes)
             else:
                 waited = [wait_for_tasks(scout.jid, options, wait_for=[scout])]
+            costs = kept(estimate_cost)(
+                scout.jid,
+                task_frames(bodies["full"]["tasks_data"]) if "full" in bodies else [],
+                job,
+                [t.name for t in catalog.instance_types],
+                options,
+                wait_for=waited,
+            )
             counts = job_finished(
-                scout.jid, "scout", _title(bodies["scout"]), options, wait_for=waited
+                scout.jid,
+                "scout",
+                _title(bodies["scout"]),
+                options,
+                details=costs,
+                wait_for=[*waited, costs],
             )
             before_full = [scout, counts]
-            summary = f"{counts['success']} of {counts['total']} tasks rendered"
-            if job.approval == "manual" and "full" in bodies:
-                answer = ask_for_approval(job, summary, options.poll_seconds)
-                if answer is None:
-                    message = (
-                        f"no approval within {job.approval_timeout_minutes} minutes; the remaining"
-                        " frames were not submitted"
-                    )
-                    cancel_after_timeout(message)
-                    return _stopped(message, submitted)
-                if not answer.approve:
-                    return _stopped(
-                        f"rejected: {answer.reason or 'no reason given'}; the remaining frames"
-                        " were not submitted",
-                        submitted,
-                    )
+            usage_rows.append(_usage_row("scout", scout.jid, costs["usage"], None))
+            usage_table(usage_rows)
+            if "full" in bodies and not options.approved:
+                stopped = _gate(job, costs, counts, scout.jid, key, submitted)
+                if stopped is not None:
+                    return stopped
         if "full" in bodies:
             submitted["full"] = kept(full_submit)(
                 bodies["full"], f"{key}:full", "full", options, wait_for=before_full
@@ -183,21 +197,38 @@ def render_submit(
         logger.info("Submitted: %s", result["jobs"])
         follow = options.follow == "yes" or (options.follow == "auto" and can_suspend())
         if follow and "full" in submitted:
+            estimated = Estimate.from_dict(costs["estimate"]) if costs else None
             result["outputs"] = _follow(
-                submitted["full"].jid, _title(bodies["full"]), scene, options
+                submitted["full"].jid, _title(bodies["full"]), scene, options, job, estimated
             )
+            usage_rows.append(
+                _usage_row("full", submitted["full"].jid, result["outputs"]["usage"], estimated)
+            )
+            usage_table(usage_rows)
         return result
 
 
-def _follow(jid: str, title: str, scene: SceneSource, options: RunOptions) -> dict[str, Any]:
+def _follow(
+    jid: str,
+    title: str,
+    scene: SceneSource,
+    options: RunOptions,
+    job: ConductorJob,
+    estimate: Estimate | None,
+) -> dict[str, Any]:
     """Wait for the full job (suspended when deployed), then download and check its frames.
 
     The frame check needs the scene export file, so it runs for an ``export_path`` scene; a
     failed task ends the run Failed naming the job, the tasks and their frames (log tails in the
-    run's logs).
+    run's logs). The job's instance-hours (and cost) ride in ``conductor.job.finished`` beside
+    the estimate.
     """
     await_job(jid, options, options.render_timeout_minutes)
-    job_finished(jid, "full", title, options)
+    usage = measured_usage(jid, job)
+    details: dict[str, Any] = {"usage": usage}
+    if estimate is not None:
+        details["estimate"] = estimate.as_dict()
+    job_finished(jid, "full", title, options, details=details)
     folder = download_folder_for(scene.export_path or scene.project_path)
     outputs = download_job_outputs(
         jid, folder, scene.export_path or None, [], 0.0, options.poll_seconds, options
@@ -208,11 +239,65 @@ def _follow(jid: str, title: str, scene: SceneSource, options: RunOptions) -> di
         title,
         {k: outputs[k] for k in ("output_folder", "files", "bytes", "frames")},
     )
-    return outputs
+    return {**outputs, "usage": usage}
 
 
 def _title(body: dict[str, Any]) -> str:
     return str(body.get("job_title") or "")
+
+
+def _gate(
+    job: ConductorJob,
+    costs: dict[str, Any],
+    counts: dict[str, int],
+    scout_jid: str,
+    key: str,
+    submitted: dict[str, Any],
+) -> State | None:
+    """Stop before the full job unless it may go on: within budget and approval auto, or a
+    person approved it (a deployed run waits suspended for that); None means go on."""
+    estimate = Estimate.from_dict(costs["estimate"])
+    budget = budget_for(job.budget, job.project, get_settings().project_budgets)
+    reason = approval_reason(job.approval, budget, estimate)
+    if reason is None:
+        return None
+    if not can_suspend():
+        return _stopped(local_stop_message(reason, key), submitted, needs_approval=True)
+    description = (
+        f"Scout frames rendered: {counts['success']} of {counts['total']} tasks. The full job of"
+        f" '{job.title}' waits for approval: {reason}.\n\n{estimate.markdown()}\n"
+        "Approve to submit the remaining frames, or untick approve and give a reason to stop."
+    )
+    answer = ask_for_approval(job, description, scout_jid)
+    if not answer.approve:
+        return _stopped(
+            f"rejected: {answer.reason or 'no reason given'}; the remaining frames were not"
+            " submitted",
+            submitted,
+        )
+    return None
+
+
+def _usage_row(
+    step: str, jid: str, usage: dict[str, Any], estimate: Estimate | None
+) -> dict[str, Any]:
+    """One row of the run's job-usage table: the job's actual figures beside the estimate."""
+    return {
+        "step": step,
+        "job": jid,
+        "timed tasks": usage["timed_tasks"],
+        "instance-hours": round(usage["instance_hours"], 4),
+        "estimated instance-hours": (
+            ""
+            if estimate is None or estimate.instance_hours is None
+            else round(estimate.instance_hours, 4)
+        ),
+        "cost": "" if usage["cost"] is None else usage["cost"],
+        "estimated cost": (
+            "" if estimate is None or estimate.cost is None else round(estimate.cost, 4)
+        ),
+        "resolution (s)": usage["resolution_seconds"],
+    }
 
 
 def _resumable(step: Any) -> Any:
@@ -224,8 +309,9 @@ def _as_is(step: Any) -> Any:
     return step
 
 
-def _stopped(message: str, submitted: dict[str, Any]) -> State:
+def _stopped(message: str, submitted: dict[str, Any], needs_approval: bool = False) -> State:
     """End the run as Cancelled with the reason; what was already submitted stays listed."""
     get_run_logger().warning(message)
     jobs = {step: {"jid": j.jid, "url": j.dashboard_url} for step, j in submitted.items()}
-    return Cancelled(message=message, data={"preview": False, "jobs": jobs, "stopped": message})
+    data = {"preview": False, "jobs": jobs, "stopped": message, "needs_approval": needs_approval}
+    return Cancelled(message=message, data=data)

@@ -17,6 +17,10 @@ With ``every_seconds`` 0 the flow makes one pass. A render run that suspends sta
 ends when none does, handing over as that module describes, so it runs only while there is
 something to watch. A second watcher that finds an earlier one at work ends at once.
 
+Each pass also ends the runs suspended for a person's approval (``tasks/approve.py``) whose
+``approval_timeout_minutes`` have passed, as Cancelled naming the timeout (the hourly schedule
+makes sure such a pass comes even when no run waits on Conductor).
+
 It posts nothing and changes no job, so an overlapping or repeated pass is harmless: resuming a
 run that is no longer suspended is refused by Prefect and skipped.
 """
@@ -41,12 +45,14 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 
 from prefect_conductor.conductor_cloud.api.retry import redacted_url
 from prefect_conductor.conductor_cloud.api.status import JobStatus
 from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.transfers.job_outputs import job_id
+from prefect_conductor.tasks.approve import APPROVAL_TAG, timed_out_message
 from prefect_conductor.tasks.common import client_for
 from prefect_conductor.tasks.follow import JID_TAG_PREFIX, WAITING_TAG
 from prefect_conductor.tasks.watcher_runs import ENDING_TAG, ON_DUTY_STATES, watchers_on_duty
@@ -143,8 +149,34 @@ def due(waiting: list[Waiting]) -> tuple[list[Waiting], int]:
     return ready, len(groups)
 
 
+def end_timed_out_approvals(client: SyncPrefectClient, now: datetime | None = None) -> list[UUID]:
+    """End, as Cancelled naming the timeout, every run suspended for approval (tagged
+    ``conductor-approval``) past its deadline; Prefect itself never ends a suspended run."""
+    wanted = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+        tags=FlowRunFilterTags(all_=[APPROVAL_TAG]),
+    )
+    moment = now or datetime.now(UTC)
+    ended: list[UUID] = []
+    for run in client.read_flow_runs(flow_run_filter=wanted, limit=PAGE):
+        state = run.state
+        deadline = state.state_details.pause_timeout if state is not None else None
+        if state is None or state.name != "Suspended" or deadline is None or deadline > moment:
+            continue
+        job = run.parameters.get("job")
+        minutes = job.get("approval_timeout_minutes") if isinstance(job, dict) else None
+        if not isinstance(minutes, int | float):
+            minutes = round((deadline - state.timestamp).total_seconds() / 60.0, 1)
+        client.set_flow_run_state(run.id, Cancelled(message=timed_out_message(minutes)), force=True)
+        ended.append(run.id)
+    if ended:
+        get_run_logger().info("ended %d approval(s) nobody answered in time", len(ended))
+    return ended
+
+
 def watch_pass(client: SyncPrefectClient) -> dict[str, Any]:
     """One pass: the waiting runs, the Conductor listings it took, the jobs whose runs resumed."""
+    end_timed_out_approvals(client)
     waiting = list(waiting_runs(client))
     if not waiting:
         return {"waiting": 0, "listings": 0, "resumed": []}

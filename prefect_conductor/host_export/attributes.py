@@ -61,6 +61,7 @@ GROUPS: dict[str, str] = {
     "scout_mode": "scout",
     "approval": "scout",
     "approval_timeout_minutes": "scout",
+    "budget": "scout",
     "show_tracebacks": "debug",
 }
 """The attribute editor group of every ConductorJob field (a test checks none is missing)."""
@@ -176,7 +177,13 @@ def _without_none(annotation: Any) -> Any:
     return annotation
 
 
+TEXT_FIELDS = frozenset({"budget"})
+"""Number fields the host edits as text (it has no decimal widget); empty text means none."""
+
+
 def _kind_of(name: str, annotation: Any) -> Kind:
+    if name in TEXT_FIELDS:
+        return "string"
     if name in MENUS:
         return "menu"
     if name == "images":
@@ -230,7 +237,7 @@ def field_specs() -> tuple[AttributeSpec, ...]:
                 group=GROUPS.get(name, "general"),
                 doc=(info.description or "") + IN_THE_HOST.get(name, ""),
                 default=_host_default(name, kind, default, entries),
-                minimum=_minimum(info.metadata),
+                minimum=None if kind == "string" else _minimum(info.metadata),
                 entries=entries,
                 hidden=_hidden_by_default(name, default),
             )

@@ -1,16 +1,33 @@
-"""approve: after the scouts, go on automatically or wait for a person in the Prefect UI."""
+"""approve: after the scouts, go on by itself or wait, holding no process, for a person's answer.
+
+The full job waits for a person when the estimate is over the job's budget, when a budget is set
+and the estimate has no cost, or when approval is ``manual`` (``cost/budget.py``). A deployed run
+then *suspends* with the approval form (``suspend_flow_run(wait_for_input=Approval)``), the
+estimate in its description, and the tag ``conductor-approval``: its process exits and nothing is
+held while it waits. Resuming it with an answer (the Prefect UI's Resume form, or
+``resume_flow_run(run_id, run_input={"approve": true})``) starts the run again from the top; every
+earlier step re-uses its persisted result, and this call returns the answer that was given, so
+the full job is posted once or not at all. The watcher (``flows/watch_jobs.py``) ends an approval
+nobody answered within ``approval_timeout_minutes`` as Cancelled.
+
+A local run (no deployment) cannot wait suspended: it stops before the full job with one line
+naming the command that posts it later (``submit`` with the same ``--submission-key`` and
+``--approve``; the duplicate guard then re-uses the scout job).
+"""
 
 from __future__ import annotations
 
 from prefect import get_run_logger
 from prefect.client.orchestration import get_client
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
+from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.states import Cancelled
 
 from prefect_conductor.conductor_cloud.job.model import ConductorJob
+
+APPROVAL_TAG = "conductor-approval"
+"""The tag of a run suspended until a person approves its full job (the watcher times them out)."""
 
 
 class Approval(RunInput):
@@ -20,36 +37,58 @@ class Approval(RunInput):
     reason: str = ""
 
 
-def ask_for_approval(job: ConductorJob, scout_summary: str, poll_seconds: float) -> Approval | None:
-    """Pause the run until someone answers; None when nobody did in time.
+def approval_key(scout_jid: str) -> str:
+    """The pause key of the approval after scout job ``scout_jid``: the same on the re-run, so
+    Prefect hands back the answer instead of suspending again."""
+    return f"conductor-approval-{scout_jid}"
 
-    Runs in the flow itself (pausing is a flow-level act), not in a task. The process stays
-    alive while paused (``pause_flow_run``, not ``suspend_flow_run``): nothing before this point
-    runs twice, so the scout job is never posted again on resume.
-    """
-    logger = get_run_logger()
-    logger.info("Waiting for approval of the full render (%s)", scout_summary)
-    description = (
-        f"Scout frames rendered: {scout_summary}. Approve to submit the remaining frames of"
-        f" '{job.title}', or untick approve and give a reason to stop."
+
+def timed_out_message(minutes: int | float) -> str:
+    """The one line a run ends with when nobody approved it in time."""
+    return (
+        f"no approval within {minutes:g} minutes (approval_timeout_minutes); the remaining frames"
+        " were not submitted"
     )
-    try:
-        answer = pause_flow_run(
-            wait_for_input=Approval.with_initial_data(description=description, approve=True),
-            timeout=job.approval_timeout_minutes * 60,
-            poll_interval=max(1, int(poll_seconds)),
-        )
-    except FlowPauseTimeout:  # a PrefectException, not a TimeoutError
-        return None
+
+
+def local_stop_message(reason: str, submission_key: str) -> str:
+    """The one line a local run stops with: why, and the command that posts the full job."""
+    return (
+        f"the full job needs approval ({reason}); a local run cannot wait suspended, so it stops"
+        " after the scouts. Post the remaining frames with: prefect-conductor submit JOB_FILE"
+        f" --submission-key {submission_key} --approve"
+    )
+
+
+def _tag(add: bool) -> None:
+    with get_client(sync_client=True) as client:
+        tags = set(client.read_flow_run(flow_run.id).tags)
+        wanted = tags | {APPROVAL_TAG} if add else tags - {APPROVAL_TAG}
+        if wanted != tags:
+            client.update_flow_run(flow_run.id, tags=sorted(wanted))
+
+
+def ask_for_approval(job: ConductorJob, description: str, scout_jid: str) -> Approval:
+    """Suspend the run until someone answers, and return the answer (on the resumed re-run).
+
+    Runs in the flow itself (suspending is a flow-level act), not in a task; the first call
+    never returns (the process exits), the re-run's call returns the answer given on Resume.
+    """
+    get_run_logger().info("Waiting for approval of the full render, holding no process")
+    _tag(True)
+    answer = suspend_flow_run(
+        wait_for_input=Approval.with_initial_data(description=description, approve=True),
+        timeout=job.approval_timeout_minutes * 60,
+        key=approval_key(scout_jid),
+    )
+    _tag(False)
+    if answer is None:  # resumed without the form's input: treat as no answer, never as a yes
+        return Approval(approve=False, reason="resumed without an answer")
     return answer
 
 
 def cancel_after_timeout(message: str) -> None:
-    """Mark the run Cancelled, with ``message``, once nobody answered in time.
-
-    After a pause's deadline Prefect's server turns any state the run proposes into Failed
-    ("The flow was ... and never resumed"). Nobody answering is a stop, not a fault, so the
-    Cancelled state is set with ``force``; the flow then returns the same Cancelled state.
-    """
+    """Mark the run Cancelled with ``message`` (``force``: past a pause's deadline Prefect's
+    server turns any state the run proposes into Failed, and nobody answering is a stop)."""
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(flow_run.id, Cancelled(message=message), force=True)

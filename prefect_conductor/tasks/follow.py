@@ -43,11 +43,11 @@ from prefect_conductor.conductor_cloud.transfers.job_outputs import (
     all_finished,
     listed_tasks,
     task_states,
-    wait_for_tasks,
 )
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 from prefect_conductor.tasks.job_events import JOB_FINISHED, SCOUTS_FINISHED, emit_job_event
 from prefect_conductor.tasks.submit import ScoutFailed
+from prefect_conductor.tasks.task_clocks import clocked_wait
 from prefect_conductor.tasks.watcher_runs import ensure_watcher
 
 WAITING_TAG = "conductor-waiting"
@@ -119,7 +119,7 @@ def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> None:
     logger = get_run_logger()
     if not can_suspend():
         with client_for(options) as client:
-            wait_for_tasks(
+            clocked_wait(
                 client,
                 jid,
                 poll_seconds=options.poll_seconds,
@@ -150,16 +150,19 @@ def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> None:
 
 @task(name="job-finished", retries=2, retry_delay_seconds=[5, 30],
       retry_condition_fn=never_retry_user_errors, **RESUMABLE)  # fmt: skip
-def job_finished(jid: str, step: str, title: str, options: RunOptions) -> dict[str, int]:
+def job_finished(
+    jid: str, step: str, title: str, options: RunOptions, details: dict[str, Any] | None = None
+) -> dict[str, int]:
     """Count the finished job's tasks and tell the pipeline; failed scouts stop the run.
 
+    ``details`` ride in the event's payload beside the counts (the estimate, the instance-hours).
     Cached for the run, so a later resume does not emit the event again.
     """
     with client_for(options) as client:
         states = task_states(client, jid)
     tally = counts(states)
     event = SCOUTS_FINISHED if step == "scout" else JOB_FINISHED
-    emit_job_event(event, jid, title, {"step": step, **tally})
+    emit_job_event(event, jid, title, {"step": step, **tally, **(details or {})})
     get_run_logger().info("%s job %s finished: %s", step, jid, tally)
     if step == "scout" and tally["failed"]:
         bad = [s for s in states if not s.status.succeeded]

@@ -8,16 +8,16 @@ unknown does the client look for the job by its tagged title, and it fails the r
 not show (docs/protocol.md). Two runs posting the same id at once take turns on a Prefect
 concurrency limit (``submission_lock``), so the second one reads the first one's record.
 
-The scout wait reads the job's status from the job listing (``GET api/v1/jobs?filter=jid_gt_..``,
-as ciocore does); a status word nobody listed counts as "not finished" (``status.py``), so it can
-only make the wait run to its limit, which then names the job and the word seen. The tasks are
-read once the job finished, from the API host's task listing, to name the failed frames.
+The scout wait reads the job's task listing (``GET api/v1/tasks?filter=jobLabel_eq_..``, as
+Conductor's own clients do) every ``poll_seconds``, steadily, and feeds each look to the job's
+task clock (``task_clocks.py``), so the scout tasks' times, to within that interval, are there for
+the cost estimate. A status word nobody listed counts as "not finished" (``status.py``), so it can
+only make the wait run to its limit, which then names the job and the words seen; failed tasks
+are named by their frames.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,17 +27,17 @@ from prefect.artifacts import create_link_artifact
 from prefect.runtime import flow_run
 
 from prefect_conductor.conductor_cloud.api.client import SubmittedJob
-from prefect_conductor.conductor_cloud.api.status import JobStatus, TaskStatus
+from prefect_conductor.conductor_cloud.api.status import TaskStatus
 from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
+from prefect_conductor.conductor_cloud.transfers.job_outputs import JobNotFinished, listed_tasks
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 from prefect_conductor.tasks.conductor_limits import conductor_slot
 from prefect_conductor.tasks.job_events import JOB_SUBMITTED, emit_job_event
 from prefect_conductor.tasks.post_records import PrefectPostRecords
 from prefect_conductor.tasks.submission_lock import submission_lock
-
-MAX_POLL_SECONDS = 60.0
+from prefect_conductor.tasks.task_clocks import clocked_wait
 
 
 class ScoutFailed(SubmitterError):
@@ -107,55 +107,43 @@ full_submit = submit_job.with_options(name="full-submit")
     retry_condition_fn=never_retry_user_errors,
 )
 def wait_for_tasks(jid: str, options: RunOptions) -> dict[str, int]:
-    """Poll the job listing with backoff until the job finished; raise naming failed frames.
-
-    The wait reads the job's status from the evidenced job listing; the tasks (from the API
-    host's task listing) are read once, at the end, for the counts and the failed frames.
-    """
+    """Look at the job's task listing every ``poll_seconds`` until every task finished, timing
+    each task on the way (``task_clocks.clocked_wait``); raise naming failed frames."""
     logger = get_run_logger()
-    deadline = time.monotonic() + options.scout_timeout_minutes * 60
-    interval = options.poll_seconds
-    seen = JobStatus.UNKNOWN
     with client_for(options) as client:
-        while True:
-            word = client.get_job(jid).get("status")
-            status = JobStatus.parse(word)
-            if status is not seen:
-                logger.info("scout job %s: %s", jid, status)
-                seen = status
-            if status.finished:
-                break
-            if time.monotonic() > deadline:
-                raise ScoutFailed(_unfinished(jid, word, options.scout_timeout_minutes))
-            time.sleep(interval)
-            interval = min(MAX_POLL_SECONDS, interval * 1.5)
-        tasks = client.get_tasks(jid)
-    statuses = [TaskStatus.parse(t.get("status")) for t in tasks]
+        try:
+            tasks = clocked_wait(
+                client,
+                jid,
+                poll_seconds=options.poll_seconds,
+                timeout_seconds=options.scout_timeout_minutes * 60.0,
+                steady=True,
+            )
+        except JobNotFinished:
+            words = sorted({t.word or str(t.status) for t in listed_tasks(client, jid)})
+            word = ", ".join(w for w in words if w not in FINISHED_WORDS) or "unknown"
+            raise ScoutFailed(_unfinished(jid, word, options.scout_timeout_minutes)) from None
+    statuses = [t.status for t in tasks]
     counts = {str(s): statuses.count(s) for s in set(statuses)}
     logger.info("job %s tasks: %s", jid, counts)
-    failed = [t for t in tasks if not TaskStatus.parse(t.get("status")).succeeded]
+    failed = [t for t in tasks if not t.status.succeeded]
     if failed:
         frames = FrameList.from_iterable(
-            frame for t in failed if t.get("frames") for frame in parse_frame_spec(str(t["frames"]))
+            frame for t in failed if t.frames for frame in parse_frame_spec(t.frames)
         )
-        named = f"frames {frames}" if frames else "tasks " + ", ".join(_label(t) for t in failed)
+        named = f"frames {frames}" if frames else "tasks " + ", ".join(t.tid for t in failed)
         raise ScoutFailed(
             f"scout job {jid}: {len(failed)} task(s) failed, {named}; the remaining"
             " frames were not submitted"
         )
-    if status is not JobStatus.SUCCESS and status is not JobStatus.DOWNLOADED:
-        raise ScoutFailed(
-            f"scout job {jid} ended {status.value!r}; the remaining frames were not submitted"
-        )
     return counts
 
 
-def _label(task: Mapping[str, Any]) -> str:
-    return str(task.get("taskLabel") or task.get("tid") or "?")
+FINISHED_WORDS = frozenset(str(s) for s in TaskStatus if s.finished)
 
 
 def _unfinished(jid: str, word: object, minutes: int) -> str:
-    """One line: the job and the status word the job listing showed for it last."""
+    """One line: the job and the status words its unfinished tasks showed last."""
     return (
         f"scout job {jid} did not finish in {minutes} minutes: the job is still {str(word)!r};"
         " nothing more was submitted"

@@ -7,11 +7,18 @@ clock another process wrote is seen at once (as ``post_records`` does for the du
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prefect.results import ResultStore, get_result_store
 
 from prefect_conductor.conductor_cloud.api.task_clock import TaskClock
+from prefect_conductor.conductor_cloud.transfers.job_outputs import (
+    MAX_POLL_SECONDS,
+    ConductorJobs,
+    TaskState,
+    wait_for_tasks,
+)
 
 KEY_PREFIX = "prefect-conductor-clock-"
 
@@ -42,3 +49,33 @@ class ClockRecords:
 
     def write(self, jid: str, clock: TaskClock) -> None:
         self.store.write({"jid": jid, **clock.to_dict()}, key=clock_key(jid))
+
+
+def clocked_wait(
+    client: ConductorJobs,
+    jid: str,
+    *,
+    poll_seconds: float,
+    timeout_seconds: float,
+    steady: bool = False,
+) -> list[TaskState]:
+    """Wait for the job's tasks (``job_outputs.wait_for_tasks``), feeding the job's clock with
+    every look; the clock is written back however the wait ends. ``steady`` looks every
+    ``poll_seconds`` instead of backing off, so the tasks' times are known to within that."""
+    records = ClockRecords()
+    clock = records.read(jid)
+
+    def look(states: list[TaskState]) -> None:
+        clock.observe([(s.tid, s.status) for s in states], time.time())
+
+    try:
+        return wait_for_tasks(
+            client,
+            jid,
+            poll_seconds=poll_seconds,
+            timeout_seconds=timeout_seconds,
+            on_poll=look,
+            max_poll_seconds=poll_seconds if steady else MAX_POLL_SECONDS,
+        )
+    finally:
+        records.write(jid, clock)

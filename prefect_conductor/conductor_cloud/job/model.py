@@ -367,6 +367,17 @@ class ConductorJob(BaseModel):
         description="With manual approval: stop the run cleanly if nobody answers in this time.",
     )
 
+    budget: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description=(
+            "The most the full job may cost, in the currency of the studio's price table, before"
+            " it waits for a person's approval after the scouts. Empty: the project's default"
+            " budget, if any."
+        ),
+    )
+
     # debug
     show_tracebacks: bool = Field(
         default=False,
@@ -394,6 +405,14 @@ class ConductorJob(BaseModel):
         if not LICENSE_SERVER.fullmatch(chosen):
             return data  # the field's own check names the problem
         return {**data, "task_template": default_task_template(chosen)}
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _blank_budget_is_none(cls, value: object) -> object:
+        """An empty text field (the host's, a job file's) means no budget of the job's own."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @field_validator("license_server")
     @classmethod

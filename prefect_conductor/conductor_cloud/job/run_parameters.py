@@ -109,7 +109,11 @@ class RunOptions(BaseModel):
         default=10.0,
         ge=0.05,
         le=600,
-        description="How often to ask Conductor how the scout tasks are doing (backs off to 60 s).",
+        description=(
+            "How often to ask Conductor how the scout tasks are doing (steadily: the scout tasks'"
+            " times, which the cost estimate uses, are known to within it); a local run following"
+            " the full job backs off to 60 s."
+        ),
     )
     scout_timeout_minutes: int = Field(
         default=1440,
@@ -119,6 +123,14 @@ class RunOptions(BaseModel):
     )
     submitted_by: str = Field(
         default="", max_length=128, description="Who pressed Submit (shown as the job owner)."
+    )
+    approved: bool = Field(
+        default=False,
+        description=(
+            "A person has already approved this submission's full job: post it after the scouts"
+            " without the budget or manual-approval gate (with the same submission key, a run"
+            " re-uses the scout job it already posted)."
+        ),
     )
     follow: Literal["auto", "yes", "no"] = Field(
         default="auto",

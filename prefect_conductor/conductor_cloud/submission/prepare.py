@@ -236,6 +236,8 @@ class Preview:
     prepared: Prepared
     uploads: tuple[UploadEntry, ...]
     bodies: Mapping[Step, Mapping[str, Any]]
+    estimate: str = ""
+    """The full job's estimate from an earlier run's frame time, when one is known."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view: payloads by step, upload list, plan and findings."""
@@ -246,6 +248,7 @@ class Preview:
             "uploads": [{"path": u.path, "md5": u.md5, "size": u.size} for u in self.uploads],
             "validation": self.prepared.report.as_rows(),
             "payloads": dict(self.bodies),
+            **({"estimate": self.estimate} if self.estimate else {}),
         }
 
     def to_json(self) -> str:
@@ -264,6 +267,8 @@ class Preview:
 
         plan = self.prepared.plan
         lines = [f"Frames: {plan.info}"]
+        if self.estimate:
+            lines.append(self.estimate)
         for step, tasks in self.prepared.steps.items():
             lines.append(f"Job '{step}': {len(tasks)} tasks")
         findings = self.prepared.report.findings
