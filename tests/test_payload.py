@@ -58,7 +58,9 @@ def test_payload_shapes(tmp_path: Path) -> None:
     assert body["notify"] == {"emails": ["lead@example.com"]}
     assert body["autoretry_policy"] == {"preempted": {"max_retries": 3}}
     assert body["metadata"] == {
-        "shot": "010",
+        "project": "default",
+        "shot": "010",  # the job's own label wins over the title's
+        "department": "lighting",
         "prefect_flow_run": PREVIEW_FLOW_RUN,
         SUBMISSION_METADATA_KEY: f"{PREVIEW_SUBMISSION_KEY}:scout",
     }

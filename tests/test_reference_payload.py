@@ -22,6 +22,7 @@ from prefect_conductor.conductor_cloud.job.render_wrapper import WRAPPER_PATH
 from prefect_conductor.conductor_cloud.submission.payload import (
     FULL_TITLE_SUFFIX,
     PREVIEW_SUBMISSION_TAG,
+    cost_labels,
 )
 from prefect_conductor.conductor_cloud.submission.prepare import Preview, build_preview
 from prefect_conductor.sandbox.fixture_catalog import fixture_catalog
@@ -158,6 +159,7 @@ def test_the_chosen_differences_are_the_documented_ones(ours: Preview) -> None:
         assert body["metadata"][SUBMISSION_METADATA_KEY].endswith(f":{step}")
         assert set(body["metadata"]) == {
             *ours.prepared.job.metadata,
+            *cost_labels(ours.prepared.job),
             "prefect_flow_run",
             SUBMISSION_METADATA_KEY,
         }

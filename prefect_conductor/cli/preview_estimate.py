@@ -66,9 +66,7 @@ def estimate_line(job: ConductorJob, task_frames: Sequence[int]) -> str:
     if api is None:
         return ""
     try:
-        with httpx.Client(
-            base_url=api + "/", headers=_headers(), timeout=TIMEOUT_SECONDS
-        ) as http:
+        with httpx.Client(base_url=api + "/", headers=_headers(), timeout=TIMEOUT_SECONDS) as http:
             kept = _variable(http, frame_time_variable(job.project, job.title))
             if not isinstance(kept, dict) or not isinstance(kept.get("frame_seconds"), int | float):
                 return ""

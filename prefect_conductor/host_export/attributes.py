@@ -217,7 +217,7 @@ def _host_default(name: str, kind: Kind, default: Any, entries: tuple[str, ...])
     if kind == "strings":
         return list(encode_strings(name, default))
     if kind == "string":
-        return "" if default is None else str(default)
+        return "" if default is None or (name in TEXT_FIELDS and not default) else str(default)
     return default
 
 

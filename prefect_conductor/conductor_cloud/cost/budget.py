@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from prefect_conductor.conductor_cloud.cost.estimate import Estimate
 
 
-def budget_for(budget: float | None, project: str, defaults: Mapping[str, float]) -> float | None:
-    """The job's own budget, else its project's default, else none."""
-    return budget if budget is not None else defaults.get(project)
+def budget_for(budget: float, project: str, defaults: Mapping[str, float]) -> float | None:
+    """The job's own budget (0: none of its own), else its project's default, else none."""
+    return budget if budget > 0 else defaults.get(project)
 
 
 def approval_reason(approval: str, budget: float | None, estimate: Estimate | None) -> str | None:

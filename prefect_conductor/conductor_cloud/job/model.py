@@ -367,14 +367,14 @@ class ConductorJob(BaseModel):
         description="With manual approval: stop the run cleanly if nobody answers in this time.",
     )
 
-    budget: float | None = Field(
-        default=None,
+    budget: float = Field(
+        default=0,
         ge=0,
         allow_inf_nan=False,
         description=(
             "The most the full job may cost, in the currency of the studio's price table, before"
-            " it waits for a person's approval after the scouts. Empty: the project's default"
-            " budget, if any."
+            " it waits for a person's approval after the scouts. 0 (or empty): the project's"
+            " default budget, if any."
         ),
     )
 
@@ -410,8 +410,8 @@ class ConductorJob(BaseModel):
     @classmethod
     def _blank_budget_is_none(cls, value: object) -> object:
         """An empty text field (the host's, a job file's) means no budget of the job's own."""
-        if isinstance(value, str) and not value.strip():
-            return None
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return 0
         return value
 
     @field_validator("license_server")

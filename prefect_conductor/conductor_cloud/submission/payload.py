@@ -147,6 +147,27 @@ def tasks_data(
     ]
 
 
+COST_LABELS = ("project", "shot", "department")
+"""The metadata labels a studio's cost limits on Conductor key on (docs/cost.md)."""
+
+
+def cost_labels(job: ConductorJob) -> dict[str, str]:
+    """``project``, ``shot`` and ``department`` as string labels, so a studio can hold the same
+    budget on Conductor's side with its cost limits.
+
+    ``project`` is the job's Conductor project; ``shot`` and ``department`` are the job's own
+    metadata labels of those names, else the title's first word and the rest of it (the house
+    naming, ``shot010 lighting``). A label the title cannot give is left out.
+    """
+    words = job.title.split(maxsplit=1)
+    derived = {
+        "project": job.project,
+        "shot": words[0] if words else "",
+        "department": words[1] if len(words) > 1 else "",
+    }
+    return {key: value[:1024] for key, value in derived.items() if value}
+
+
 def job_metadata(
     job: ConductorJob,
     step: Step,
@@ -155,8 +176,10 @@ def job_metadata(
     flow_run_id: str | None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The job's labels, the flow run and the submission id (placeholders in a preview)."""
+    """The cost labels, the job's own labels (which win), the flow run and the submission id
+    (placeholders in a preview)."""
     return {
+        **cost_labels(job),
         **job.metadata,
         **(extra or {}),
         FLOW_RUN_METADATA_KEY: flow_run_id or PREVIEW_FLOW_RUN,
