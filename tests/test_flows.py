@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID, uuid4
@@ -14,16 +13,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
-    FlowRunFilter,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-    FlowRunFilterTags,
     TaskRunFilter,
     TaskRunFilterFlowRunId,
 )
-from prefect.client.schemas.objects import StateType
-from prefect.context import tags
-from prefect.flow_runs import resume_flow_run
 from prefect.states import State
 from pydantic import SecretStr
 
@@ -33,7 +25,6 @@ from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, Sce
 from prefect_conductor.flows.render_submit import render_submit
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.tasks.submit import ScoutFailed
-from tests.eventually import eventually
 from tests.host_scenes import build_shot
 from tests.host_standin.fixtures import standin_environment
 from tests.scenes import EXAMPLES
@@ -278,64 +269,38 @@ def test_validation_errors_fail_at_once_and_submit_nothing(conductor_env: Sandbo
     assert conductor_env.jobs() == []
 
 
-def _run_in_thread(job: ConductorJob) -> tuple[threading.Thread, dict[str, Any], str]:
-    """Run the flow in a thread, tagged so this test finds its own run; the tag is returned."""
-    outcome: dict[str, Any] = {}
-    tag = f"test-run-{uuid4()}"
-
-    def target() -> None:
-        with tags(tag):
-            outcome["state"] = run_state(job)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    return thread, outcome, tag
-
-
-def _paused_run_id(tag: str) -> Any:
-    """The id of this test's flow run (tagged ``tag``) once it is paused."""
-    run_filter = FlowRunFilter(
-        tags=FlowRunFilterTags(all_=[tag]),
-        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
-    )
-    with get_client(sync_client=True) as client:
-        runs = eventually(
-            lambda: client.read_flow_runs(flow_run_filter=run_filter),
-            what="the flow run paused for approval",
-            timeout=60,
-            interval=0.2,
-        )
-    return runs[0].id
-
-
-@pytest.mark.parametrize(("approve", "jobs"), [(True, 2), (False, 1)])
-def test_manual_approval_resumes_or_rejects(
-    conductor_env: SandboxHandle, approve: bool, jobs: int
+@pytest.mark.parametrize(
+    "changes", [{"approval": "manual"}, {"budget": 0.01}], ids=["manual", "over-budget"]
+)
+def test_a_local_run_that_needs_approval_stops_after_the_scouts(
+    conductor_env: SandboxHandle, changes: dict[str, Any]
 ) -> None:
-    thread, outcome, tag = _run_in_thread(example_job(approval="manual"))
-    run_id = _paused_run_id(tag)
-    assert len(conductor_env.jobs()) == 1  # only the scout job while waiting
-    resume_flow_run(run_id, run_input={"approve": approve, "reason": "the key light is too hot"})
-    thread.join(timeout=60)
-    state = outcome["state"]
-    assert len(conductor_env.jobs()) == jobs
-    if approve:
-        assert state.is_completed()
-    else:
-        assert state.is_cancelled()
-        assert "rejected: the key light is too hot" in (state.message or "")
+    """No deployment: the run cannot wait suspended, so it ends Cancelled with one line naming
+    the command that posts the full job; only the scout job is posted. A budget with no price
+    table is not known to be kept, so it stops too (the gate fails safe)."""
+    key = f"stop-{uuid4()}"  # the duplicate guard's records outlive a test: a key of its own
+    state = run_state(
+        example_job(**changes), options=FAST.model_copy(update={"submission_key": key})
+    )
+    assert state.is_cancelled()
+    message = state.message or ""
+    assert "\n" not in message and "a local run cannot wait suspended" in message
+    assert f"--submission-key {key} --approve" in message
+    assert len(conductor_env.jobs()) == 1
 
 
-@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")
-def test_manual_approval_nobody_answers_ends_the_run_cleanly(
+def test_an_approved_resubmission_re_uses_the_scout_job_and_posts_the_full_job(
     conductor_env: SandboxHandle,
 ) -> None:
-    # A timeout of about a second (model_copy skips the field's one-minute floor).
-    job = example_job(approval="manual", approval_timeout_minutes=0.02)
-    state = run_state(job)
-    assert state.is_cancelled()
-    assert "no approval within" in (state.message or "")
-    assert len(conductor_env.jobs()) == 1
+    options = FAST.model_copy(update={"submission_key": f"approved-{uuid4()}"})
+    stopped = run_state(example_job(approval="manual"), options=options)
+    assert stopped.is_cancelled()
+    approved = run_state(
+        example_job(approval="manual"), options=options.model_copy(update={"approved": True})
+    )
+    assert approved.is_completed()
+    assert [frames_of(j) for j in conductor_env.jobs()] == [["3-4", "7-8"], ["1-2", "5-6", "9-10"]]
+    assert job_posts(conductor_env) == 2
 
 
 def test_a_saved_project_is_exported_by_the_host_batch_command(
