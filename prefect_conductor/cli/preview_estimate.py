@@ -97,4 +97,5 @@ def estimate_line(job: ConductorJob, task_frames: Sequence[int]) -> str:
     error = kept.get("relative_error")
     when = str(kept.get("measured_at") or "an earlier run")[:25]
     bound = f", about ±{float(error) * 100:.0f}%" if isinstance(error, int | float) else ""
-    return f"{estimate.line()} (frame time {float(kept['frame_seconds']):.2f} s measured {when}{bound})"
+    seconds = float(kept["frame_seconds"])
+    return f"{estimate.line()} (frame time {seconds:.2f} s measured {when}{bound})"

@@ -44,6 +44,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterTags,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.logging import get_logger
 from prefect.runtime import flow_run
 from prefect.states import Cancelled
 
@@ -170,7 +171,7 @@ def end_timed_out_approvals(client: SyncPrefectClient, now: datetime | None = No
         client.set_flow_run_state(run.id, Cancelled(message=timed_out_message(minutes)), force=True)
         ended.append(run.id)
     if ended:
-        get_run_logger().info("ended %d approval(s) nobody answered in time", len(ended))
+        get_logger(__name__).info("ended %d approval(s) nobody answered in time", len(ended))
     return ended
 
 

@@ -156,10 +156,11 @@ def cost_labels(job: ConductorJob) -> dict[str, str]:
     budget on Conductor's side with its cost limits.
 
     ``project`` is the job's Conductor project; ``shot`` and ``department`` are the job's own
-    metadata labels of those names, else the title's first word and the rest of it (the house
-    naming, ``shot010 lighting``). A label the title cannot give is left out.
+    metadata labels of those names (which win, in :func:`job_metadata`), else the title's first
+    and second words (the house naming, ``shot010 lighting v012``). A label the title cannot give
+    is left out.
     """
-    words = job.title.split(maxsplit=1)
+    words = job.title.split()
     derived = {
         "project": job.project,
         "shot": words[0] if words else "",
