@@ -233,6 +233,10 @@ def _submit_one(
     else:
         for step, info in result["jobs"].items():
             typer.echo(f"{step} job {info['jid']}: {info['url']}")
+        if result.get("estimate"):
+            from prefect_conductor.conductor_cloud.cost.estimate import Estimate
+
+            typer.echo(Estimate.from_dict(result["estimate"]).line())
     if run_url:
         typer.echo(f"Flow run: {run_url}")
 
@@ -682,6 +686,9 @@ def main() -> None:
             traceback.print_exc()
         for problem in error.problems or [str(error)]:
             typer.echo(f"error: {problem}", err=True)
+        sys.exit(error.exit_code)
+    except RunStopped as error:  # on purpose, not a fault: its own word, still non-zero
+        typer.echo(f"stopped: {error}", err=True)
         sys.exit(error.exit_code)
     except SubmitterError as error:
         if _options["debug"]:

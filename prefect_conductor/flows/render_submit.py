@@ -193,6 +193,7 @@ def render_submit(
             "preview": False,
             "info": info,
             "jobs": {step: {"jid": j.jid, "url": j.dashboard_url} for step, j in submitted.items()},
+            **({"estimate": costs["estimate"]} if costs else {}),
         }
         logger.info("Submitted: %s", result["jobs"])
         follow = options.follow == "yes" or (options.follow == "auto" and can_suspend())
