@@ -19,12 +19,13 @@ import yaml
 
 from prefect_conductor.conductor_cloud.cost.estimate import Estimate
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
+from prefect_conductor.processes import descendants
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.tasks.approve import APPROVAL_TAG, approval_key
 from tests.eventually import eventually
 from tests.prefect_server import deployed_worker, watch_once
 from tests.scenes import EXAMPLES, make_job, make_scene
-from tests.test_waiting import events, processes_left_while_suspended, read_run
+from tests.test_waiting import events, read_run
 
 EXPENSIVE = {"n1-standard-8": {"preemptible": 1000.0, "on_demand": 3000.0}}
 """Prices that put any scout-timed job of the sample far over a budget of 1."""
@@ -68,6 +69,22 @@ def test_the_full_job_estimate_is_within_20_percent_of_what_it_took(
     actual_hours = sum(took) / 3600.0
     assert estimate.instance_hours == pytest.approx(actual_hours, rel=0.2), (estimate, took)
     assert estimate.resolution_seconds is not None and estimate.resolution_seconds < 1.0
+
+
+def processes_awaiting_approval(api: httpx.Client, run_id: str, worker: int) -> list[int] | None:
+    """The worker's child processes once the run suspended for approval has let its process go
+    (an empty list), or None when the run left Suspended before that could be seen."""
+
+    def settled() -> tuple[list[int] | None] | None:
+        again = read_run(api, run_id)
+        if again is None:  # a busy server: ask again
+            return None
+        if again["state"]["name"] != "Suspended":
+            return (None,)
+        assert APPROVAL_TAG in again["tags"] and "conductor-waiting" not in again["tags"]
+        return None if descendants(worker) else ([],)
+
+    return eventually(settled, what="no process held while awaiting approval", timeout=45)[0]
 
 
 def set_variable(server: str, name: str, value: Any) -> None:
@@ -120,7 +137,7 @@ def test_a_deployed_run_over_budget_waits_suspended_for_approval_then_posts_the_
             if APPROVAL_TAG not in current["tags"]:
                 watch_once(prefect_server)  # waiting on the scout job
                 return None
-            held = processes_left_while_suspended(api, run["id"], worker)
+            held = processes_awaiting_approval(api, run["id"], worker)
             if held is None:
                 return None
             seen["held"].append(held)
