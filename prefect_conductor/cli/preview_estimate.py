@@ -76,8 +76,8 @@ def estimate_line(job: ConductorJob, task_frames: Sequence[int]) -> str:
     note = ""
     try:
         prices = parse_prices(raw_prices) if raw_prices is not None else {}
-    except SubmitterError as error:
-        prices, note = {}, str(error)
+    except SubmitterError as problem:
+        prices, note = {}, str(problem)
     measured_on = str(kept.get("instance_type") or "")
     if measured_on and measured_on != job.instance_type:
         note = "; ".join(filter(None, [note, f"frame time measured on {measured_on}"]))

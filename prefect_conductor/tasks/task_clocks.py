@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from prefect.results import ResultStore, get_result_store
+from prefect.filesystems import NullFileSystem
+from prefect.results import ResultStore, get_default_result_storage, get_result_store
 
 from prefect_conductor.conductor_cloud.api.task_clock import TaskClock
 from prefect_conductor.conductor_cloud.transfers.job_outputs import (
-    MAX_POLL_SECONDS,
     ConductorJobs,
     TaskState,
     wait_for_tasks,
@@ -30,12 +30,23 @@ def clock_key(jid: str) -> str:
     return f"{KEY_PREFIX}{jid}"
 
 
+def record_store(store: ResultStore | None = None) -> ResultStore:
+    """``store``, else the current run's result store, read without the in-memory cache; a run
+    that persists no results (the watcher) writes to the default result storage instead."""
+    base = store if store is not None else get_result_store()
+    update: dict[str, Any] = {"cache_result_in_memory": False, "cache": {}}
+    if base.result_storage is None or isinstance(base.result_storage, NullFileSystem):
+        update["result_storage"] = get_default_result_storage()
+    if isinstance(base.metadata_storage, NullFileSystem):
+        update["metadata_storage"] = None  # the record is kept whole in the result storage
+    return base.model_copy(update=update)
+
+
 class ClockRecords:
     """Task clocks in the current run's result store (the default one outside a run)."""
 
     def __init__(self, store: ResultStore | None = None) -> None:
-        base = store if store is not None else get_result_store()
-        self.store = base.model_copy(update={"cache_result_in_memory": False, "cache": {}})
+        self.store = record_store(store)
 
     def read(self, jid: str) -> TaskClock:
         """The job's clock as last written; an empty clock when none was."""
@@ -68,6 +79,9 @@ def clocked_wait(
     def look(states: list[TaskState]) -> None:
         clock.observe([(s.tid, s.status) for s in states], time.time())
 
+    def steadily(seconds: float) -> None:
+        time.sleep(min(seconds, poll_seconds))
+
     try:
         return wait_for_tasks(
             client,
@@ -75,7 +89,7 @@ def clocked_wait(
             poll_seconds=poll_seconds,
             timeout_seconds=timeout_seconds,
             on_poll=look,
-            max_poll_seconds=poll_seconds if steady else MAX_POLL_SECONDS,
+            sleep=steadily if steady else time.sleep,
         )
     finally:
         records.write(jid, clock)

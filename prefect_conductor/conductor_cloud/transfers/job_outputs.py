@@ -149,15 +149,12 @@ def wait_for_tasks(
     timeout_seconds: float = 0.0,
     sleep: Callable[[float], None] = time.sleep,
     on_poll: Callable[[list[TaskState]], None] | None = None,
-    max_poll_seconds: float = MAX_POLL_SECONDS,
 ) -> list[TaskState]:
     """The job's tasks once all have finished: the one wait for a job's tasks.
 
     ``timeout_seconds`` 0 looks once. While time is left, an empty listing is waited out like
     open tasks; when time is up, a job still without tasks is a :class:`UserError` (check the job
-    id) and one with open tasks :class:`JobNotFinished`. The interval grows by half up to
-    ``max_poll_seconds`` (a minute; the poll interval itself for a steady look, as a wait that
-    times tasks wants).
+    id) and one with open tasks :class:`JobNotFinished`. The interval grows by half up to a minute.
     """
     deadline = time.monotonic() + timeout_seconds
     interval = poll_seconds
@@ -178,7 +175,7 @@ def wait_for_tasks(
                 f" ({', '.join(words)}); run again when they are"
             )
         sleep(min(interval, left))
-        interval = min(max_poll_seconds, interval * 1.5)
+        interval = min(MAX_POLL_SECONDS, interval * 1.5)
 
 
 def raise_for_failed_tasks(client: ConductorJobs, jid: str, states: Sequence[TaskState]) -> None:
