@@ -27,7 +27,7 @@ from prefect.artifacts import create_link_artifact
 from prefect.runtime import flow_run
 
 from prefect_conductor.conductor_cloud.api.client import SubmittedJob
-from prefect_conductor.conductor_cloud.api.status import TaskStatus
+from prefect_conductor.conductor_cloud.api.status import FINISHED_WORDS, not_rendered_line
 from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
@@ -132,14 +132,11 @@ def wait_for_tasks(jid: str, options: RunOptions) -> dict[str, int]:
             frame for t in failed if t.frames for frame in parse_frame_spec(t.frames)
         )
         named = f"frames {frames}" if frames else "tasks " + ", ".join(t.tid for t in failed)
+        lost = not_rendered_line(t.status for t in failed)
         raise ScoutFailed(
-            f"scout job {jid}: {len(failed)} task(s) failed, {named}; the remaining"
-            " frames were not submitted"
+            f"scout job {jid}: {lost}, {named}; the remaining frames were not submitted"
         )
     return counts
-
-
-FINISHED_WORDS = frozenset(str(s) for s in TaskStatus if s.finished)
 
 
 def _unfinished(jid: str, word: object, minutes: int) -> str:
