@@ -1,16 +1,18 @@
 """render_submit: a ConductorJob in, one scout job and one full job on Conductor out.
 
 export_scene -> fetch_catalog -> validate -> resolve_packages -> chunk_frames -> upload_assets
--> scout_submit -> wait for the scouts -> approve -> full_submit -> (follow: wait for the job ->
-download and check its frames). Each step is a task in the
-Prefect UI with its own retries (none for validation) and does its own step's work on the previous
+-> scout_submit -> wait for the scouts -> estimate_cost -> approve (the budget gate) ->
+full_submit -> (follow: wait for the job -> download and check its frames). Each step is a task
+in the Prefect UI with its own retries (none for validation) and does its own step's work on the previous
 step's result, so the run's graph is this chain; the ConductorJob is a typed parameter, so the
 UI's Run form shows every field with its description.
 
 How a run ends: Completed with the job ids and links; Failed with one line for a validation
 error, a failed scout (naming its frames) or Conductor staying unreachable after the retries;
-Cancelled, with the reason as the state's message, when manual approval was refused or nobody
-answered in time. Only a run on its way to Completed posts the full job.
+Cancelled, with the reason as the state's message, when an approval (over budget, or manual) was
+refused or nobody answered in time, or when a local run needs one (it cannot wait suspended and
+names the command that posts the full job later). Only a run on its way to Completed posts the
+full job. See docs/cost.md for the estimate and the gate.
 
 No duplicate jobs: each job carries the submission id ``<submission key>:<step>`` (the key is
 ``options.submission_key`` or this flow run's id), which the client looks up before posting. A
@@ -21,7 +23,8 @@ Waiting holds no process when a worker runs the deployment: the run suspends unt
 ``watch-jobs`` deployment sees the job finished and resumes it (``tasks/follow.py``); the re-run
 re-uses every earlier step's persisted result, so nothing is uploaded or posted twice. A local run
 (no deployment) polls in its own process. Events: ``conductor.job.submitted``,
-``conductor.scouts.finished``, ``conductor.job.finished``, ``conductor.outputs.downloaded``.
+``conductor.scouts.finished`` (with the estimate), ``conductor.job.finished`` (with the job's
+instance-hours), ``conductor.outputs.downloaded``.
 
 No ``from __future__ import annotations`` here: Prefect resolves the parameter models from the
 annotations when it builds the form and when a worker loads the flow; postponed annotations would
