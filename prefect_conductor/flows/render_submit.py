@@ -3,9 +3,9 @@
 export_scene -> fetch_catalog -> validate -> resolve_packages -> chunk_frames -> upload_assets
 -> scout_submit -> wait for the scouts -> estimate_cost -> approve (the budget gate) ->
 full_submit -> (follow: wait for the job -> download and check its frames). Each step is a task
-in the Prefect UI with its own retries (none for validation) and does its own step's work on the previous
-step's result, so the run's graph is this chain; the ConductorJob is a typed parameter, so the
-UI's Run form shows every field with its description.
+in the Prefect UI with its own retries (none for validation) and does its own step's work on the
+previous step's result, so the run's graph is this chain; the ConductorJob is a typed parameter,
+so the UI's Run form shows every field with its description.
 
 How a run ends: Completed with the job ids and links; Failed with one line for a validation
 error, a failed scout (naming its frames) or Conductor staying unreachable after the retries;
