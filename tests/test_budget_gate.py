@@ -27,7 +27,7 @@ from tests.prefect_server import deployed_worker, watch_once
 from tests.scenes import EXAMPLES, make_job, make_scene
 from tests.test_waiting import events, read_run
 
-EXPENSIVE = {"n1-standard-8": {"preemptible": 1000.0, "on_demand": 3000.0}}
+EXPENSIVE = {"n1-standard-8": {"preemptible": 1_000_000.0, "on_demand": 3_000_000.0}}
 """Prices that put any scout-timed job of the sample far over a budget of 1."""
 
 
@@ -50,7 +50,8 @@ def test_the_full_job_estimate_is_within_20_percent_of_what_it_took(
 ) -> None:
     from prefect_conductor.flows.render_submit import render_submit
 
-    conductor_env.config(frame_seconds=1.5)
+    # Tasks wait a second before they run, so the look right after the POST sees them pending.
+    conductor_env.config(frame_seconds=1.0, task_seconds=1)
     options = RunOptions(poll_seconds=0.2, follow="no")
     result = render_submit(
         job=make_job().model_copy(update={"title": "shot010 lighting estimate"}),

@@ -243,10 +243,11 @@ def test_a_post_that_may_have_landed_and_cannot_be_looked_up_fails_without_posti
 
 
 def test_a_retried_flow_run_posts_each_job_once(conductor_env: SandboxHandle) -> None:
-    # The first attempt fails after the scout job was posted (its status read is refused); the
-    # flow run's retry runs every step again under the same flow run id.
+    # The first attempt fails after the scout job was posted (its task listing is refused twice:
+    # the look right after the POST, which only logs it, and the wait); the flow run's retry runs
+    # every step again under the same flow run id.
     conductor_env.faults(
-        {"method": "GET", "path": "/api/v1/tasks", "action": "status", "status": 400}
+        {"method": "GET", "path": "/api/v1/tasks", "action": "status", "status": 400, "times": 2}
     )
     retried = render_submit.with_options(retries=1, retry_delay_seconds=0)
     state = run_state(example_job(), flow=retried)

@@ -65,3 +65,13 @@ def test_a_clock_written_by_one_process_is_read_back_by_another(tmp_path: Path) 
     assert ClockRecords(store()).read("00043") == TaskClock()
     with pytest.raises(ValueError):
         ClockRecords(store()).read("../x")
+
+
+def test_a_task_already_running_at_the_first_look_is_not_timed() -> None:
+    clock = TaskClock()
+    clock.observe([("000", TaskStatus.RUNNING), ("001", TaskStatus.PENDING)], 10.0)
+    clock.observe([("000", TaskStatus.SUCCESS), ("001", TaskStatus.RUNNING)], 12.0)
+    clock.observe([("000", TaskStatus.SUCCESS), ("001", TaskStatus.SUCCESS)], 15.0)
+    assert clock.durations() == {"000": 2.0, "001": 3.0}  # 000's is a lower bound only
+    assert clock.timed() == {"001": 3.0}
+    assert TaskClock.from_dict(clock.to_dict()).timed() == {"001": 3.0}

@@ -89,7 +89,7 @@ def estimate_cost(
     with client_for(options) as client:
         states = [s for s in listed_tasks(client, scout_jid) if s.status.succeeded]
     frames = {s.tid: len(parse_frame_spec(s.frames)) for s in states if s.frames}
-    durations = {tid: seconds for tid, seconds in clock.durations().items() if tid in frames}
+    durations = {tid: seconds for tid, seconds in clock.timed().items() if tid in frames}
     prices, problem = read_prices()
     if problem:
         logger.warning(problem)
@@ -104,7 +104,7 @@ def estimate_cost(
     measured = per_frame_tile(durations, frames)
     note = problem if problem and measured else ""
     if measured is None:
-        note = "no timing: no scout task was seen running and finished by the run's looks"
+        note = "no timing: no scout task was seen both starting and finishing by the run's looks"
     estimate = estimate_job(
         task_frames=full_tasks,
         frame_tile_seconds=measured[0] if measured else None,

@@ -37,7 +37,7 @@ from prefect_conductor.tasks.conductor_limits import conductor_slot
 from prefect_conductor.tasks.job_events import JOB_SUBMITTED, emit_job_event
 from prefect_conductor.tasks.post_records import PrefectPostRecords
 from prefect_conductor.tasks.submission_lock import submission_lock
-from prefect_conductor.tasks.task_clocks import clocked_wait
+from prefect_conductor.tasks.task_clocks import clocked_wait, first_look
 
 
 class ScoutFailed(SubmitterError):
@@ -70,6 +70,8 @@ def submit_job(
             first_attempt=_first_attempt(),
             records=PrefectPostRecords(),
         )
+        if job.created:
+            first_look(client, job.jid)
     verb = "submitted" if job.created else "already submitted"
     get_run_logger().info("%s job %s %s: %s", step, job.jid, verb, job.dashboard_url)
     create_link_artifact(

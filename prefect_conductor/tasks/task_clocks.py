@@ -11,12 +11,15 @@ import time
 from typing import Any
 
 from prefect.filesystems import NullFileSystem
+from prefect.logging import get_logger
 from prefect.results import ResultStore, get_default_result_storage, get_result_store
 
 from prefect_conductor.conductor_cloud.api.task_clock import TaskClock
+from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.transfers.job_outputs import (
     ConductorJobs,
     TaskState,
+    listed_tasks,
     wait_for_tasks,
 )
 
@@ -93,3 +96,20 @@ def clocked_wait(
         )
     finally:
         records.write(jid, clock)
+
+
+def first_look(client: ConductorJobs, jid: str) -> None:
+    """A new clock's first look at a job just posted, before its tasks can have started, so every
+    task's start falls between two looks; a failed look is logged, never the step's failure.
+    (A fresh clock: a job id seen before, as a sandbox that starts afresh hands out, is another
+    job.)"""
+    records = ClockRecords()
+    clock = TaskClock()
+    try:
+        states = listed_tasks(client, jid)
+    except SubmitterError as error:
+        get_logger(__name__).warning("job %s: no first look at its tasks: %s", jid, error)
+        records.write(jid, clock)
+        return
+    clock.observe([(s.tid, s.status) for s in states], time.time())
+    records.write(jid, clock)

@@ -5,7 +5,9 @@ look. A task's start is the first look that saw it past ``pending``/``holding`` 
 before the first one that saw it finished, when it started and finished between two looks); its
 end is the first look that saw it finished. A duration is therefore known to within the longest
 gap between two looks, which the clock keeps as :attr:`TaskClock.resolution` so every figure
-built on it can say how precise it is.
+built on it can say how precise it is. A task already running (or finished) at the clock's very
+first look started at some unknown time before it: its duration is only a lower bound, and
+:meth:`TaskClock.timed` leaves it out.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class TaskClock:
     ended: dict[str, float] = field(default_factory=dict)
     last_look: float | None = None
     resolution: float = 0.0
+    unseen_start: set[str] = field(default_factory=set)
+    """Tasks already started at the first look: their durations are lower bounds."""
 
     def observe(self, tasks: Iterable[tuple[str, TaskStatus]], now: float) -> None:
         """Record one look at the task listing, made at ``now``."""
@@ -42,6 +46,8 @@ class TaskClock:
                 # previous look (or, on the very first look, at some unknown time before it).
                 started = now if not status.finished or previous is None else previous
                 self.started[tid] = started
+                if previous is None:
+                    self.unseen_start.add(tid)
             if status.finished and tid not in self.ended:
                 self.ended[tid] = now
         self.last_look = now
@@ -57,6 +63,11 @@ class TaskClock:
         known = {tid: self.seconds(tid) for tid in self.ended}
         return {tid: seconds for tid, seconds in known.items() if seconds is not None}
 
+    def timed(self) -> dict[str, float]:
+        """The durations whose start and end both fell between two looks (to within
+        :attr:`resolution`), by task id: what an estimate may build on."""
+        return {t: s for t, s in self.durations().items() if t not in self.unseen_start}
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy, for keeping the clock while the run waits without a process."""
         return {
@@ -64,6 +75,7 @@ class TaskClock:
             "ended": dict(self.ended),
             "last_look": self.last_look,
             "resolution": self.resolution,
+            "unseen_start": sorted(self.unseen_start),
         }
 
     @classmethod
@@ -75,6 +87,7 @@ class TaskClock:
                 ended={str(k): float(v) for k, v in dict(data.get("ended") or {}).items()},
                 last_look=None if data.get("last_look") is None else float(data["last_look"]),
                 resolution=float(data.get("resolution") or 0.0),
+                unseen_start={str(t) for t in data.get("unseen_start") or ()},
             )
         except (TypeError, ValueError, AttributeError):
             return cls()
