@@ -358,8 +358,10 @@ class ConductorJob(BaseModel):
     approval: Approval = Field(
         default="auto",
         description=(
-            "After gated scouts: auto submits the rest when every scout task succeeded; manual"
-            " pauses the flow run until someone approves it in the Prefect UI."
+            "After gated scouts: auto submits the rest when every scout task succeeded and the"
+            " estimate is within the budget; manual always waits until someone approves it in"
+            " the Prefect UI (a deployed run waits suspended; a local run stops and says how to"
+            " post the rest)."
         ),
     )
     approval_timeout_minutes: Annotated[int, Field(ge=1, le=10_080)] = Field(
