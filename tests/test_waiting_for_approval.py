@@ -1,7 +1,7 @@
 """The cost estimate against the sandbox's own record of task times, and the budget gate end to
-end: a deployed run over budget waits Suspended for approval with no worker process and posts the
-full job once when approved through the API; a local ``submit`` over budget stops after the scouts
-with one line."""
+end: a deployed run over budget waits Suspended for approval with no worker process, posts the
+full job once when approved through the API and ends Cancelled when refused; a local ``submit``
+over budget stops after the scouts with one line."""
 
 from __future__ import annotations
 
@@ -104,8 +104,9 @@ def worker(prefect_server: str, sandbox: SandboxHandle, tmp_path: Path) -> Itera
 
 @pytest.mark.e2e
 @pytest.mark.timeout(600)
-def test_a_deployed_run_over_budget_waits_suspended_for_approval_then_posts_the_full_job_once(
-    prefect_server: str, conductor_env: SandboxHandle, worker: int, tmp_path: Path
+@pytest.mark.parametrize("approve", [True, False], ids=["approved", "refused"])
+def test_a_deployed_run_over_budget_waits_suspended_for_a_person_s_answer(
+    prefect_server: str, conductor_env: SandboxHandle, worker: int, tmp_path: Path, approve: bool
 ) -> None:
     from prefect.flow_runs import resume_flow_run
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -150,7 +151,7 @@ def test_a_deployed_run_over_budget_waits_suspended_for_approval_then_posts_the_
             seen["description"] = form.json() if form.status_code == 200 else form.text
             seen["approvals"] += 1
             with temporary_settings({PREFECT_API_URL: prefect_server}):
-                resume_flow_run(run["id"], run_input={"approve": True, "reason": ""})
+                resume_flow_run(run["id"], run_input={"approve": approve, "reason": "too dear"})
             return None
 
         try:
@@ -158,8 +159,13 @@ def test_a_deployed_run_over_budget_waits_suspended_for_approval_then_posts_the_
         finally:  # a later test on this server counts the deployment's runs
             api.delete(f"/flow_runs/{run['id']}")
     log = (tmp_path / "worker.log").read_text()[-3000:]
-    assert state["type"] == "COMPLETED", (state, log)
     assert seen["approvals"] == 1 and seen["held"] == [[]]
+    if not approve:
+        assert state["type"] == "CANCELLED", (state, log)
+        assert state["message"].startswith("rejected: too dear; the remaining frames")
+        assert len(conductor_env.jobs()) == 1
+        return
+    assert state["type"] == "COMPLETED", (state, log)
     assert seen["jobs_while_waiting"] == 1  # the scout job only, while the approval waited
     assert "waits for approval" in str(seen["description"])
     assert "Full job estimate" in str(seen["description"])
