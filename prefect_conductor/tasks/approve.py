@@ -22,7 +22,6 @@ from prefect.client.orchestration import get_client
 from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
-from prefect.states import Cancelled
 
 from prefect_conductor.conductor_cloud.job.model import ConductorJob
 
@@ -85,10 +84,3 @@ def ask_for_approval(job: ConductorJob, description: str, scout_jid: str) -> App
     if answer is None:  # resumed without the form's input: treat as no answer, never as a yes
         return Approval(approve=False, reason="resumed without an answer")
     return answer
-
-
-def cancel_after_timeout(message: str) -> None:
-    """Mark the run Cancelled with ``message`` (``force``: past a pause's deadline Prefect's
-    server turns any state the run proposes into Failed, and nobody answering is a stop)."""
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(flow_run.id, Cancelled(message=message), force=True)
