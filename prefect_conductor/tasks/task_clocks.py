@@ -7,11 +7,11 @@ clock another process wrote is seen at once (as ``post_records`` does for the du
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from prefect.filesystems import NullFileSystem
-from prefect.logging import get_logger
 from prefect.results import ResultStore, get_default_result_storage, get_result_store
 
 from prefect_conductor.conductor_cloud.api.task_clock import TaskClock
@@ -108,7 +108,7 @@ def first_look(client: ConductorJobs, jid: str) -> None:
     try:
         states = listed_tasks(client, jid)
     except SubmitterError as error:
-        get_logger(__name__).warning("job %s: no first look at its tasks: %s", jid, error)
+        logging.getLogger(__name__).warning("job %s: no first look at its tasks: %s", jid, error)
         records.write(jid, clock)
         return
     clock.observe([(s.tid, s.status) for s in states], time.time())
