@@ -40,7 +40,7 @@ def test_a_local_run_follows_the_job_to_its_frames(
     result: dict[str, Any] = render_submit(job=make_job(), scene=scene, options=FOLLOW)
     outputs = result["outputs"]
     assert outputs["jid"] == result["jobs"]["full"]["jid"]
-    assert outputs["files"] == 12  # frames 1-2, 5-6, 9-10 of each of two images
+    assert outputs["files"] == 20  # frames 1-10 of each of two images: scouts' and the rest
     assert Path(outputs["output_folder"]).is_dir()
     assert len(conductor_env.jobs()) == 2
 
@@ -64,7 +64,7 @@ def test_the_sample_scene_never_downloads_into_the_checkout(
         options=FOLLOW,
     )
     outputs = result["outputs"]
-    assert outputs["files"] == 12
+    assert outputs["files"] == 20
     assert Path(outputs["output_folder"]) == get_settings().home / "downloads" / outputs["jid"]
     assert sorted(installation.rglob("*")) == before
 
@@ -78,11 +78,32 @@ def test_a_local_run_does_not_follow_unless_asked(
     assert "outputs" not in result
 
 
-def test_a_failed_task_of_the_full_job_fails_the_run_naming_it(
+def test_without_re_renders_a_failed_task_of_the_full_job_fails_the_run_naming_it(
     conductor_env: SandboxHandle, tmp_path: Path
 ) -> None:
     scene = scene_on_disk(tmp_path, conductor_env)
     conductor_env.config(fail_frames=[5])
+    job = make_job(rerender_attempts=0)
     with pytest.raises(TasksFailed, match=r"tasks did not render: .* failed \(frames 5-6\)"):
-        render_submit(job=make_job(), scene=scene, options=FOLLOW)
+        render_submit(job=job, scene=scene, options=FOLLOW)
     assert len(conductor_env.jobs()) == 2
+
+
+def test_a_frame_failing_every_attempt_fails_the_run_in_one_line_naming_frames_and_jobs(
+    conductor_env: SandboxHandle, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    scene = scene_on_disk(tmp_path, conductor_env)
+    conductor_env.config(fail_frames=[5])
+    with pytest.raises(TasksFailed) as caught:
+        render_submit(job=make_job(rerender_attempts=1), scene=scene, options=FOLLOW)
+    jobs = conductor_env.jobs()
+    assert [job["jid"] for job in jobs] == ["00001", "00002", "00003"]
+    line = str(caught.value)
+    assert "\n" not in line
+    assert line.startswith("frames 5-6 did not render in 2 attempts (jobs 00002, 00003;")
+    rerender = jobs[2]
+    assert [t["frames"] for t in rerender["tasks_data"]] == ["5-6"]
+    assert rerender["tasks_data"][0] == jobs[1]["tasks_data"][1]
+    assert rerender["metadata"]["prefect_conductor_rerender_of"] == "00002"
+    assert rerender["metadata"]["prefect_conductor_rerender_attempt"] == "1"
+    assert "task 000 of job 00003: " in caplog.text  # the last attempt's log tail

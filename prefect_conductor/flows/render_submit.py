@@ -2,7 +2,8 @@
 
 export_scene -> fetch_catalog -> validate -> resolve_packages -> chunk_frames -> upload_assets
 -> scout_submit -> wait for the scouts -> approve -> full_submit -> (follow: wait for the job ->
-download and check its frames). Each step is a task in the
+download and check its frames, rendering failed or preempted tasks again as new jobs up to
+``rerender_attempts`` times). Each step is a task in the
 Prefect UI with its own retries (none for validation) and does its own step's work on the previous
 step's result, so the run's graph is this chain; the ConductorJob is a typed parameter, so the
 UI's Run form shows every field with its description.
@@ -55,6 +56,7 @@ from prefect_conductor.tasks.export_scene import export_scene
 from prefect_conductor.tasks.fetch_catalog import fetch_catalog
 from prefect_conductor.tasks.follow import RESUMABLE, await_job, can_suspend, job_finished
 from prefect_conductor.tasks.job_events import OUTPUTS_DOWNLOADED, emit_job_event
+from prefect_conductor.tasks.rerender import follow_with_rerenders
 from prefect_conductor.tasks.resolve_packages import resolve_packages
 from prefect_conductor.tasks.submit import full_submit, scout_submit, wait_for_tasks
 from prefect_conductor.tasks.upload_assets import upload_assets
@@ -183,9 +185,27 @@ def render_submit(
         logger.info("Submitted: %s", result["jobs"])
         follow = options.follow == "yes" or (options.follow == "auto" and can_suspend())
         if follow and "full" in submitted:
-            result["outputs"] = _follow(
-                submitted["full"].jid, _title(bodies["full"]), scene, options
+            full = submitted["full"]
+            if job.rerender_attempts:
+                outputs = follow_with_rerenders(
+                    full=full,
+                    body=bodies["full"],
+                    key=key,
+                    job=job,
+                    folder=download_folder_for(scene.export_path or scene.project_path),
+                    scene_export=scene.export_path or None,
+                    options=options,
+                    scout_jid=submitted["scout"].jid if "scout" in submitted else "",
+                )
+            else:
+                outputs = _follow(full.jid, _title(bodies["full"]), scene, options)
+            emit_job_event(
+                OUTPUTS_DOWNLOADED,
+                full.jid,
+                _title(bodies["full"]),
+                {k: outputs[k] for k in ("output_folder", "files", "bytes", "frames")},
             )
+            result["outputs"] = outputs
         return result
 
 
@@ -194,21 +214,14 @@ def _follow(jid: str, title: str, scene: SceneSource, options: RunOptions) -> di
 
     The frame check needs the scene export file, so it runs for an ``export_path`` scene; a
     failed task ends the run Failed naming the job, the tasks and their frames (log tails in the
-    run's logs).
+    run's logs). With ``rerender_attempts`` above 0, ``tasks/rerender.py`` follows instead.
     """
     await_job(jid, options, options.render_timeout_minutes)
     job_finished(jid, "full", title, options)
     folder = download_folder_for(scene.export_path or scene.project_path)
-    outputs = download_job_outputs(
+    return download_job_outputs(
         jid, folder, scene.export_path or None, [], 0.0, options.poll_seconds, options
     )
-    emit_job_event(
-        OUTPUTS_DOWNLOADED,
-        jid,
-        title,
-        {k: outputs[k] for k in ("output_folder", "files", "bytes", "frames")},
-    )
-    return outputs
 
 
 def _title(body: dict[str, Any]) -> str:

@@ -68,8 +68,14 @@ def download_job_outputs(
     wait_seconds: float,
     poll_seconds: float,
     options: RunOptions,
+    folder_jid: str = "",
+    failed_ok: bool = False,
 ) -> dict[str, Any]:
-    """Download the job's files and check its frames; a summary for the event and the flow."""
+    """Download the job's files and check its frames; a summary for the event and the flow.
+
+    ``folder_jid`` and ``failed_ok`` serve a re-render (``job_outputs.fetch_outputs``): the
+    files go where that job's go, and failed tasks are the caller's to render again.
+    """
     logger = get_run_logger()
     scene = load_scene_images(Path(scene_export)) if scene_export else None
     artifact = cast(
@@ -98,6 +104,8 @@ def download_job_outputs(
                     on_listed=seen,
                     on_progress=seen,
                     cache=cache,
+                    folder_jid=folder_jid or None,
+                    failed_ok=failed_ok,
                 )
         except BaseException as error:  # handed to the task's thread below
             outcome["error"] = error

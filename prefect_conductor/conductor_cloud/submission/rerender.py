@@ -93,7 +93,9 @@ def rerender_payload(
     """
     tasks = list(posted.get("tasks_data") or ())
     if not positions or any(not 0 <= p < len(tasks) for p in positions):
-        raise ValueError(f"positions {list(positions)} do not name tasks of a {len(tasks)}-task job")
+        raise ValueError(
+            f"positions {list(positions)} do not name tasks of a {len(tasks)}-task job"
+        )
     chosen = [dict(tasks[p]) for p in positions]
     body = dict(posted)
     body["tasks_data"] = chosen

@@ -222,6 +222,7 @@ def download_job(
     on_listed: Callable[[DownloadStats], None] | None = None,
     only: Collection[str] | None = None,
     task_count: int | None = None,
+    folder_jid: str | None = None,
 ) -> JobDownload:
     """Download every file Conductor lists for ``jid`` and report each task ``downloaded``.
 
@@ -230,9 +231,11 @@ def download_job(
     the empty stats with the totals. A file already on disk with the same md5 is not fetched.
     ``only`` keeps the listed tasks with those ids (the ones the task listing shows rendered).
     The listing is bounded by the job's ``task_count`` (read from Conductor when not given).
+    ``folder_jid`` puts the files where that job's go (``output/<folder_jid>``): a re-render
+    job's frames land beside its first job's, in a folder named by a job id we hold.
     """
     tasks = [
-        task
+        task if folder_jid is None else dataclasses.replace(task, job_id=folder_jid)
         for task in listed_downloads(client, jid, task_count)
         if only is None or task.task_id in only
     ]
@@ -325,12 +328,16 @@ def fetch_outputs(
     cache: Md5Cache | None = None,
     workers: int = DEFAULT_WORKERS,
     sleep: Callable[[float], None] = time.sleep,
+    folder_jid: str | None = None,
+    failed_ok: bool = False,
 ) -> JobOutputs:
     """Wait for the job, download what rendered, then fail for what did not, then check frames.
 
     The successful tasks' files are downloaded even when others failed, so a rerun after fixing
     those only fetches the new frames. Raises :class:`JobNotFinished`, :class:`TasksFailed`
-    (with log tails) or :class:`FramesMissing` (with one line per problem).
+    (with log tails) or :class:`FramesMissing` (with one line per problem). ``failed_ok``: the
+    caller renders failed tasks again, so they raise nothing and the frames are not checked
+    here. ``folder_jid``: see :func:`download_job`.
     """
     states = wait_for_tasks(
         client,
@@ -351,7 +358,10 @@ def fetch_outputs(
         on_listed=on_listed,
         only={s.tid for s in states if s.status.succeeded},
         task_count=len(states),
+        folder_jid=folder_jid,
     )
+    if failed_ok:
+        return JobOutputs(states=states, download=fetched, checks=[])
     raise_for_failed_tasks(client, jid, states)
     checks: list[ImageCheck] = []
     if scene is not None:
