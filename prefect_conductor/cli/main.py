@@ -118,6 +118,14 @@ def submit(
     work_queue: Annotated[
         str, typer.Option(help="--deployment: the work queue (the studio's low-priority one).")
     ] = "batch",
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Wait for the render, download every frame and check it; failed frames are"
+            " rendered again as the job's rerender_attempts says.",
+        ),
+    ] = False,
 ) -> None:
     """Run the render-submit flow (a local Prefect server unless PREFECT_API_URL is set).
 
@@ -147,13 +155,16 @@ def submit(
                 credentials_block=credentials_block or "",
                 submission_key=submission_key or "",
                 poll_seconds=poll_seconds,
+                **({"follow": "yes"} if follow else {}),
             ),
             echo=typer.echo,
             echo_err=echo_err,
             quiet_tracebacks=not _options["debug"],
         )
         return
-    _submit_one(files[0], scene, preview_only, credentials_block, submission_key, poll_seconds)
+    _submit_one(
+        files[0], scene, preview_only, credentials_block, submission_key, poll_seconds, follow
+    )
 
 
 def require_credentials(credentials_block: str | None) -> None:
@@ -174,6 +185,7 @@ def _submit_one(
     credentials_block: str | None,
     submission_key: str | None,
     poll_seconds: float,
+    follow: bool = False,
 ) -> None:
     """One job file, run here with upload progress bars (the artist's submit)."""
     from prefect_conductor.conductor_cloud.job.loaders import load_job
@@ -198,6 +210,7 @@ def _submit_one(
                     credentials_block=credentials_block or "",
                     submission_key=submission_key or "",
                     poll_seconds=poll_seconds,
+                    follow="yes" if follow else "auto",
                 ),
                 return_state=True,
             )
@@ -213,6 +226,12 @@ def _submit_one(
     else:
         for step, info in result["jobs"].items():
             typer.echo(f"{step} job {info['jid']}: {info['url']}")
+        for row in result.get("outputs", {}).get("attempts", []):
+            typer.echo(
+                f"{row['attempt']} job {row['job']}: frames {row['frames']}: {row['outcome']}"
+            )
+        if "outputs" in result:
+            typer.echo(f"Frames: {result['outputs']['output_folder']}")
     if run_url:
         typer.echo(f"Flow run: {run_url}")
 
