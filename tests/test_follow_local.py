@@ -3,12 +3,10 @@ checks the frames, and a failed task ends it Failed in one line naming the job a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect.states import State
 
 from prefect_conductor.conductor_cloud.job.loaders import load_job
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
@@ -22,28 +20,6 @@ from tests.scenes import EXAMPLES, make_job, make_scene
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
 FOLLOW = RunOptions(poll_seconds=0.05, follow=True)
-
-
-def attempts_table(state: State[Any]) -> list[dict[str, Any]]:
-    """The rows of the run's ``render-attempts`` table artifact."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        ArtifactFilterKey,
-    )
-
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
-                key=ArtifactFilterKey(any_=["render-attempts"]),
-            )
-        )
-    assert len(found) == 1
-    data = found[0].data
-    rows: list[dict[str, Any]] = json.loads(data) if isinstance(data, str) else data
-    return rows
 
 
 def scene_on_disk(root: Path, sandbox: SandboxHandle) -> SceneSource:
@@ -67,7 +43,6 @@ def test_a_local_run_follows_the_job_to_its_frames(
     assert outputs["files"] == 20  # frames 1-10 of each of two images: scouts' and the rest
     assert Path(outputs["output_folder"]).is_dir()
     assert len(conductor_env.jobs()) == 2
-    assert [row["attempt"] for row in outputs["attempts"]] == ["first"]
 
 
 def test_the_sample_scene_never_downloads_into_the_checkout(
@@ -112,28 +87,3 @@ def test_without_re_renders_a_failed_task_of_the_full_job_fails_the_run_naming_i
     with pytest.raises(TasksFailed, match=r"tasks did not render: .* failed \(frames 5-6\)"):
         render_submit(job=job, scene=scene, options=FOLLOW)
     assert len(conductor_env.jobs()) == 2
-
-
-def test_a_frame_failing_every_attempt_fails_the_run_in_one_line_naming_frames_and_jobs(
-    conductor_env: SandboxHandle, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    scene = scene_on_disk(tmp_path, conductor_env)
-    conductor_env.config(fail_frames=[5])
-    state: State[Any] = render_submit(  # type: ignore[assignment]
-        job=make_job(rerender_attempts=1), scene=scene, options=FOLLOW, return_state=True
-    )
-    assert state.is_failed()
-    with pytest.raises(TasksFailed) as caught:
-        state.result()
-    jobs = conductor_env.jobs()
-    assert [job["jid"] for job in jobs] == ["00001", "00002", "00003"]
-    line = str(caught.value)
-    assert "\n" not in line
-    assert [row["job"] for row in attempts_table(state)] == ["00002", "00003"]
-    assert line.startswith("frames 5-6 did not render in 2 attempts (jobs 00002, 00003;")
-    rerender = jobs[2]
-    assert [t["frames"] for t in rerender["tasks_data"]] == ["5-6"]
-    assert rerender["tasks_data"][0] == jobs[1]["tasks_data"][1]
-    assert rerender["metadata"]["prefect_conductor_rerender_of"] == "00002"
-    assert rerender["metadata"]["prefect_conductor_rerender_attempt"] == "1"
-    assert "task 000 of job 00003: " in caplog.text  # the last attempt's log tail
