@@ -19,13 +19,13 @@ from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.eventually import eventually
 from tests.prefect_server import watch_once
 from tests.scenes import make_job, make_scene
-from tests.test_waiting import events, read_run, worker  # noqa: F401 - worker is a fixture
+from tests.test_waiting import events, read_run, worker  # noqa: F401 - the worker fixture
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600), pytest.mark.usefixtures("worker")]
 
 
 def test_a_deployed_run_renders_a_failed_frame_again_once_across_its_suspends(
-    prefect_server: str, conductor_env: SandboxHandle, worker: int, tmp_path: Path
+    prefect_server: str, conductor_env: SandboxHandle, tmp_path: Path
 ) -> None:
     scene_file = tmp_path / "shot" / "scene_export.json"
     scene_file.parent.mkdir(parents=True)

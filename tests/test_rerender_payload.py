@@ -135,6 +135,12 @@ def test_the_ledger_follows_each_task_to_its_latest_attempt() -> None:
         [1, 2],
     )
     assert ledger.positions_to_rerender() == [1]
+    ledger.record(
+        "00004",
+        [state("000", "5-6", TaskStatus.FAILED), state("001", "9-10", TaskStatus.SUCCESS)],
+        [1, 2],
+    )
+    assert [a.jid for a in ledger.attempts] == ["00002", "00004"]  # followed again, not added
     assert [s.frames for s in ledger.latest_states()] == ["1-2", "5-6", "9-10"]
     assert ledger.unrendered() == [("00004", state("000", "5-6", TaskStatus.FAILED))]
     rows = [a.row() for a in ledger.attempts]

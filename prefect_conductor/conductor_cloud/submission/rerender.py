@@ -193,11 +193,14 @@ class Ledger:
         positions: Sequence[int],
         seconds: Mapping[str, float] | None = None,
     ) -> None:
-        """Job ``jid`` (attempt ``len(attempts)``) rendered ``positions`` of the first job, its
-        task ``N`` being ``positions[N]``; its listed ``states`` become those tasks' latest."""
+        """Job ``jid`` rendered ``positions`` of the first job, its task ``N`` being
+        ``positions[N]``; its listed ``states`` become those tasks' latest. A job recorded again
+        (followed once more) replaces its own attempt."""
         for state in states:
             position = positions[task_position(jid, state.tid, len(positions))]
             self.latest[position] = (jid, state)
+        if self.attempts and self.attempts[-1].jid == jid:
+            self.attempts.pop()
         self.attempts.append(Attempt(len(self.attempts), jid, tuple(states), dict(seconds or {})))
 
     def positions_to_rerender(self) -> list[int]:
