@@ -8,7 +8,8 @@ A ``render-submit`` run waiting on Conductor is suspended (no process) with the 
    ``conductor_url`` and ``credentials_block``): ``GET api/v1/jobs?filter=jid_gt_<lowest-1>,
    jid_lt_<highest+1>`` (ciocore's own job listing), so the cost is one request per pass however
    many runs wait; the listing also returns other jobs in that jid range, which are ignored;
-3. resumes each run whose job's status is final (success, downloaded, failed, killed); the
+3. resumes each run whose job's status is final (success, downloaded, failed, killed,
+   preempted: a job left preempted once Conductor's own retries are spent, ``status.py``); the
    resumed run reads its tasks, emits its events and carries on. A job missing from the listing
    is looked for again on the next pass.
 
