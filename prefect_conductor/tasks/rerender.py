@@ -117,10 +117,11 @@ def follow_with_rerenders(
     positions = list(range(ledger.task_count))
     jid, title, attempt, look = first, _title(body), 0, 0
     labels: dict[str, Any] = {}
-    totals: dict[str, Any] = {}
+    downloads: dict[str, dict[str, Any]] = {}
     while True:
-        states, seconds, outputs = _settle(jid, title, attempt, labels, folder, first, options)
-        _add(totals, outputs)
+        states, seconds, downloads[jid] = _settle(
+            jid, title, attempt, labels, folder, first, options
+        )
         ledger.record(jid, states, positions, seconds)
         bad = [ledger.latest[p][1] for p in ledger.positions_to_rerender()]
         if not bad or attempt >= job.rerender_attempts:
@@ -160,7 +161,8 @@ def follow_with_rerenders(
         description=f"Job {first} and its re-renders: frames, outcome, instance-hours",
     )
     if scout_jid:
-        _add(totals, _download(scout_jid, folder, first, options))
+        downloads[scout_jid] = _download(scout_jid, folder, first, options)
+    totals = _totals(first, downloads)
     if ledger.unrendered():
         error = TasksFailed(ledger.failure_line(), _log_tails(ledger, options))
         for line in error.log_lines():
@@ -236,13 +238,16 @@ def _log_tails(ledger: Ledger, options: RunOptions) -> dict[str, list[str]]:
     return logs
 
 
-def _add(totals: dict[str, Any], outputs: dict[str, Any]) -> None:
-    """Sum the jobs' downloads; the folder is the first job's."""
-    totals.setdefault("jid", outputs["jid"])
-    totals.setdefault("output_folder", outputs["output_folder"])
+def _totals(first: str, downloads: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The jobs' downloads summed (each job's last), in the first job's folder."""
+    totals: dict[str, Any] = {
+        "jid": first,
+        "output_folder": downloads[first]["output_folder"],
+        "frames": {},
+    }
     for name in ("files", "bytes", "bytes_fetched"):
-        totals[name] = totals.get(name, 0) + int(outputs.get(name) or 0)
-    totals.setdefault("frames", {})
+        totals[name] = sum(int(d.get(name) or 0) for d in downloads.values())
+    return totals
 
 
 def _title(body: dict[str, Any]) -> str:
