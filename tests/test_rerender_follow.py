@@ -111,3 +111,30 @@ def test_a_preempted_task_is_rendered_again_on_demand_when_the_policy_says_so(
     assert rerender["preemptible"] is not on_demand
     assert (rerender["autoretry_policy"] == {}) is on_demand
     assert attempts_table(state)[0]["outcome"] == "2 of 3 rendered; preempted: 5-6"
+
+
+def test_a_preempted_task_conductor_took_up_again_is_waited_for_not_posted_twice(
+    conductor_env: SandboxHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fresh look before posting first shows the task taken up again (as if Conductor
+    retried it meanwhile): the run follows the full job once more, then posts one re-render."""
+    from prefect_conductor.tasks import rerender
+
+    looks: list[int] = []
+    real = rerender.still_to_rerender
+
+    def first_look_taken_up_again(chosen: Any, fresh: Any) -> Any:
+        looks.append(len(looks))
+        return [] if len(looks) == 1 else real(chosen, fresh)
+
+    monkeypatch.setattr(rerender, "still_to_rerender", first_look_taken_up_again)
+    scene = scene_on_disk(tmp_path, conductor_env)
+    conductor_env.config(preempt_frames=[5], preempt_attempts=2)
+    state: State[Any] = render_submit(  # type: ignore[assignment]
+        job=make_job(), scene=scene, options=FOLLOW, return_state=True
+    )
+    assert state.is_completed(), state.message
+    assert looks == [0, 1]
+    _scout, full, rerender_job = conductor_env.jobs()
+    assert rerender_job["tasks_data"] == [full["tasks_data"][1]]
+    assert [row["job"] for row in attempts_table(state)] == [full["jid"], rerender_job["jid"]]
