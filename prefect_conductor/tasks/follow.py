@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from typing import Any
 
 import httpx
@@ -36,7 +35,6 @@ from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
 
 from prefect_conductor.conductor_cloud.api.status import TaskStatus, not_rendered_line
-from prefect_conductor.conductor_cloud.api.task_clock import TaskClock
 from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
@@ -113,35 +111,28 @@ def _next_key(jid: str) -> str:
     return f"{prefix}{sum(1 for k in used if str(k).startswith(prefix))}"
 
 
-def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> TaskClock | None:
+def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> None:
     """Return once every task of job ``jid`` has finished.
 
     From a deployment: look once; if tasks are still open, tag the run and suspend it (the
     process exits here; the watcher resumes the run and the re-run comes back to this call).
-    Without one: poll in this process with backoff until ``timeout_minutes``, and return the
-    task clock those looks kept (None from a deployment: the watcher's looks keep the clock).
+    Without one: poll in this process with backoff until ``timeout_minutes``.
     """
     logger = get_run_logger()
     if not can_suspend():
-        clock = TaskClock()
-
-        def looked(states: list[TaskState]) -> None:
-            clock.observe([(s.tid, s.status) for s in states], time.time())
-
         with client_for(options) as client:
             wait_for_tasks(
                 client,
                 jid,
                 poll_seconds=options.poll_seconds,
                 timeout_seconds=timeout_minutes * 60.0,
-                on_poll=looked,
             )
-        return clock
+        return
     with client_for(options) as client:
         states = listed_tasks(client, jid)
     if all_finished(states):
         _retag(set(), (WAITING_TAG, JID_TAG_PREFIX))
-        return None
+        return
     _retag({WAITING_TAG, f"{JID_TAG_PREFIX}{jid}"}, (JID_TAG_PREFIX,))
     key = _next_key(jid)
     try:  # after the tag: a watcher that is ending then either sees this run or is not counted
@@ -157,7 +148,6 @@ def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> TaskClock 
         len(states),
     )
     suspend_flow_run(timeout=timeout_minutes * 60, key=key)
-    return None
 
 
 @task(name="job-finished", retries=2, retry_delay_seconds=[5, 30],

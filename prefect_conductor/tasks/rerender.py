@@ -16,6 +16,7 @@ run chose, and the submit step returns the job already posted.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from prefect_conductor.conductor_cloud.transfers.job_outputs import (
     TaskState,
     all_finished,
     listed_tasks,
+    wait_for_tasks,
 )
 from prefect_conductor.conductor_cloud.transfers.output_frames import (
     check_job_frames,
@@ -192,15 +194,37 @@ def _settle(
     """Wait for job ``jid``, count it, download what rendered: its tasks, their times, the
     download's summary."""
     step = "full" if attempt == 0 else "rerender"
+    clock = TaskClock()
     for _ in range(MAX_LOOKS):
-        clock = await_job(jid, options, options.render_timeout_minutes)
+        if can_suspend():
+            await_job(jid, options, options.render_timeout_minutes)
+        else:
+            _wait_here(jid, options, clock)
         states = _listing(jid, options)
         if all_finished(states):
             break
     job_finished(jid, step, title, options, labels or None)
     outputs = _download(jid, folder, first, options)
-    known = clock if clock is not None else _stored_clock(jid)
+    known = clock if clock.resolution > 0 else _stored_clock(jid)
     return states, known.durations(), outputs
+
+
+def _wait_here(jid: str, options: RunOptions, clock: TaskClock) -> None:
+    """A local run's wait for job ``jid`` (``await_job``'s, polling in this process), each look
+    fed to ``clock``. A clock of one look (the job had finished by then) times nothing; the
+    job's clock in result storage, kept by whoever looked while it rendered, is read instead."""
+
+    def looked(states: list[TaskState]) -> None:
+        clock.observe([(s.tid, s.status) for s in states], time.time())
+
+    with client_for(options) as client:
+        wait_for_tasks(
+            client,
+            jid,
+            poll_seconds=options.poll_seconds,
+            timeout_seconds=options.render_timeout_minutes * 60.0,
+            on_poll=looked,
+        )
 
 
 def _download(jid: str, folder: str | None, first: str, options: RunOptions) -> dict[str, Any]:
@@ -216,7 +240,7 @@ def _listing(jid: str, options: RunOptions) -> list[TaskState]:
 
 
 def _stored_clock(jid: str) -> TaskClock:
-    """The clock the watcher kept while the run waited suspended (empty if none)."""
+    """The job's task clock as this run's looks, or the watcher's, kept it (empty if none)."""
     try:
         return ClockRecords().read(jid)
     except (OSError, ValueError):
