@@ -522,6 +522,33 @@ def status(jid: Annotated[str, typer.Argument(help="The Conductor job id, e.g. 0
             raise _failed_tasks(error) from None
 
 
+@app.command()
+def wait(
+    jid: Annotated[str, typer.Argument(help="The Conductor job id, e.g. 00042.")],
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="Give up after this many seconds (exit 5); default: no limit."),
+    ] = None,
+    poll_seconds: Annotated[float, typer.Option(min=0.01, help="First interval between looks.")] = (
+        10.0
+    ),
+) -> None:
+    """Wait until every task of a job has settled.
+
+    Exits 0 when every task rendered, 4 when some failed, were killed or were left preempted
+    (one line naming them and their frames), 5 when the timeout ran out (one line).
+    """
+    from prefect_conductor.cli.job_wait import wait_for_job
+    from prefect_conductor.conductor_cloud.api.client import ConductorClient
+
+    job_id = _job_id(jid)
+    with ConductorClient() as client:
+        line = wait_for_job(
+            client, job_id, timeout_seconds=timeout, poll_seconds=poll_seconds, say=echo_err
+        )
+    typer.echo(line)
+
+
 def _failed_tasks(error: TasksFailed) -> typer.Exit:
     """Print a TasksFailed: its one line, then each failed task's log tail; the Exit to raise."""
     typer.echo(f"error: {error}", err=True)

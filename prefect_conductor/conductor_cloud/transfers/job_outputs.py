@@ -69,12 +69,15 @@ class ConductorJobs(Protocol):
 class JobNotFinished(ServiceError):
     """Some tasks were still rendering when the wait ended; running again picks them up."""
 
+    exit_code = 5
     transient = False
 
 
 class TasksFailed(ServiceError):
-    """Tasks of the job failed or were killed: one line, plus each failed task's log tail."""
+    """Tasks of the job failed, were killed or were left preempted: one line, plus each failed
+    task's log tail."""
 
+    exit_code = 4
     transient = False
 
     def __init__(self, message: str, logs: Mapping[str, Sequence[str]] | None = None) -> None:
@@ -185,9 +188,10 @@ def raise_for_failed_tasks(client: ConductorJobs, jid: str, states: Sequence[Tas
     The last :data:`LOG_TAIL_LINES` lines of each failed task's log ride along (``log_lines``);
     a log that cannot be read is said so in its place rather than hiding the failure.
     """
-    bad = [s for s in states if s.status.not_rendered]
-    if not bad:
+    line = not_rendered_message(jid, states)
+    if line is None:
         return
+    bad = [s for s in states if s.status.not_rendered]
     logs: dict[str, list[str]] = {}
     for state in bad:
         if state.status is not TaskStatus.FAILED:
@@ -196,8 +200,17 @@ def raise_for_failed_tasks(client: ConductorJobs, jid: str, states: Sequence[Tas
             logs[state.tid] = client.task_log(jid, state.tid)[-LOG_TAIL_LINES:]
         except ServiceError as error:
             logs[state.tid] = [f"(log unavailable: {error})"]
+    raise TasksFailed(line, logs)
+
+
+def not_rendered_message(jid: str, states: Sequence[TaskState]) -> str | None:
+    """One line naming the job and its failed, killed or preempted tasks with their frames;
+    None when none is."""
+    bad = [s for s in states if s.status.not_rendered]
+    if not bad:
+        return None
     named = ", ".join(f"{s.tid} {s.status} (frames {s.frames})" for s in bad)
-    raise TasksFailed(f"job {jid}: {len(bad)} of {len(states)} tasks did not render: {named}", logs)
+    return f"job {jid}: {len(bad)} of {len(states)} tasks did not render: {named}"
 
 
 @dataclass
