@@ -1,8 +1,8 @@
 """render_submit: a ConductorJob in, one scout job and one full job on Conductor out.
 
 export_scene -> fetch_catalog -> validate -> resolve_packages -> chunk_frames -> upload_assets
--> scout_submit -> wait for the scouts -> approve -> full_submit -> (follow: wait for the job ->
-download and check its frames). Each step is a task in the
+-> scout_submit -> wait for the scouts -> their contact sheet -> approve -> full_submit ->
+(follow: wait for the job -> download and check its frames). Each step is a task in the
 Prefect UI with its own retries (none for validation) and does its own step's work on the previous
 step's result, so the run's graph is this chain; the ConductorJob is a typed parameter, so the
 UI's Run form shows every field with its description.
@@ -50,6 +50,7 @@ from prefect_conductor.conductor_cloud.submission.preview_text import payload_ma
 from prefect_conductor.conductor_cloud.transfers.uploads import hash_files
 from prefect_conductor.tasks.approve import ask_for_approval, cancel_after_timeout
 from prefect_conductor.tasks.chunk_frames import chunk_frames
+from prefect_conductor.tasks.contact_sheet import scout_contact_sheet
 from prefect_conductor.tasks.download import download_folder_for, download_job_outputs
 from prefect_conductor.tasks.export_scene import export_scene
 from prefect_conductor.tasks.fetch_catalog import fetch_catalog
@@ -153,6 +154,9 @@ def render_submit(
                 waited = [wait_for_tasks(scout.jid, options, wait_for=[scout])]
             counts = job_finished(
                 scout.jid, "scout", _title(bodies["scout"]), options, wait_for=waited
+            )
+            kept(scout_contact_sheet)(
+                scout.jid, scene.export_path or scene.project_path, options, wait_for=[counts]
             )
             before_full = [scout, counts]
             summary = f"{counts['success']} of {counts['total']} tasks rendered"
