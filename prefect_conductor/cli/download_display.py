@@ -31,6 +31,7 @@ _STYLE = {
     TaskStatus.DOWNLOADED: "green",
     TaskStatus.FAILED: "red",
     TaskStatus.KILLED: "red",
+    TaskStatus.PREEMPTED: "red",  # left preempted: not rendered, like failed
     TaskStatus.RUNNING: "cyan",
 }
 
