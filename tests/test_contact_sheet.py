@@ -23,6 +23,7 @@ from prefect.client.schemas.filters import (
 from prefect_conductor.conductor_cloud.transfers.contact_sheet import (
     COLUMNS,
     GAP,
+    LABEL_HEIGHT,
     MAX_PNG_BYTES,
     SheetUnavailable,
     make_contact_sheet,
@@ -176,3 +177,24 @@ def test_a_failed_download_is_a_warning_and_the_run_completes(
     assert ARTIFACT_KEY not in artifacts
     assert f"scout job {scout}: no contact sheet: " in logs
     assert len(conductor_env.jobs()) == 2  # the full job went all the same
+
+
+def test_a_large_frame_keeps_its_proportions_in_its_cell(tmp_path: Path) -> None:
+    import numpy
+
+    path = tmp_path / "wide.0001.exr"
+    pixels = numpy.zeros((500, 1000, 4), dtype="float16")
+    pixels[:, 500:, 0] = 1.0  # the right half red: it stays on the right in the thumbnail
+    out = OpenImageIO.ImageOutput.create(str(path))
+    assert out.open(str(path), OpenImageIO.ImageSpec(1000, 500, 4, "half"))
+    out.write_image(pixels)
+    out.close()
+    sheet = make_contact_sheet([("wide.0001.exr", path)])
+    (tmp_path / "sheet.png").write_bytes(sheet.png)
+    drawn = OpenImageIO.ImageBuf(str(tmp_path / "sheet.png"))
+    assert (drawn.spec().width, drawn.spec().height) == (
+        GAP + 192 + GAP,
+        GAP + 96 + LABEL_HEIGHT + GAP,
+    )
+    left, right = drawn.getpixel(GAP + 40, GAP + 48), drawn.getpixel(GAP + 150, GAP + 48)
+    assert left[0] < 0.1 and right[0] > 0.9 and right[1] < 0.1
