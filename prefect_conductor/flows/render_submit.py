@@ -1,8 +1,8 @@
 """render_submit: a ConductorJob in, one scout job and one full job on Conductor out.
 
 export_scene -> fetch_catalog -> validate -> resolve_packages -> chunk_frames -> upload_assets
--> scout_submit -> wait for the scouts -> their contact sheet -> approve -> full_submit ->
-(follow: wait for the job -> download and check its frames). Each step is a task in the
+-> scout_submit -> wait for the scouts -> approve -> full_submit -> (follow: wait for the job ->
+download and check its frames). Each step is a task in the
 Prefect UI with its own retries (none for validation) and does its own step's work on the previous
 step's result, so the run's graph is this chain; the ConductorJob is a typed parameter, so the
 UI's Run form shows every field with its description.
