@@ -54,6 +54,14 @@ WAITING_TAG = "conductor-waiting"
 """The tag of a run suspended until a Conductor job finishes (what the watcher looks for)."""
 JID_TAG_PREFIX = "conductor-jid:"
 """``conductor-jid:<jid>``: the job a suspended run waits for."""
+DOWNLOADED_TAG_PREFIX = "conductor-downloaded:"
+"""``conductor-downloaded:<jid>:<n>``: a run following the job, with ``n`` of its tasks already
+downloaded; the watcher resumes it when more have succeeded (``flows/watch_jobs.py``)."""
+
+
+def downloaded_tag(jid: str, count: int) -> str:
+    """The tag saying how many of job ``jid``'s tasks this run has downloaded."""
+    return f"{DOWNLOADED_TAG_PREFIX}{jid}:{count}"
 
 
 def resume_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -109,12 +117,16 @@ def _next_key(jid: str) -> str:
     return f"{prefix}{sum(1 for k in used if str(k).startswith(prefix))}"
 
 
-def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> None:
+def await_job(
+    jid: str, options: RunOptions, timeout_minutes: int, downloaded: int | None = None
+) -> None:
     """Return once every task of job ``jid`` has finished.
 
     From a deployment: look once; if tasks are still open, tag the run and suspend it (the
     process exits here; the watcher resumes the run and the re-run comes back to this call).
-    Without one: poll in this process with backoff until ``timeout_minutes``.
+    ``downloaded`` (a run following the job's frames) says how many tasks it has downloaded: the
+    watcher then also resumes it when more have succeeded. Without a deployment: poll in this
+    process with backoff until ``timeout_minutes``.
     """
     logger = get_run_logger()
     if not can_suspend():
@@ -129,9 +141,12 @@ def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> None:
     with client_for(options) as client:
         states = listed_tasks(client, jid)
     if all_finished(states):
-        _retag(set(), (WAITING_TAG, JID_TAG_PREFIX))
+        _retag(set(), (WAITING_TAG, JID_TAG_PREFIX, DOWNLOADED_TAG_PREFIX))
         return
-    _retag({WAITING_TAG, f"{JID_TAG_PREFIX}{jid}"}, (JID_TAG_PREFIX,))
+    tags = {WAITING_TAG, f"{JID_TAG_PREFIX}{jid}"}
+    if downloaded is not None:
+        tags.add(downloaded_tag(jid, downloaded))
+    _retag(tags, (JID_TAG_PREFIX, DOWNLOADED_TAG_PREFIX))
     key = _next_key(jid)
     try:  # after the tag: a watcher that is ending then either sees this run or is not counted
         logger.info("watcher: %s", ensure_watcher(f"{flow_run.id}-{key}"))
@@ -140,10 +155,11 @@ def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> None:
         # next run that suspends, starts one.
         logger.warning("could not make sure a watcher runs: %s", error)
     logger.info(
-        "job %s: %d of %d tasks still open; suspending until it finishes (no process is held)",
+        "job %s: %d of %d tasks still open; suspending until %s (no process is held)",
         jid,
         sum(1 for s in states if not s.status.finished),
         len(states),
+        "it finishes" if downloaded is None else "more tasks succeed or it finishes",
     )
     suspend_flow_run(timeout=timeout_minutes * 60, key=key)
 
