@@ -28,7 +28,7 @@ from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.results import ResultStore, get_result_store
+from prefect.results import ResultStore
 from prefect.runtime import flow_run
 
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
@@ -54,7 +54,7 @@ from prefect_conductor.conductor_cloud.transfers.task_downloads import (
 )
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 from prefect_conductor.tasks.job_events import TASK_DOWNLOADED, emit_job_event
-from prefect_conductor.tasks.task_clocks import ClockRecords
+from prefect_conductor.tasks.task_clocks import ClockRecords, record_store
 
 PROGRESS_SECONDS = 1.0
 INSTALLATION = Path(__file__).resolve().parents[2]
@@ -130,8 +130,7 @@ class DownloadedRecords:
     PREFIX = "prefect-conductor-downloaded-"
 
     def __init__(self, store: ResultStore | None = None) -> None:
-        base = store if store is not None else get_result_store()
-        self.store = base.model_copy(update={"cache_result_in_memory": False, "cache": {}})
+        self.store = record_store(store)
 
     def key(self, run_id: str, jid: str) -> str:
         if not (jid.isascii() and jid.isdigit()):
