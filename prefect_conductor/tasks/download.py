@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,17 +111,20 @@ def _in_helper_thread(
     worker = threading.Thread(target=run, name=name, daemon=True)
     worker.start()
     waiting = done if done is not None else queue.Queue()
+    shown = time.monotonic()
     while True:
         alive = worker.is_alive()
         try:
             item = waiting.get(timeout=PROGRESS_SECONDS if alive else 0)
         except queue.Empty:
-            update_progress_artifact(artifact_id=artifact, progress=_percent(live.get("stats")))
-            if not alive:
-                return outcome
-            continue
-        if on_done is not None:
+            item = None
+        if item is not None and on_done is not None:
             on_done(item)
+        if item is None or time.monotonic() - shown >= PROGRESS_SECONDS:
+            update_progress_artifact(artifact_id=artifact, progress=_percent(live.get("stats")))
+            shown = time.monotonic()
+            if item is None and not alive:
+                return outcome
 
 
 class DownloadedRecords:
