@@ -171,3 +171,29 @@ def task_line(jid: str, tid: str, frames: str, files: int, out: Path) -> str:
         if int(path.name.split(".")[1]) in wanted
     )
     return f"job {jid} task {tid} (frames {frames}): {files} files, {size} bytes -> {folder}"
+
+
+def test_the_interval_grows_while_nothing_changes_and_starts_over_when_a_task_does() -> None:
+    from typing import Any, cast
+
+    from prefect_conductor.conductor_cloud.transfers.job_outputs import wait_for_tasks
+
+    def task(status: str) -> dict[str, Any]:
+        return {"taskLabel": "000", "frames": "1", "status": status}
+
+    class Scripted:
+        """A task listing that says what the script says, one look at a time."""
+
+        def __init__(self, *statuses: str) -> None:
+            self.statuses = list(statuses)
+
+        def get_tasks(self, jid: str) -> list[dict[str, Any]]:
+            return [task(self.statuses.pop(0))]
+
+    naps: list[float] = []
+    listing = Scripted("pending", "pending", "pending", "running", "running", "success")
+    states = wait_for_tasks(
+        cast(Any, listing), "00001", poll_seconds=2, timeout_seconds=600, sleep=naps.append
+    )
+    assert [s.status for s in states] == [TaskStatus.SUCCESS]
+    assert naps == [2, 3, 4.5, 2, 3]

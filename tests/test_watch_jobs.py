@@ -54,6 +54,35 @@ def test_runs_the_watcher_must_not_resume_are_skipped() -> None:
     assert _waiting(paused) is None
 
 
+def test_a_run_following_frames_says_how_many_tasks_it_has_downloaded() -> None:
+    from prefect_conductor.conductor_cloud.api.status import TaskStatus
+    from prefect_conductor.conductor_cloud.transfers.job_outputs import TaskState
+    from prefect_conductor.tasks.follow import downloaded_tag
+
+    following = _waiting(
+        suspended_run(WAITING_TAG, f"{JID_TAG_PREFIX}42", downloaded_tag("00042", 1))
+    )
+    assert following is not None and following.downloaded == 1
+    assert following.suspended_at is not None
+    other_job = suspended_run(WAITING_TAG, f"{JID_TAG_PREFIX}42", downloaded_tag("00041", 1))
+    elsewhere = _waiting(other_job)
+    assert elsewhere is not None and elsewhere.downloaded is None
+    scouts = _waiting(suspended_run(WAITING_TAG, f"{JID_TAG_PREFIX}42"))
+    assert scouts is not None and scouts.downloaded is None
+
+    two_done = [
+        TaskState("000", "1", TaskStatus.SUCCESS),
+        TaskState("001", "2", TaskStatus.DOWNLOADED),
+        TaskState("002", "3", TaskStatus.RUNNING),
+    ]
+    since = following.suspended_at
+    minute = timedelta(minutes=1)
+    assert following.wants_frames(two_done, since + minute, minute)
+    assert not following.wants_frames(two_done, since + minute / 2, minute)  # too soon
+    assert not following.wants_frames(two_done[:1], since + minute, minute)  # has them all
+    assert not scouts.wants_frames(two_done, since + minute, minute)  # not following frames
+
+
 def test_only_jobs_in_a_final_state_are_finished() -> None:
     listing = [
         {"jid": "00001", "status": "success"},

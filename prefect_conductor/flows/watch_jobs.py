@@ -118,14 +118,25 @@ def _waiting(run: FlowRun) -> Waiting | None:
         options = RunOptions.model_validate(run.parameters.get("options") or {})
     except (SubmitterError, ValueError):
         return None
-    counts = [
-        t.removeprefix(f"{DOWNLOADED_TAG_PREFIX}{jids[0]}:")
-        for t in run.tags
-        if t.startswith(f"{DOWNLOADED_TAG_PREFIX}{jids[0]}:")
-    ]
-    downloaded = int(counts[0]) if len(counts) == 1 and counts[0].isdigit() else None
+    downloaded = _downloaded(run.tags, jid)
     since = run.state.timestamp if run.state is not None else None
     return Waiting(run.id, jid, options, downloaded, since)
+
+
+def _downloaded(tags: Iterable[str], jid: str) -> int | None:
+    """How many of job ``jid``'s tasks the run says it has downloaded (``conductor-downloaded:
+    <jid>:<n>``); None when it follows no frames of that job or says so twice."""
+    counts = []
+    for tag in tags:
+        if not tag.startswith(DOWNLOADED_TAG_PREFIX):
+            continue
+        named, _, count = tag.removeprefix(DOWNLOADED_TAG_PREFIX).rpartition(":")
+        try:
+            if job_id(named) == jid and count.isascii() and count.isdigit() and len(count) < 9:
+                counts.append(int(count))
+        except SubmitterError:
+            continue
+    return counts[0] if len(counts) == 1 else None
 
 
 def finished_jobs(
