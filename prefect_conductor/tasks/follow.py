@@ -4,8 +4,10 @@ A run that comes from a deployment (a worker started it) *suspends*: it tags its
 ``conductor-waiting`` and ``conductor-jid:<jid>`` and calls ``suspend_flow_run``, so its process
 exits and the worker's slot is free. Before it goes, it makes sure a ``watch-jobs`` run is on
 duty (``tasks/watcher_runs.py``): that run lists every job in flight with one Conductor call per
-pass while any run waits, resumes the runs whose jobs have finished, and ends when none waits;
-the worker then starts each resumed run again from the top. Every task before the wait is
+pass while any run waits, resumes the runs whose jobs have finished (and a run following its
+job's frames, tagged ``conductor-downloaded:<jid>:<n>``, when more than n tasks have succeeded),
+and ends when none waits; the worker then starts each resumed run again from the top, which may
+suspend again on the same job. Every task before the wait is
 cached on (flow run, task, call number) with its result persisted (:data:`RESUMABLE`), so the
 re-run re-uses the exports, uploads and job ids and posts nothing twice (the client's
 submission-id lookup stays as the second guard).
