@@ -181,6 +181,16 @@ def test_a_failed_scout_stops_the_rest(conductor_env: SandboxHandle) -> None:
     assert len(conductor_env.jobs()) == 1
 
 
+def test_a_scout_left_preempted_stops_the_rest_naming_it(conductor_env: SandboxHandle) -> None:
+    conductor_env.config(task_seconds=0.05, preempt_frames=[8])
+    with pytest.raises(
+        ScoutFailed,
+        match=r": 1 task\(s\) did not render \(1 preempted\), frames 7-8; the remaining",
+    ):
+        run(example_job())
+    assert len(conductor_env.jobs()) == 1
+
+
 def test_preview_submits_and_uploads_nothing(
     conductor_env: SandboxHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:

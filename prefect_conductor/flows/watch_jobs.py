@@ -11,7 +11,8 @@ A ``render-submit`` run waiting on Conductor is suspended (no process) with the 
 3. reads the task listing of each waiting run's job (one request per job per pass) and keeps
    what it saw in the job's task clock (``tasks/task_clocks.py``), scouts included, so the
    clock knows each task's duration while no run process is alive to look;
-4. resumes each run whose job's status is final (success, downloaded, failed, killed); the
+4. resumes each run whose job's status is final (success, downloaded, failed, killed,
+   preempted: a job left preempted once Conductor's own retries are spent, ``status.py``); the
    resumed run reads its tasks, emits its events and carries on. A job missing from the listing
    is looked for again on the next pass;
 5. resumes a run that follows its job's frames (tagged ``conductor-downloaded:<jid>:<n>``, n

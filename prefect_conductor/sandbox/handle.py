@@ -51,7 +51,8 @@ class SandboxHandle:
 
     def config(self, **settings: Any) -> None:
         """Any of ``task_seconds``, ``multipart_threshold``, ``part_size``, ``fail_frames``,
-        ``output_bytes``, ``instances`` and ``frame_seconds`` (see ``admin.py``)."""
+        ``fail_attempts``, ``preempt_frames``, ``preempt_attempts``, ``output_bytes``,
+        ``instances`` and ``frame_seconds`` (see ``admin.py``)."""
         self._send("POST", "/_sandbox/config", settings)
 
     def reset(self) -> None:
@@ -59,7 +60,8 @@ class SandboxHandle:
         self._send("POST", "/_sandbox/reset")
 
     def state(self) -> dict[str, Any]:
-        """``{"jobs": [...], "uploads": {md5: size}, "requests": [...], "bearer_on_storage"}``."""
+        """``{"jobs": [...], "tasks": [...], "attempts": [...], "uploads": {md5: size},
+        "requests": [...], "bearer_on_storage"}`` (see ``admin.py``)."""
         state: dict[str, Any] = self._send("GET", "/_sandbox/state")
         return state
 

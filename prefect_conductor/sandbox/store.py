@@ -1,7 +1,10 @@
 """The sandbox's state in one SQLite file, so a restart on the same folder loses nothing.
 
 Jobs keep their whole payload and when they were killed (0: never); tasks keep their frames and
-when their clock started (NULL: held by the native scout); uploads are indexed by base64 md5;
+when their clock started (NULL: held by the native scout), how often their node was preempted and
+when they were left ``preempted``; ``attempts`` counts each frame's renders (per tile) across all
+jobs, so ``fail_attempts`` and ``preempt_attempts`` hold over a restart and a later job; uploads
+are indexed by base64 md5;
 tokens are kept as their SHA-256 only; the request log lets tests count what a client really sent.
 One connection guarded by a lock is plenty for a loopback test peer.
 """
@@ -14,7 +17,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,12 @@ CREATE TABLE IF NOT EXISTS requests (
     params TEXT NOT NULL DEFAULT '', terms TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attempts (
+    frame INTEGER NOT NULL,
+    tile INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (frame, tile)
+);
 CREATE TABLE IF NOT EXISTS outputs (
     jid INTEGER NOT NULL,
     tid INTEGER NOT NULL,
@@ -81,6 +90,9 @@ ADDED_COLUMNS = (
     ("tasks", "run_started", "REAL"),
     ("tasks", "run_ended", "REAL"),
     ("tasks", "exit_code", "INTEGER"),
+    ("tasks", "will_preempt", "INTEGER NOT NULL DEFAULT 0"),
+    ("tasks", "preemptions", "INTEGER NOT NULL DEFAULT 0"),
+    ("tasks", "preempted", "REAL NOT NULL DEFAULT 0"),
 )
 """Columns newer than the first schema: added to a data folder an older sandbox made."""
 
@@ -89,10 +101,16 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "multipart_threshold": 64 * 1024 * 1024,
     "part_size": 16 * 1024 * 1024,
     "fail_frames": [],
+    "fail_attempts": 0,
+    "preempt_frames": [],
+    "preempt_attempts": 0,
     "output_bytes": 0,
     "instances": 2,
     "frame_seconds": 0.0,
 }
+
+FRAME_LISTS = ("fail_frames", "preempt_frames")
+ATTEMPT_COUNTS = ("fail_attempts", "preempt_attempts")
 
 
 def validate_settings(values: object) -> dict[str, Any]:
@@ -103,11 +121,11 @@ def validate_settings(values: object) -> dict[str, Any]:
     for key, value in values.items():
         if key not in DEFAULT_SETTINGS:
             raise ValueError(f"unknown setting {key!r}; use one of {', '.join(DEFAULT_SETTINGS)}")
-        if key == "fail_frames":
+        if key in FRAME_LISTS:
             if not isinstance(value, list) or not all(
                 isinstance(f, int) and not isinstance(f, bool) for f in value
             ):
-                raise ValueError("fail_frames must be a list of frame numbers")
+                raise ValueError(f"{key} must be a list of frame numbers")
             clean[key] = sorted(set(value))
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -119,6 +137,10 @@ def validate_settings(values: object) -> dict[str, Any]:
         elif key == "instances":
             if value != int(value) or not 1 <= value <= 64:
                 raise ValueError("instances must be a whole number from 1 to 64")
+            clean[key] = int(value)
+        elif key in ATTEMPT_COUNTS:
+            if value != int(value) or value < 0:
+                raise ValueError(f"{key} must be a whole number >= 0 (0: every attempt)")
             clean[key] = int(value)
         else:
             if value != int(value) or value < (1 if key == "part_size" else 0):
@@ -188,6 +210,25 @@ class Store:
                 "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", key, json.dumps(value)
             )
 
+    # attempts -----------------------------------------------------------------------------
+
+    def count_attempts(self, frames: Iterable[int], tile: int) -> dict[int, int]:
+        """Count one more render of each frame (of this tile; 0: the whole frame); each frame's
+        attempt number, 1 for its first render in this sandbox."""
+        counted: dict[int, int] = {}
+        with self.transaction() as db:
+            for frame in sorted(set(frames)):
+                db.execute(
+                    "INSERT INTO attempts (frame, tile, count) VALUES (?, ?, 1)"
+                    " ON CONFLICT (frame, tile) DO UPDATE SET count = count + 1",
+                    (frame, tile),
+                )
+                row = db.execute(
+                    "SELECT count FROM attempts WHERE frame = ? AND tile = ?", (frame, tile)
+                ).fetchone()
+                counted[frame] = int(row["count"])
+        return counted
+
     # tokens -------------------------------------------------------------------------------
 
     def add_token(self, token: str, expires_at: float) -> None:
@@ -252,7 +293,7 @@ class Store:
         return int(rows[0]["n"])
 
     def reset(self) -> None:
-        """Forget jobs, uploads, grants, requests and settings; keep issued tokens."""
+        """Forget jobs, uploads, grants, requests, settings and attempt counts; keep tokens."""
         with self.transaction() as db:
             for table in (
                 "jobs",
@@ -263,6 +304,7 @@ class Store:
                 "requests",
                 "settings",
                 "outputs",
+                "attempts",
             ):
                 db.execute(f"DELETE FROM {table}")
             db.execute("DELETE FROM sqlite_sequence WHERE name = 'jobs'")

@@ -36,7 +36,7 @@ from prefect.exceptions import PrefectException
 from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
 
-from prefect_conductor.conductor_cloud.api.status import TaskStatus
+from prefect_conductor.conductor_cloud.api.status import TaskStatus, not_rendered_line
 from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
@@ -84,10 +84,12 @@ RESUMABLE: dict[str, Any] = {"cache_key_fn": resume_key, "persist_result": True}
 
 
 def counts(states: list[TaskState]) -> dict[str, int]:
-    """``{"success": n, "failed": n, "total": n}``: failed counts failed and killed tasks."""
+    """``{"success": n, "failed": n, "preempted": n, "total": n}``: failed counts failed and
+    killed tasks, preempted those left preempted after Conductor's retries (not rendered)."""
     success = sum(1 for s in states if s.status.succeeded)
     failed = sum(1 for s in states if s.status in (TaskStatus.FAILED, TaskStatus.KILLED))
-    return {"success": success, "failed": failed, "total": len(states)}
+    preempted = sum(1 for s in states if s.status is TaskStatus.PREEMPTED)
+    return {"success": success, "failed": failed, "preempted": preempted, "total": len(states)}
 
 
 def can_suspend() -> bool:
@@ -179,14 +181,14 @@ def job_finished(jid: str, step: str, title: str, options: RunOptions) -> dict[s
     event = SCOUTS_FINISHED if step == "scout" else JOB_FINISHED
     emit_job_event(event, jid, title, {"step": step, **tally})
     get_run_logger().info("%s job %s finished: %s", step, jid, tally)
-    if step == "scout" and tally["failed"]:
+    if step == "scout" and (tally["failed"] or tally["preempted"]):
         bad = [s for s in states if not s.status.succeeded]
         frames = FrameList.from_iterable(
             f for s in bad if s.frames for f in parse_frame_spec(s.frames)
         )
         named = f"frames {frames}" if frames else "tasks " + ", ".join(s.tid for s in bad)
         raise ScoutFailed(
-            f"scout job {jid}: {len(bad)} task(s) failed, {named}; the remaining frames were not"
-            " submitted"
+            f"scout job {jid}: {not_rendered_line(s.status for s in bad)}, {named};"
+            " the remaining frames were not submitted"
         )
     return tally

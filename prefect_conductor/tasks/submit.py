@@ -27,7 +27,7 @@ from prefect.artifacts import create_link_artifact
 from prefect.runtime import flow_run
 
 from prefect_conductor.conductor_cloud.api.client import SubmittedJob
-from prefect_conductor.conductor_cloud.api.status import JobStatus, TaskStatus
+from prefect_conductor.conductor_cloud.api.status import JobStatus, TaskStatus, not_rendered_line
 from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
@@ -139,9 +139,9 @@ def wait_for_tasks(jid: str, options: RunOptions) -> dict[str, int]:
             frame for t in failed if t.get("frames") for frame in parse_frame_spec(str(t["frames"]))
         )
         named = f"frames {frames}" if frames else "tasks " + ", ".join(_label(t) for t in failed)
+        lost = not_rendered_line(TaskStatus.parse(t.get("status")) for t in failed)
         raise ScoutFailed(
-            f"scout job {jid}: {len(failed)} task(s) failed, {named}; the remaining"
-            " frames were not submitted"
+            f"scout job {jid}: {lost}, {named}; the remaining frames were not submitted"
         )
     if status is not JobStatus.SUCCESS and status is not JobStatus.DOWNLOADED:
         raise ScoutFailed(

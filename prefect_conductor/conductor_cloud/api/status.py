@@ -34,19 +34,30 @@ Assumed, and how a wrong guess fails safe:
   ``bytes_to_download`` = 0; ciocore sends 0 for both). A succeeded task the downloads listing
   does not hold yet is asked for again on the next look. ``POST downloads/status`` accepts with
   any 2xx (no client reads its answer).
+* ``preempted`` is settled: a task or job left ``preempted`` is one whose Conductor retries
+  (``autoretry_policy``) are spent and which waits for a person's "Retry Preempted" in the
+  dashboard, so waits end on it and it counts as not rendered, like ``failed``. Were Conductor
+  to list ``preempted`` between its own retries, a wait would end early and the run would name
+  the task as not rendered; the re-render step re-reads the task listing before rendering a
+  preempted task's frames again, so a task that Conductor retried meanwhile is not rendered
+  twice.
 * A status word not listed here parses to ``UNKNOWN``, which counts as "not finished": the scout
   wait then runs to its limit and names the word, instead of crashing or passing a failed scout.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
 from typing import TypeVar
 
 _Word = TypeVar("_Word", bound="StatusWord")
 
-FINISHED_WORDS = frozenset({"success", "downloaded", "failed", "killed"})
+FINISHED_WORDS = frozenset({"success", "downloaded", "failed", "killed", "preempted"})
 """The states that will not change again without someone acting on the job or task."""
+
+NOT_RENDERED_WORDS = frozenset({"failed", "killed", "preempted"})
+"""The settled states of a task whose frames did not render."""
 
 
 class StatusWord(str, Enum):  # noqa: UP042 (enum.StrEnum is 3.11+)
@@ -91,6 +102,11 @@ class TaskStatus(StatusWord):
         """Rendered: ``downloaded`` is a success whose frames a downloader already fetched."""
         return self in (TaskStatus.SUCCESS, TaskStatus.DOWNLOADED)
 
+    @property
+    def not_rendered(self) -> bool:
+        """Settled without its frames: failed, killed or preempted (retries spent)."""
+        return self.value in NOT_RENDERED_WORDS
+
 
 class JobStatus(StatusWord):
     """The states of a whole job; ``UNKNOWN`` stands for any word not listed."""
@@ -107,8 +123,19 @@ class JobStatus(StatusWord):
     UNKNOWN = "unknown"
 
 
+def not_rendered_line(statuses: Iterable[TaskStatus]) -> str:
+    """``2 task(s) did not render (1 failed, 1 preempted)``: killed tasks count as failed."""
+    tally = {"failed": 0, "preempted": 0}
+    for status in statuses:
+        if status.not_rendered:
+            tally["preempted" if status is TaskStatus.PREEMPTED else "failed"] += 1
+    named = ", ".join(f"{count} {word}" for word, count in tally.items() if count)
+    return f"{sum(tally.values())} task(s) did not render ({named or 'none'})"
+
+
 def job_status_from_tasks(statuses: list[TaskStatus]) -> JobStatus:
-    """Summarise task states the way the dashboard does: any failure fails, all success succeeds."""
+    """Summarise task states the way the dashboard does: any failure fails, all success succeeds;
+    settled tasks some of which stayed preempted (none failed) make a preempted job."""
     if not statuses:
         return JobStatus.SUCCESS
     if any(status is TaskStatus.KILLED for status in statuses):
@@ -116,10 +143,12 @@ def job_status_from_tasks(statuses: list[TaskStatus]) -> JobStatus:
     if all(status.finished for status in statuses):
         if any(status is TaskStatus.FAILED for status in statuses):
             return JobStatus.FAILED
+        if any(status is TaskStatus.PREEMPTED for status in statuses):
+            return JobStatus.PREEMPTED
         if all(status is TaskStatus.DOWNLOADED for status in statuses):
             return JobStatus.DOWNLOADED
         return JobStatus.SUCCESS
-    if any(status in (TaskStatus.RUNNING, TaskStatus.PREEMPTED) for status in statuses):
+    if any(status is TaskStatus.RUNNING for status in statuses):
         return JobStatus.RUNNING
     if all(status is TaskStatus.HOLDING for status in statuses if not status.finished):
         return JobStatus.HOLDING

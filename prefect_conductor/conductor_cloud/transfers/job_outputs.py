@@ -182,12 +182,13 @@ def wait_for_tasks(
 
 
 def raise_for_failed_tasks(client: ConductorJobs, jid: str, states: Sequence[TaskState]) -> None:
-    """:class:`TasksFailed` naming the job, its failed or killed tasks and their frames.
+    """:class:`TasksFailed` naming the job, its failed, killed or preempted tasks (each with its
+    word) and their frames.
 
     The last :data:`LOG_TAIL_LINES` lines of each failed task's log ride along (``log_lines``);
     a log that cannot be read is said so in its place rather than hiding the failure.
     """
-    bad = [s for s in states if s.status in (TaskStatus.FAILED, TaskStatus.KILLED)]
+    bad = [s for s in states if s.status.not_rendered]
     if not bad:
         return
     logs: dict[str, list[str]] = {}

@@ -18,9 +18,13 @@ where the task command finds it on ``PATH``. Like the host's renderer it
   output folder, so they never come down.
 
 Absolute paths are taken below ``SANDBOX_NODE_ROOT``, the node's file system root. Frames listed
-in ``SANDBOX_FAIL_FRAMES`` fail the render when reached; each frame takes
-``SANDBOX_FRAME_SECONDS``; ``SANDBOX_OUTPUT_BYTES`` > 0 writes files of that many bytes instead
-of images (for benchmarks).
+in ``SANDBOX_FAIL_FRAMES`` fail the render when reached. At a frame listed in
+``SANDBOX_PREEMPT_FRAMES`` it makes the file ``SANDBOX_PREEMPT_MARK`` and waits for the sandbox to
+take its node away (the sandbox kills the task's process group). Each frame takes
+``SANDBOX_FRAME_SECONDS``, divided by the tile count when rendering one tile
+(``-tile_rendering N K``, N tiles), so a task takes frames x frame_seconds / tiles; the log says
+how long it sleeps per frame (when it sleeps). ``SANDBOX_OUTPUT_BYTES`` > 0 writes files of that
+many bytes instead of images (for benchmarks).
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ from prefect_conductor.conductor_cloud.transfers.frame_check import frame_file
 from prefect_conductor.sandbox.node.package import IMAGE_CLASSES, PROJECT_FORMAT
 
 _HOST_FRAME = re.compile(r"\$(\d*)F(?![A-Za-z_])")
+
+PREEMPT_WAIT_SECONDS = 600.0
+"""How long the renderer waits at a preempted frame for its node to go (the sandbox takes it
+within a poll; past this the render fails, saying the node was never taken)."""
 
 
 class RenderFailed(Exception):
@@ -77,6 +85,31 @@ def host_frames(text: str) -> list[int]:
         first, last = int(start), int(end or start)
         frames += list(range(first, last + 1, int(step or 1)))
     return frames
+
+
+def frame_list(variable: str) -> set[int]:
+    """The frame numbers in an environment variable holding ``1,5,9``."""
+    return {int(f) for f in os.environ.get(variable, "").split(",") if f.strip()}
+
+
+def tile_count(flags: dict[str, list[str]]) -> int:
+    """How many tiles each frame is cut into (``-tile_rendering N K``); 1 without the flag."""
+    values = flags.get("-tile_rendering", [])
+    if not values:
+        return 1
+    if len(values) != 2 or not all(v.isdigit() and int(v) >= 1 for v in values):
+        raise RenderFailed("-tile_rendering needs a tile count and a tile number, both >= 1")
+    return int(values[0])
+
+
+def wait_for_preemption(frame: int) -> None:
+    """Tell the sandbox this frame's node is to go, then wait for it to be taken away."""
+    say(f"frame {frame}: the instance is being preempted")
+    mark = os.environ.get("SANDBOX_PREEMPT_MARK", "")
+    if mark:
+        Path(mark).touch()
+    time.sleep(PREEMPT_WAIT_SECONDS)
+    raise RenderFailed(f"frame {frame}: the node was never taken away")
 
 
 def save_as_of(item: dict[str, Any]) -> str:
@@ -183,16 +216,23 @@ def render(argv: Sequence[str]) -> None:
     if not images or len(images) != len(frame_lists):
         raise RenderFailed("-image and -image_frames_list must name the same number of items")
     known = images_in(package)
-    failing = {int(f) for f in os.environ.get("SANDBOX_FAIL_FRAMES", "").split(",") if f.strip()}
-    frame_seconds = float(os.environ.get("SANDBOX_FRAME_SECONDS", "0") or 0)
-    for image, frames in zip(images, frame_lists, strict=True):
+    failing = frame_list("SANDBOX_FAIL_FRAMES")
+    preempting = frame_list("SANDBOX_PREEMPT_FRAMES")
+    tiles = tile_count(flags)
+    frame_seconds = float(os.environ.get("SANDBOX_FRAME_SECONDS", "0") or 0) / tiles
+    for image in images:
         if image not in known:
             raise RenderFailed(f"no image {image} in project {name}")
         if not known[image]:
             raise RenderFailed(f"image {image} has no Save As")
+    if frame_seconds:
+        say(f"sleeping {frame_seconds:g} s per frame ({tiles} tile(s) per frame)")
+    for image, frames in zip(images, frame_lists, strict=True):
         for frame in host_frames(frames):
             if frame in failing:
                 raise RenderFailed(f"{image} frame {frame}: the render failed")
+            if frame in preempting:
+                wait_for_preemption(frame)
             time.sleep(frame_seconds)
             target = on_node(frame_path(known[image], frame))
             kind = write_image(target, frame)

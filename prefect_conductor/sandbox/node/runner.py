@@ -12,13 +12,18 @@ on a farm. Running a task:
    ``failed``; the files below the job's ``output_path`` (on the node) become the task's outputs,
    stored content-addressed like uploads; the node's folder is removed.
 
-``fail_frames`` (the frames set when the job was submitted) reach the stand-in renderer, which
-fails when it reaches one; ``frame_seconds`` is how long it takes per frame. A killed task's
-process is stopped. A task that was running when the sandbox stopped runs again after a
-restart. Each process's group is its own, so a kill reaches the renderer under the wrapper.
-
-Failing chosen frames only for their first attempts and preemption are not simulated yet;
-``_environment`` and ``_finish`` are where they would go.
+Every start of a task is one attempt at each of its frames (per tile: a task rendering tile K
+of a frame is an attempt at that tile), counted in the store across all jobs and restarts
+(``Store.count_attempts``). ``fail_frames`` (the frames set when the job was submitted) reach
+the stand-in renderer while their attempt is within ``fail_attempts`` (0: every attempt); it
+fails when it reaches one. ``preempt_frames`` reach it the same way within
+``preempt_attempts``: when it reaches one it says so and waits, and the node is taken away (the
+task's process group is killed, the frames it wrote are lost with the node). The task then goes
+back to pending while the job's ``autoretry_policy`` ``{"preempted": {"max_retries": N}}`` has
+retries left for it, else it stays ``preempted``. ``frame_seconds`` is how long the renderer
+takes per frame (divided by the tile count for one tile). A killed task's process is stopped. A
+task that was running when the sandbox stopped runs again after a restart (a new attempt). Each
+process's group is its own, so a kill reaches the renderer under the wrapper.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -38,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from prefect_conductor.conductor_cloud.job.frames import parse_frame_spec
 from prefect_conductor.conductor_cloud.job.paths import node_path
 from prefect_conductor.sandbox.context import SandboxContext
 from prefect_conductor.sandbox.node.layout import (
@@ -52,6 +59,9 @@ from prefect_conductor.sandbox.node.layout import (
 
 POLL_SECONDS = 0.05
 
+_TILE = re.compile(r"-tile_rendering\s+(\d+)\s+(\d+)")
+"""``-tile_rendering <tiles> <tile_number>`` in a task's command."""
+
 
 @dataclass
 class Running:
@@ -65,6 +75,28 @@ class Running:
     output_path: str
     uploaded: set[Path]
     generation: int
+    preempt_mark: Path | None = None
+    """A file the stand-in renderer makes when it reaches a frame whose node is taken away."""
+    max_retries: int = 0
+    """Conductor's retries after a preemption (the job's ``autoretry_policy``)."""
+    preempted: bool = False
+
+
+def tile_of(command: str) -> int:
+    """The tile a task's command renders (``-tile_rendering N K`` with N > 1); 0: whole frames."""
+    match = _TILE.search(command)
+    return int(match.group(2)) if match and int(match.group(1)) > 1 else 0
+
+
+def due(attempt: int, attempts: int) -> bool:
+    """Whether a chosen frame misbehaves on this attempt (``attempts`` 0: on every one)."""
+    return attempts == 0 or attempt <= attempts
+
+
+def preempt_retries(payload: dict[str, Any]) -> int:
+    """``autoretry_policy.preempted.max_retries`` of a stored job (0 when absent)."""
+    policy = (payload.get("autoretry_policy") or {}).get("preempted") or {}
+    return max(0, int(policy.get("max_retries") or 0))
 
 
 def log_path(context: SandboxContext, jid: int, tid: int) -> Path:
@@ -114,7 +146,7 @@ class TaskRunner:
                 self._signal(running)
                 running.process.wait(timeout=10)
                 running.log.close()
-                shutil.rmtree(running.root, ignore_errors=True)
+                self._clean(running)
             self.running.clear()
 
     def _loop(self) -> None:
@@ -133,18 +165,23 @@ class TaskRunner:
                 gone = running.generation != self.context.generation
                 if gone or self._killed(running.jid, running.tid):
                     self._signal(running)
+                elif running.preempt_mark is not None and running.preempt_mark.exists():
+                    self._take_node_away(running)
                 if running.process.poll() is not None:
                     if gone:
                         running.log.close()
-                        shutil.rmtree(running.root, ignore_errors=True)
+                        self._clean(running)
+                    elif running.preempted:
+                        self._preempted(running)
                     else:
                         self._finish(running)
                     del self.running[key]
             free = int(self.store.setting("instances")) - len(self.running)
             if free <= 0:
                 return
-            due = self.store.query(
-                "SELECT t.jid, t.tid, t.frames, t.command, t.will_fail, j.payload"
+            ready = self.store.query(
+                "SELECT t.jid, t.tid, t.frames, t.command, t.will_fail, t.will_preempt,"
+                " t.preemptions, j.payload"
                 " FROM tasks t JOIN jobs j ON j.jid = t.jid"
                 " WHERE t.started_at IS NOT NULL AND t.run_started IS NULL AND t.killed = 0"
                 " AND j.killed = 0 AND t.started_at <= ?"
@@ -152,7 +189,7 @@ class TaskRunner:
                 time.time() - float(self.store.setting("task_seconds")),
                 free,
             )
-            for task in due:
+            for task in ready:
                 self._start(task)
 
     def _killed(self, jid: int, tid: int) -> bool:
@@ -164,10 +201,21 @@ class TaskRunner:
         )
         return not rows or bool(rows[0]["task"] or rows[0]["job"])
 
-    def _signal(self, running: Running) -> None:
+    def _signal(self, running: Running, number: int = signal.SIGTERM) -> None:
         if running.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(running.process.pid, signal.SIGTERM)
+                os.killpg(running.process.pid, number)
+
+    def _take_node_away(self, running: Running) -> None:
+        """Preempt: the node goes, with every process of the task on it."""
+        if not running.preempted:
+            running.preempted = True
+            self._signal(running, signal.SIGKILL)
+
+    def _clean(self, running: Running) -> None:
+        shutil.rmtree(running.root, ignore_errors=True)
+        if running.preempt_mark is not None:
+            running.preempt_mark.unlink(missing_ok=True)
 
     def _start(self, task: Any) -> None:
         jid, tid = int(task["jid"]), int(task["tid"])
@@ -175,7 +223,7 @@ class TaskRunner:
         root = Path(tempfile.mkdtemp(prefix=f"{jid:05d}-{tid:03d}-", dir=self.nodes))
         log_file = log_path(self.context, jid, tid)
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        log = log_file.open("wb")
+        log = log_file.open("ab" if task["preemptions"] else "wb")  # a retry keeps the story
         now = time.time()
         try:
             uploaded = lay_out(root, payload.get("upload_files") or [], self.context.blob_path)
@@ -194,12 +242,20 @@ class TaskRunner:
             )
             return
         command = rooted(str(task["command"]), str(root))
+        attempts = self.store.count_attempts(
+            parse_frame_spec(str(task["frames"])), tile_of(str(task["command"]))
+        )
+        failing = self._chosen(task["will_fail"], "fail_frames", "fail_attempts", attempts)
+        preempting = self._chosen(
+            task["will_preempt"], "preempt_frames", "preempt_attempts", attempts
+        )
+        mark = Path(f"{root}.preempt") if preempting else None
         log.write(f"sandbox: {task['command']}\n".encode())
         log.flush()
         process = subprocess.Popen(
             ["sh", "-c", command],
             cwd=root,
-            env=self._environment(payload, task, root),
+            env=self._environment(payload, root, failing, preempting, mark),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -217,21 +273,71 @@ class TaskRunner:
             str(payload.get("output_path") or ""),
             uploaded,
             self.context.generation,
+            mark,
+            preempt_retries(payload),
         )
 
-    def _environment(self, payload: dict[str, Any], task: Any, root: Path) -> dict[str, str]:
-        """The job's environment on the node, with the stand-in renderer first on PATH."""
+    def _chosen(
+        self, chosen: int, frames_key: str, attempts_key: str, attempts: dict[int, int]
+    ) -> list[int]:
+        """The task's frames in the setting ``frames_key`` whose attempt now is due to
+        misbehave; none unless the task held one when its job was submitted (``chosen``)."""
+        if not chosen:
+            return []
+        limit = int(self.store.setting(attempts_key))
+        return [
+            frame
+            for frame in self.store.setting(frames_key)
+            if frame in attempts and due(attempts[frame], limit)
+        ]
+
+    def _environment(
+        self,
+        payload: dict[str, Any],
+        root: Path,
+        failing: list[int],
+        preempting: list[int],
+        mark: Path | None,
+    ) -> dict[str, str]:
+        """The job's environment on the node, with the stand-in renderer first on PATH and the
+        frames it fails on or loses its node at (this attempt)."""
         environment = {str(k): str(v) for k, v in (payload.get("environment") or {}).items()}
         paths = [str(self.bin), environment.get("PATH", ""), os.environ.get("PATH", "")]
         environment["PATH"] = os.pathsep.join(p for p in paths if p)
         environment["SANDBOX_NODE_ROOT"] = str(root)
         environment["SANDBOX_OUTPUT_BYTES"] = str(int(self.store.setting("output_bytes")))
         environment["SANDBOX_FRAME_SECONDS"] = str(float(self.store.setting("frame_seconds")))
-        if task["will_fail"]:
-            environment["SANDBOX_FAIL_FRAMES"] = ",".join(
-                str(f) for f in self.store.setting("fail_frames")
-            )
+        if failing:
+            environment["SANDBOX_FAIL_FRAMES"] = ",".join(str(f) for f in failing)
+        if preempting and mark is not None:
+            environment["SANDBOX_PREEMPT_FRAMES"] = ",".join(str(f) for f in preempting)
+            environment["SANDBOX_PREEMPT_MARK"] = str(mark)
         return environment
+
+    def _preempted(self, running: Running) -> None:
+        """The node is gone: back to pending while the job's retries last, else ``preempted``."""
+        running.log.write(b"sandbox: the instance was preempted\n")
+        running.log.close()
+        self._clean(running)
+        now = time.time()
+        with self.store.transaction() as db:
+            row = db.execute(
+                "SELECT preemptions FROM tasks WHERE jid = ? AND tid = ?",
+                (running.jid, running.tid),
+            ).fetchone()
+            if row is not None and int(row["preemptions"]) < running.max_retries:
+                db.execute(
+                    "UPDATE tasks SET preemptions = preemptions + 1, started_at = ?,"
+                    " run_started = NULL, run_ended = NULL, exit_code = NULL"
+                    " WHERE jid = ? AND tid = ?",
+                    (now, running.jid, running.tid),
+                )
+            else:
+                db.execute(
+                    "UPDATE tasks SET preemptions = preemptions + 1, preempted = ?, run_ended = ?"
+                    " WHERE jid = ? AND tid = ?",
+                    (now, now, running.jid, running.tid),
+                )
 
     def _finish(self, running: Running) -> None:
         """Record the exit code and the outputs of a task whose process ended."""
@@ -259,7 +365,7 @@ class TaskRunner:
                 " WHERE jid = ? AND tid = ?",
                 (time.time(), code, running.jid, running.tid),
             )
-        shutil.rmtree(running.root, ignore_errors=True)
+        self._clean(running)
 
     def _keep(self, path: Path) -> tuple[str, int]:
         """Store an output file content-addressed; its base64 md5 and size."""

@@ -12,8 +12,13 @@ a task is ``pending`` for at least ``task_seconds`` after its clock starts, unti
 stand-in render nodes is free, then ``running`` while its real command runs there
 (``node/runner.py``), then ``success`` or ``failed`` by the process's exit code. A task holding a
 frame that was in ``fail_frames`` when the job was submitted fails when the stand-in renderer
-reaches that frame. A success reads ``downloaded`` once a downloader reports it so
-(``POST /downloads/status``, ``downloads.py``).
+reaches that frame (on the frame's first ``fail_attempts`` renders; 0: every render). A task
+holding a frame that was in ``preempt_frames`` loses its node when the renderer reaches that frame
+(on its first ``preempt_attempts`` renders): as Conductor does with the job's ``autoretry_policy``
+``{"preempted": {"max_retries": N}}``, it goes back to ``pending`` and runs again, up to N times,
+then stays ``preempted``; a job whose settled tasks include a preempted one and no failed or
+killed one is ``preempted`` ("Instance was preempted"). A success reads ``downloaded`` once a
+downloader reports it so (``POST /downloads/status``, ``downloads.py``).
 
 Native scout: when a job has ``scout_frames``, tasks holding none of them start ``holding``; no
 client releases them through the API (the user presses continue in the dashboard), so the
@@ -116,6 +121,7 @@ class Jobs:
             return error(400, refusal)
         scout = _frames(payload.scout_frames, "scout_frames")
         failing = set(self.store.setting("fail_frames"))
+        preempting = set(self.store.setting("preempt_frames"))
         stored = payload.model_dump(mode="json", exclude_unset=True)
         now = time.time()
         with self.store.transaction() as db:
@@ -127,8 +133,9 @@ class Jobs:
                 frames = _frames(task.frames, "frames")
                 held = bool(scout) and not (frames & scout)
                 db.execute(
-                    "INSERT INTO tasks (jid, tid, frames, command, started_at, will_fail)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO tasks"
+                    " (jid, tid, frames, command, started_at, will_fail, will_preempt)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         jid,
                         tid,
@@ -136,6 +143,7 @@ class Jobs:
                         task.command,
                         None if held else now,
                         int(bool(frames & failing)),
+                        int(bool(frames & preempting)),
                     ),
                 )
         text = f"{jid:05d}"
@@ -148,9 +156,12 @@ class Jobs:
 
     def task_status(self, task: Any, job_killed: float) -> TaskStatus:
         """A task's state now: held, waiting for a node, its process running, or how the
-        process ended (``node/runner.py``); a killed job's or task's is ``killed``."""
+        process ended (``node/runner.py``); a killed job's or task's is ``killed``; one whose
+        node was preempted with no retry left is ``preempted``."""
         if job_killed or task["killed"]:
             return TaskStatus.KILLED
+        if task["preempted"]:
+            return TaskStatus.PREEMPTED
         if task["started_at"] is None:
             return TaskStatus.HOLDING
         if task["run_ended"] is not None:
@@ -184,6 +195,12 @@ class Jobs:
         payload = payload if payload is not None else json.loads(row["payload"])
         statuses = [self.task_status(t, float(row["killed"])) for t in self._tasks(row["jid"])]
         jid = f"{row['jid']:05d}"
+        status = self.job_status(row, statuses)
+        details = ""
+        if row["killed"]:
+            details = "Killed by user"
+        elif status is JobStatus.PREEMPTED:
+            details = "Instance was preempted"
         created = datetime.fromtimestamp(float(row["submitted_at"]), UTC)
         owner = payload.get("owner", "")
         project = payload.get("project", "")
@@ -192,8 +209,8 @@ class Jobs:
             "id": jid,
             "jobLabel": jid,
             "title": payload.get("job_title", "Unknown job title"),
-            "status": str(self.job_status(row, statuses)),
-            "statusDetails": "Killed by user" if row["killed"] else "",
+            "status": str(status),
+            "statusDetails": details,
             "created": created.isoformat().replace("+00:00", "Z"),
             "timeCreated": int(float(row["submitted_at"]) * 1_000_000),
             "submittedBy": owner,
