@@ -107,8 +107,12 @@ def package(save_as: dict[str, str]) -> bytes:
 
 
 def submit(
-    client: ConductorClient, sandbox: SandboxHandle, save_as: dict[str, str] = SAVE_AS
+    client: ConductorClient,
+    sandbox: SandboxHandle,
+    save_as: dict[str, str] = SAVE_AS,
+    **extra: Any,
 ) -> str:
+    """Post the three-task job (``extra``: more payload keys, e.g. ``scout_frames``)."""
     data = package(save_as)
     md5 = b64md5(data)
     urls = client.get_upload_urls(
@@ -123,6 +127,7 @@ def submit(
         "local_upload": True,
         "upload_files": [{"md5": md5, "destination": "/studio/shot010/shot.cio.project"}],
         "tasks_data": [{"command": command(host), "frames": spec} for spec, host in CHUNKS],
+        **extra,
     }
     job = client.submit_job(payload, f"test-{len(sandbox.jobs())}")
     return job.jid

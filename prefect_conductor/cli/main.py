@@ -11,6 +11,7 @@ Prefect is imported only by the commands that run flows (``submit``, ``demo``), 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -594,20 +595,32 @@ def download(
         typer.Option("--images", help="Image item paths to check (repeat; default: all)."),
     ] = None,
     wait: Annotated[
-        float, typer.Option(help="Seconds to wait for unfinished tasks (0: do not wait).")
+        float,
+        typer.Option(
+            help="Seconds to wait for unfinished tasks (0: do not wait; with --follow: no limit)."
+        ),
     ] = 0.0,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Wait for the job, downloading each task's files as it succeeds (a line each).",
+        ),
+    ] = False,
     poll_seconds: Annotated[float, typer.Option(help="First interval between checks.")] = 10.0,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Files at once.")] = 4,
 ) -> None:
     """Download a job's rendered files (resumable), report them, then check the frames.
 
-    Files already on disk with Conductor's md5 are not fetched again, so Ctrl-C and running the
-    same command again resumes. Exits non-zero, one line per problem, when tasks failed or frames
-    are missing.
+    Each task's files are fetched as soon as the task succeeds; with --follow the command waits
+    for the whole job and prints a line per task downloaded. Files already on disk with
+    Conductor's md5 are not fetched again, so Ctrl-C and running the same command again resumes.
+    Exits non-zero, one line per problem, when tasks failed, frames are missing or the job did
+    not finish in time.
     """
     from rich.console import Console
 
-    from prefect_conductor.cli.download_display import download_bar, summary_line
+    from prefect_conductor.cli.download_display import download_bar, summary_line, task_line
     from prefect_conductor.conductor_cloud.api.client import ConductorClient
     from prefect_conductor.conductor_cloud.settings import get_settings
     from prefect_conductor.conductor_cloud.transfers.job_outputs import TasksFailed, fetch_outputs
@@ -634,10 +647,11 @@ def download(
                 output,
                 scene=scene_export,
                 images=images or (),
-                wait_seconds=wait,
+                wait_seconds=math.inf if follow and wait <= 0 else wait,
                 poll_seconds=poll_seconds,
                 on_listed=bar.listed,
                 on_progress=bar.update,
+                on_task=(lambda done: typer.echo(task_line(job_id, done))) if follow else None,
                 cache=cache,
                 workers=workers,
             )
