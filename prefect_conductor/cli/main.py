@@ -11,6 +11,7 @@ Prefect is imported only by the commands that run flows (``submit``, ``demo``), 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -541,6 +542,33 @@ def status(jid: Annotated[str, typer.Argument(help="The Conductor job id, e.g. 0
             raise _failed_tasks(error) from None
 
 
+@app.command()
+def wait(
+    jid: Annotated[str, typer.Argument(help="The Conductor job id, e.g. 00042.")],
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="Give up after this many seconds (exit 5); default: no limit."),
+    ] = None,
+    poll_seconds: Annotated[float, typer.Option(min=0.01, help="First interval between looks.")] = (
+        10.0
+    ),
+) -> None:
+    """Wait until every task of a job has settled.
+
+    Exits 0 when every task rendered, 4 when some failed, were killed or were left preempted
+    (one line naming them and their frames), 5 when the timeout ran out (one line).
+    """
+    from prefect_conductor.cli.job_wait import wait_for_job
+    from prefect_conductor.conductor_cloud.api.client import ConductorClient
+
+    job_id = _job_id(jid)
+    with ConductorClient() as client:
+        line = wait_for_job(
+            client, job_id, timeout_seconds=timeout, poll_seconds=poll_seconds, say=echo_err
+        )
+    typer.echo(line)
+
+
 def _failed_tasks(error: TasksFailed) -> typer.Exit:
     """Print a TasksFailed: its one line, then each failed task's log tail; the Exit to raise."""
     typer.echo(f"error: {error}", err=True)
@@ -586,20 +614,32 @@ def download(
         typer.Option("--images", help="Image item paths to check (repeat; default: all)."),
     ] = None,
     wait: Annotated[
-        float, typer.Option(help="Seconds to wait for unfinished tasks (0: do not wait).")
+        float,
+        typer.Option(
+            help="Seconds to wait for unfinished tasks (0: do not wait; with --follow: no limit)."
+        ),
     ] = 0.0,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Wait for the job, downloading each task's files as it succeeds (a line each).",
+        ),
+    ] = False,
     poll_seconds: Annotated[float, typer.Option(help="First interval between checks.")] = 10.0,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Files at once.")] = 4,
 ) -> None:
     """Download a job's rendered files (resumable), report them, then check the frames.
 
-    Files already on disk with Conductor's md5 are not fetched again, so Ctrl-C and running the
-    same command again resumes. Exits non-zero, one line per problem, when tasks failed or frames
-    are missing.
+    Each task's files are fetched as soon as the task succeeds; with --follow the command waits
+    for the whole job and prints a line per task downloaded. Files already on disk with
+    Conductor's md5 are not fetched again, so Ctrl-C and running the same command again resumes.
+    Exits non-zero, one line per problem, when tasks failed, frames are missing or the job did
+    not finish in time.
     """
     from rich.console import Console
 
-    from prefect_conductor.cli.download_display import download_bar, summary_line
+    from prefect_conductor.cli.download_display import download_bar, summary_line, task_line
     from prefect_conductor.conductor_cloud.api.client import ConductorClient
     from prefect_conductor.conductor_cloud.settings import get_settings
     from prefect_conductor.conductor_cloud.transfers.job_outputs import TasksFailed, fetch_outputs
@@ -626,10 +666,11 @@ def download(
                 output,
                 scene=scene_export,
                 images=images or (),
-                wait_seconds=wait,
+                wait_seconds=math.inf if follow and wait <= 0 else wait,
                 poll_seconds=poll_seconds,
                 on_listed=bar.listed,
                 on_progress=bar.update,
+                on_task=(lambda done: typer.echo(task_line(job_id, done))) if follow else None,
                 cache=cache,
                 workers=workers,
             )

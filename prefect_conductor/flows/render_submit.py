@@ -22,7 +22,8 @@ Waiting holds no process when a worker runs the deployment: the run suspends unt
 ``watch-jobs`` deployment sees the job finished and resumes it (``tasks/follow.py``); the re-run
 re-uses every earlier step's persisted result, so nothing is uploaded or posted twice. A local run
 (no deployment) polls in its own process. Events: ``conductor.job.submitted``,
-``conductor.scouts.finished``, ``conductor.job.finished``, ``conductor.outputs.downloaded``.
+``conductor.scouts.finished``, ``conductor.task.downloaded`` (each task of the full job as its
+files land), ``conductor.job.finished``, ``conductor.outputs.downloaded``.
 
 No ``from __future__ import annotations`` here: Prefect resolves the parameter models from the
 annotations when it builds the form and when a worker loads the flow; postponed annotations would
@@ -51,7 +52,12 @@ from prefect_conductor.conductor_cloud.submission.preview_text import payload_ma
 from prefect_conductor.conductor_cloud.transfers.uploads import hash_files
 from prefect_conductor.tasks.approve import ask_for_approval, cancel_after_timeout
 from prefect_conductor.tasks.chunk_frames import chunk_frames
-from prefect_conductor.tasks.download import download_folder_for, download_job_outputs
+from prefect_conductor.tasks.contact_sheet import scout_contact_sheet
+from prefect_conductor.tasks.download import (
+    download_finished_tasks,
+    download_folder_for,
+    download_job_outputs,
+)
 from prefect_conductor.tasks.export_scene import export_scene
 from prefect_conductor.tasks.fetch_catalog import fetch_catalog
 from prefect_conductor.tasks.follow import RESUMABLE, await_job, can_suspend, job_finished
@@ -156,6 +162,9 @@ def render_submit(
             counts = job_finished(
                 scout.jid, "scout", _title(bodies["scout"]), options, wait_for=waited
             )
+            kept(scout_contact_sheet)(
+                scout.jid, scene.export_path or scene.project_path, options, wait_for=[counts]
+            )
             before_full = [scout, counts]
             summary = f"{counts['success']} of {counts['total']} tasks rendered"
             if job.approval == "manual" and "full" in bodies:
@@ -210,15 +219,20 @@ def render_submit(
 
 
 def _follow(jid: str, title: str, scene: SceneSource, options: RunOptions) -> dict[str, Any]:
-    """Wait for the full job (suspended when deployed), then download and check its frames.
+    """Download each task's files as it succeeds, then check the whole job's frames.
 
-    The frame check needs the scene export file, so it runs for an ``export_path`` scene; a
-    failed task ends the run Failed naming the job, the tasks and their frames (log tails in the
-    run's logs). With ``rerender_attempts`` above 0, ``tasks/rerender.py`` follows instead.
+    A local run waits in the download step, fetching each task as it succeeds; a deployed run
+    downloads what has succeeded, suspends, and is resumed by the watcher when more tasks have
+    succeeded or the job has finished (``tasks/follow.py``). The frame check needs the scene
+    export file, so it runs for an ``export_path`` scene; a failed task ends the run Failed
+    naming the job, the tasks and their frames (log tails in the run's logs). With
+    ``rerender_attempts`` above 0, ``tasks/rerender.py`` follows instead.
     """
-    await_job(jid, options, options.render_timeout_minutes)
-    job_finished(jid, "full", title, options)
     folder = download_folder_for(scene.export_path or scene.project_path)
+    wait = 0.0 if can_suspend() else options.render_timeout_minutes * 60.0
+    got = download_finished_tasks(jid, folder, title, wait, options.poll_seconds, options)
+    await_job(jid, options, options.render_timeout_minutes, downloaded=got["tasks"])
+    job_finished(jid, "full", title, options)
     return download_job_outputs(
         jid, folder, scene.export_path or None, [], 0.0, options.poll_seconds, options
     )

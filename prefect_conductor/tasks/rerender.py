@@ -16,7 +16,6 @@ run chose, and the submit step returns the job already posted.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,6 @@ from prefect_conductor.conductor_cloud.transfers.job_outputs import (
     TaskState,
     all_finished,
     listed_tasks,
-    wait_for_tasks,
 )
 from prefect_conductor.conductor_cloud.transfers.output_frames import (
     check_job_frames,
@@ -51,7 +49,7 @@ from prefect_conductor.conductor_cloud.transfers.output_frames import (
     summary,
 )
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
-from prefect_conductor.tasks.download import download_job_outputs
+from prefect_conductor.tasks.download import download_finished_tasks, download_job_outputs
 from prefect_conductor.tasks.follow import RESUMABLE, await_job, can_suspend, job_finished
 from prefect_conductor.tasks.submit import rerender_submit
 from prefect_conductor.tasks.task_clocks import ClockRecords
@@ -194,37 +192,18 @@ def _settle(
     """Wait for job ``jid``, count it, download what rendered: its tasks, their times, the
     download's summary."""
     step = "full" if attempt == 0 else "rerender"
-    clock = TaskClock()
+    wait = 0.0 if can_suspend() else options.render_timeout_minutes * 60.0
     for _ in range(MAX_LOOKS):
-        if can_suspend():
-            await_job(jid, options, options.render_timeout_minutes)
-        else:
-            _wait_here(jid, options, clock)
+        got = download_finished_tasks(
+            jid, folder, title, wait, options.poll_seconds, options, folder_jid=first
+        )
+        await_job(jid, options, options.render_timeout_minutes, downloaded=got["tasks"])
         states = _listing(jid, options)
         if all_finished(states):
             break
     job_finished(jid, step, title, options, labels or None)
     outputs = _download(jid, folder, first, options)
-    known = clock if clock.resolution > 0 else _stored_clock(jid)
-    return states, known.durations(), outputs
-
-
-def _wait_here(jid: str, options: RunOptions, clock: TaskClock) -> None:
-    """A local run's wait for job ``jid`` (``await_job``'s, polling in this process), each look
-    fed to ``clock``. A clock of one look (the job had finished by then) times nothing; the
-    job's clock in result storage, kept by whoever looked while it rendered, is read instead."""
-
-    def looked(states: list[TaskState]) -> None:
-        clock.observe([(s.tid, s.status) for s in states], time.time())
-
-    with client_for(options) as client:
-        wait_for_tasks(
-            client,
-            jid,
-            poll_seconds=options.poll_seconds,
-            timeout_seconds=options.render_timeout_minutes * 60.0,
-            on_poll=looked,
-        )
+    return states, _stored_clock(jid).durations(), outputs
 
 
 def _download(jid: str, folder: str | None, first: str, options: RunOptions) -> dict[str, Any]:

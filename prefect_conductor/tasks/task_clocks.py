@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect.results import ResultStore, get_result_store
+from prefect.filesystems import NullFileSystem
+from prefect.results import ResultStore, get_default_result_storage, get_result_store
 
 from prefect_conductor.conductor_cloud.api.task_clock import TaskClock
 
@@ -23,12 +24,23 @@ def clock_key(jid: str) -> str:
     return f"{KEY_PREFIX}{jid}"
 
 
+def record_store(store: ResultStore | None = None) -> ResultStore:
+    """``store``, else the current run's result store, read without the in-memory cache; a run
+    that persists no results (the watcher) writes to the default result storage instead."""
+    base = store if store is not None else get_result_store()
+    update: dict[str, Any] = {"cache_result_in_memory": False, "cache": {}}
+    if base.result_storage is None or isinstance(base.result_storage, NullFileSystem):
+        update["result_storage"] = get_default_result_storage()
+    if isinstance(base.metadata_storage, NullFileSystem):
+        update["metadata_storage"] = None  # the record is kept whole in the result storage
+    return base.model_copy(update=update)
+
+
 class ClockRecords:
     """Task clocks in the current run's result store (the default one outside a run)."""
 
     def __init__(self, store: ResultStore | None = None) -> None:
-        base = store if store is not None else get_result_store()
-        self.store = base.model_copy(update={"cache_result_in_memory": False, "cache": {}})
+        self.store = record_store(store)
 
     def read(self, jid: str) -> TaskClock:
         """The job's clock as last written; an empty clock when none was."""
