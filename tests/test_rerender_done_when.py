@@ -1,7 +1,10 @@
 """Only the failed frames are rendered again: ``prefect-conductor submit --follow`` of the sample,
 against a sandbox with two stand-in instances that fails frame 5 on its first attempt, ends with
 every frame of both images on disk and checked, after exactly one re-render job holding only the
-task of frame 5.
+task of frame 5, and the first frames on disk while later tasks still render. The sample's job is
+rendered a frame a task for that test (``chunk_size: 1``): with its own two frames a task, the full
+job's three tasks run on the two instances side by side and end together, so no look could tell a
+per-task download from a whole-job one.
 
 The sample is copied outside the installation and its render package written by the stand-in
 host, as ``test_first_real_submission`` does, so the frames come down into the copy's own output
@@ -50,11 +53,15 @@ class FollowedRun:
     jobs: list[dict[str, Any]]
 
 
-def sample_copy(host: Any, root: Path) -> Path:
+def sample_copy(host: Any, root: Path, chunk_size: int = 2) -> Path:
     copy = root / "shots" / "shot010"
     shutil.copytree(EXAMPLES, copy)
     shutil.rmtree(copy / "renders")
     host_writes_the_package(host, copy)
+    job = copy / "job.yaml"
+    text = job.read_text(encoding="utf-8")
+    assert "chunk_size: 2\n" in text
+    job.write_text(text.replace("chunk_size: 2\n", f"chunk_size: {chunk_size}\n"), "utf-8")
     return copy
 
 
@@ -115,15 +122,29 @@ SETTLED_JOB_WORDS = frozenset({"success", "downloaded", "failed", "killed", "pre
 
 def assert_one_rerender_of_frame_5_only(jobs: list[dict[str, Any]]) -> None:
     scout, full, *rerenders = jobs
-    assert [t["frames"] for t in scout["tasks_data"]] == ["3-4", "7-8"]
-    assert [t["frames"] for t in full["tasks_data"]] == ["1-2", "5-6", "9-10"]
+    assert [t["frames"] for t in scout["tasks_data"]] == ["3", "8"]
+    assert [t["frames"] for t in full["tasks_data"]] == ["1", "2", "4", "5", "6", "7", "9", "10"]
     assert len(rerenders) == 1
     rerender = rerenders[0]
-    assert rerender["tasks_data"] == [full["tasks_data"][1]]
+    assert rerender["tasks_data"] == [full["tasks_data"][3]]
     assert rerender["metadata"]["prefect_conductor_rerender_of"] == full["jid"]
     assert rerender["metadata"]["prefect_conductor_rerender_attempt"] == "1"
     assert rerender["scout_frames"] == ""
     assert rerender["status"] in ("success", "downloaded")
+
+
+def assert_first_frames_landed_while_the_full_job_rendered(
+    looks: list[Look], full_jid: str
+) -> None:
+    """Some look saw a full-job frame on disk while that job was still rendering."""
+    scout_frames = {f"{i}.{f:04d}.exr" for i in IMAGES for f in (3, 8)}
+    early = [
+        look
+        for look in looks
+        if full_jid in look.jobs_rendering
+        and any(name not in scout_frames for _image, name in look.frames_on_disk)
+    ]
+    assert early, "no full-job frame was on disk before the full job finished"
 
 
 def assert_every_frame_on_disk_and_real(renders: Path) -> None:
@@ -135,14 +156,15 @@ def assert_every_frame_on_disk_and_real(renders: Path) -> None:
 def test_submit_follow_renders_frame_5_again_and_ends_with_every_frame_on_disk(
     prefect_server: str, sandbox: SandboxHandle, host: Any, tmp_path: Path
 ) -> None:
-    copy = sample_copy(host, tmp_path)
-    sandbox.config(fail_frames=[5], fail_attempts=1, instances=2)
+    copy = sample_copy(host, tmp_path, chunk_size=1)
+    sandbox.config(fail_frames=[5], fail_attempts=1, instances=2, frame_seconds=1.0)
     run = submit_follow(prefect_server, sandbox, copy, tmp_path / "home")
     assert run.returncode == 0, run.stderr[-3000:]
     assert_one_rerender_of_frame_5_only(run.jobs)
     assert_every_frame_on_disk_and_real(copy / "renders")
+    assert_first_frames_landed_while_the_full_job_rendered(run.looks, run.jobs[1]["jid"])
     rerender = run.jobs[2]["jid"]
-    assert f"re-render 1 job {rerender}: frames 5-6: rendered" in run.stdout
+    assert f"re-render 1 job {rerender}: frames 5: rendered" in run.stdout
 
 
 def test_submit_follow_ends_failed_in_one_line_when_frame_5_fails_every_attempt(
