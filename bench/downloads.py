@@ -78,6 +78,7 @@ def submit(
     handle.config(output_bytes=size)
     scene = SceneExport(
         host=HostInfo(version="5.0.10"),
+        project_path="/p.project",
         render_package="/p.project",
         images=[
             ImageExport(path=p, render_to_disk=True, save_as=s, first_frame=1, last_frame=1)

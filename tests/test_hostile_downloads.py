@@ -30,8 +30,9 @@ from prefect_conductor.conductor_cloud.transfers.downloads import (
     download_tasks,
     task_folder,
 )
-from prefect_conductor.conductor_cloud.transfers.job_outputs import job_id, listed_downloads
+from prefect_conductor.conductor_cloud.transfers.job_outputs import job_id
 from prefect_conductor.conductor_cloud.transfers.safe_files import UnsafeFolder
+from prefect_conductor.conductor_cloud.transfers.task_downloads import listed_downloads
 from tests.fake_conductor import CLIENT_ID, PRIVATE_KEY, URL, FakeConductor
 from tests.test_downloads import Storage, md5_of
 
@@ -123,11 +124,11 @@ def record(jid: str, tid: str = "000") -> DownloadTask:
 def test_a_record_for_another_job_is_refused() -> None:
     client = Listing([[record("00042"), record("00043", "001")]])
     with pytest.raises(ServiceError, match=r"record for job '00043'; refused"):
-        listed_downloads(client, "00042")  # type: ignore[arg-type]
+        listed_downloads(client, "00042", 2)  # type: ignore[arg-type]
 
 
 def test_the_jid_asked_for_names_the_folder_even_when_the_record_writes_it_unpadded() -> None:
-    tasks = listed_downloads(Listing([[record("42")]]), "00042")  # type: ignore[arg-type]
+    tasks = listed_downloads(Listing([[record("42")]]), "00042", 2)  # type: ignore[arg-type]
     assert [task.job_id for task in tasks] == ["00042"]
 
 
@@ -137,7 +138,7 @@ def test_an_endless_listing_stops_after_the_jobs_task_count() -> None:
             yield []
 
     with pytest.raises(ServiceError) as caught:
-        listed_downloads(Listing(endless(), tasks=3), "00042")  # type: ignore[arg-type]
+        listed_downloads(Listing(endless(), tasks=3), "00042", 3)  # type: ignore[arg-type]
     assert str(caught.value) == (
         "job 00042: Conductor's download listing ran past the job's 3 tasks"
         " (0 records on 5 pages); stopped"

@@ -25,6 +25,7 @@ def test_defaults_follow_the_reference_submitter() -> None:
         5,
     )
     assert job.scout_mode == "gated" and job.approval == "auto"
+    assert (job.rerender_attempts, job.rerender_on_demand) == (1, True)
     assert not job.scouting
 
 
@@ -96,6 +97,9 @@ def test_example_job_and_scene_load() -> None:
         ('title: "a\\nb"\n', "job.yaml: title: Value error"),
         ("chunksize: 2\n", "job.yaml: chunksize: unknown field"),
         ('metadata: {"bad key": x}\n', "job.yaml: metadata:"),
+        ("rerender_attempts: 6\n", "job.yaml: rerender_attempts: Input should be less than"),
+        ("rerender_attempts: -1\n", "job.yaml: rerender_attempts: Input should be greater"),
+        ("rerender_on_demand: maybe\n", "job.yaml: rerender_on_demand:"),
     ],
 )
 def test_bad_fields_are_named(tmp_path: Path, text: str, expected: str) -> None:

@@ -107,8 +107,12 @@ def package(save_as: dict[str, str]) -> bytes:
 
 
 def submit(
-    client: ConductorClient, sandbox: SandboxHandle, save_as: dict[str, str] = SAVE_AS
+    client: ConductorClient,
+    sandbox: SandboxHandle,
+    save_as: dict[str, str] = SAVE_AS,
+    **extra: Any,
 ) -> str:
+    """Post the three-task job (``extra``: more payload keys, e.g. ``scout_frames``)."""
     data = package(save_as)
     md5 = b64md5(data)
     urls = client.get_upload_urls(
@@ -123,6 +127,7 @@ def submit(
         "local_upload": True,
         "upload_files": [{"md5": md5, "destination": "/studio/shot010/shot.cio.project"}],
         "tasks_data": [{"command": command(host), "frames": spec} for spec, host in CHUNKS],
+        **extra,
     }
     job = client.submit_job(payload, f"test-{len(sandbox.jobs())}")
     return job.jid
@@ -350,7 +355,7 @@ def test_the_status_and_download_commands(
     jid = submit(client, conductor_env)
     finished(client, jid)
     shown = run_cli("status", jid, env=env)
-    assert shown.returncode == 3, shown.stderr
+    assert shown.returncode == 4, shown.stderr
     assert "001" in shown.stdout and "frames" in shown.stdout and "failed" in shown.stdout
     assert shown.stderr.splitlines()[0] == (
         f"error: job {jid}: 1 of 3 tasks did not render: 002 failed (frames 5)"
@@ -360,7 +365,7 @@ def test_the_status_and_download_commands(
     scene_file.write_text(json.dumps(scene().model_dump()))
     out = tmp_path / "out"
     failed = run_cli("download", jid, "--output", str(out), "--scene", str(scene_file), env=env)
-    assert failed.returncode == 3
+    assert failed.returncode == 4
     lines = failed.stderr.strip().splitlines()
     assert f"error: job {jid}: 1 of 3 tasks did not render: 002 failed (frames 5)" in lines
     assert "  task 002: cnode: project://scene/beauty frame 5: the render failed" in lines
@@ -372,7 +377,7 @@ def test_the_status_and_download_commands(
     )
     finished(client, jid)
     missing = run_cli("download", jid, "--output", str(out), "--scene", str(scene_file), env=env)
-    assert missing.returncode == 3
+    assert missing.returncode == 4
     assert "error: shadow: missing 1-5 of 1-5" in missing.stderr.splitlines()
     only = run_cli(
         "download",

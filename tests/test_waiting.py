@@ -90,7 +90,11 @@ def events(server: str, name: str, jid: str, related: str) -> list[dict[str, Any
 
 
 def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
-    prefect_server: str, conductor_env: SandboxHandle, worker: int, tmp_path: Path
+    prefect_server: str,
+    conductor_env: SandboxHandle,
+    worker: int,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     scene_file = tmp_path / "shot" / "scene_export.json"
     scene_file.parent.mkdir(parents=True)
@@ -98,13 +102,17 @@ def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
     scene_file.write_text(scene.model_dump_json())
     # The scene's render package holds each image's Save As (make_scene writes it as the host's
     # exporter would), so the stand-in renderer writes there and the frame check passes.
-    conductor_env.config(task_seconds=3)
+    # One stand-in instance and 2 s a frame: the full job's tasks succeed one after another,
+    # and each watcher pass may resume the run for the frames of those that did.
+    conductor_env.config(task_seconds=3, instances=1, frame_seconds=2)
+    monkeypatch.setenv("PREFECT_CONDUCTOR_FRAMES_RESUME_SECONDS", "0")
     parameters = {
         "job": make_job().model_dump(mode="json"),
         "scene": {"export_path": str(scene_file)},
         "options": {"poll_seconds": 1},
     }
     suspended_children: list[list[int]] = []
+    following: list[bool] = []  # per look at the suspended run: does it follow frames?
     passes: list[dict[str, Any]] = []
     with httpx.Client(base_url=prefect_server, timeout=30) as api:
         deployment = api.get("/deployments/name/render-submit/submit-to-conductor").json()
@@ -119,6 +127,9 @@ def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
             if current["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 return dict(current["state"])
             if current["state"]["name"] == "Suspended":
+                following.append(
+                    any(t.startswith("conductor-downloaded:") for t in current["tags"])
+                )
                 held = processes_left_while_suspended(api, run["id"], worker)
                 if held is not None:
                     suspended_children.append(held)
@@ -132,6 +143,7 @@ def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
     # It was suspended on the scouts and on the full job, each time with no process held.
     assert len(suspended_children) >= 2 and all(c == [] for c in suspended_children)
     assert sum(len(p["resumed"]) for p in passes) >= 2
+    assert following[0] is False and following[-1] is True  # the scouts, then the full job
     assert all(p["listings"] <= 1 for p in passes)
     jobs = conductor_env.jobs()
     assert [[t["frames"] for t in j["tasks_data"]] for j in jobs] == [
@@ -160,6 +172,21 @@ def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
     ]
     assert downloaded["files"] > 0
     assert Path(downloaded["output_folder"]).is_dir()
+    # Each task of the full job announced once, however many times the run was resumed.
+
+    def all_three() -> list[dict[str, Any]] | None:
+        found = events(prefect_server, "conductor.task.downloaded", full, run_resource)
+        return found if len(found) >= 3 else None
+
+    per_task = eventually(all_three, what="three conductor.task.downloaded events", timeout=60)
+    assert sorted((e["payload"]["tid"], e["payload"]["frames"]) for e in per_task) == [
+        ("000", "1-2"),
+        ("001", "5-6"),
+        ("002", "9-10"),
+    ]
+    for event in per_task:
+        folder = Path(event["payload"]["folder"])
+        assert all((folder / name).is_file() for name in event["payload"]["files"])
 
 
 def test_a_suspending_run_starts_the_watcher_which_ends_once_nothing_waits(

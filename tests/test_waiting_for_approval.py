@@ -208,7 +208,7 @@ def test_a_local_submit_over_budget_ends_after_the_scouts_with_one_line(
         "CONDUCTOR_API_KEY": conductor_env.api_key,
     }
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 5, done.stderr[-2000:]
+    assert done.returncode == 6, done.stderr[-2000:]
     [line] = [line for line in done.stderr.splitlines() if line.startswith(("stopped:", "error:"))]
     assert line.startswith("stopped: the full job needs approval (estimated cost ")
     assert "over the budget 1.00" in line

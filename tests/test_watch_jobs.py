@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 from uuid import UUID, uuid4
@@ -51,6 +52,35 @@ def test_runs_the_watcher_must_not_resume_are_skipped() -> None:
     paused = suspended_run(WAITING_TAG, f"{JID_TAG_PREFIX}1")
     paused.state = Paused()  # waiting for a person's approval, in its own process
     assert _waiting(paused) is None
+
+
+def test_a_run_following_frames_says_how_many_tasks_it_has_downloaded() -> None:
+    from prefect_conductor.conductor_cloud.api.status import TaskStatus
+    from prefect_conductor.conductor_cloud.transfers.job_outputs import TaskState
+    from prefect_conductor.tasks.follow import downloaded_tag
+
+    following = _waiting(
+        suspended_run(WAITING_TAG, f"{JID_TAG_PREFIX}42", downloaded_tag("00042", 1))
+    )
+    assert following is not None and following.downloaded == 1
+    assert following.suspended_at is not None
+    other_job = suspended_run(WAITING_TAG, f"{JID_TAG_PREFIX}42", downloaded_tag("00041", 1))
+    elsewhere = _waiting(other_job)
+    assert elsewhere is not None and elsewhere.downloaded is None
+    scouts = _waiting(suspended_run(WAITING_TAG, f"{JID_TAG_PREFIX}42"))
+    assert scouts is not None and scouts.downloaded is None
+
+    two_done = [
+        TaskState("000", "1", TaskStatus.SUCCESS),
+        TaskState("001", "2", TaskStatus.DOWNLOADED),
+        TaskState("002", "3", TaskStatus.RUNNING),
+    ]
+    since = following.suspended_at
+    minute = timedelta(minutes=1)
+    assert following.wants_frames(two_done, since + minute, minute)
+    assert not following.wants_frames(two_done, since + minute / 2, minute)  # too soon
+    assert not following.wants_frames(two_done[:1], since + minute, minute)  # has them all
+    assert not scouts.wants_frames(two_done, since + minute, minute)  # not following frames
 
 
 def test_only_jobs_in_a_final_state_are_finished() -> None:
@@ -177,3 +207,55 @@ def test_a_watcher_passes_while_a_run_waits_and_hands_over_before_it_ends(
     assert seen == ["sleep", "ending=True", "ending=False", "sleep", "ending=True"]
     # One listing: in the first pass, the only one that found the run suspended.
     assert result["passes"] == 3 and result["resumed"] == [] and result["listings"] == 1
+
+
+def test_a_run_following_frames_is_resumed_when_tasks_succeeded_that_it_has_not_downloaded(
+    watcher_deployment: tuple[SyncPrefectClient, UUID],
+    conductor_env: SandboxHandle,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """One task listing per waiting job per pass feeds the job's clock; a run following frames
+    is resumed for new frames (not more often than the setting allows); a run that downloaded
+    them all, and a run waiting without following frames, wait on until the job finishes."""
+    from prefect_conductor.conductor_cloud.api.client import ConductorClient
+    from prefect_conductor.conductor_cloud.transfers.job_outputs import task_states
+    from prefect_conductor.tasks.follow import downloaded_tag
+    from prefect_conductor.tasks.task_clocks import ClockRecords
+    from tests.eventually import eventually
+    from tests.test_job_outputs import submit
+
+    client, deployment_id = watcher_deployment
+    with ConductorClient(token_cache_dir=tmp_path / "tokens") as conductor:
+        jid = submit(conductor, conductor_env, scout_frames="1")  # 000 renders, the rest hold
+        eventually(lambda: task_states(conductor, jid)[0].status.succeeded, what="task 000")
+
+    def waiting(*tags: str) -> UUID:
+        run = client.create_flow_run_from_deployment(
+            deployment_id,
+            parameters={"options": {"conductor_url": conductor_env.url}},
+            tags=[WAITING_TAG, f"{JID_TAG_PREFIX}{jid}", *tags],
+        )
+        client.set_flow_run_state(run.id, Suspended(), force=True)
+        return run.id
+
+    behind = waiting(downloaded_tag(jid, 0))
+    caught_up = waiting(downloaded_tag(jid, 1))
+    scout_wait = waiting()
+
+    def suspended(run_id: UUID) -> bool:
+        state = client.read_flow_run(run_id).state
+        return state is not None and state.name == "Suspended"
+
+    monkeypatch.setenv("PREFECT_CONDUCTOR_FRAMES_RESUME_SECONDS", "3600")
+    early = watch_jobs()
+    assert (early["resumed"], early["listings"], early["task_listings"]) == ([], 1, 1)
+    assert all(suspended(run) for run in (behind, caught_up, scout_wait))
+
+    monkeypatch.setenv("PREFECT_CONDUCTOR_FRAMES_RESUME_SECONDS", "0")
+    later = watch_jobs()
+    assert (later["resumed"], later["listings"], later["task_listings"]) == ([jid], 1, 1)
+    assert not suspended(behind)
+    assert suspended(caught_up) and suspended(scout_wait)
+    clock = ClockRecords().read(jid)
+    assert "000" in clock.ended and "001" not in clock.ended

@@ -25,12 +25,14 @@ from rich.table import Table
 from prefect_conductor.conductor_cloud.api.status import TaskStatus
 from prefect_conductor.conductor_cloud.transfers.downloads import DownloadStats
 from prefect_conductor.conductor_cloud.transfers.job_outputs import TaskState
+from prefect_conductor.conductor_cloud.transfers.task_downloads import TaskDownloaded
 
 _STYLE = {
     TaskStatus.SUCCESS: "green",
     TaskStatus.DOWNLOADED: "green",
     TaskStatus.FAILED: "red",
     TaskStatus.KILLED: "red",
+    TaskStatus.PREEMPTED: "red",  # left preempted: not rendered, like failed
     TaskStatus.RUNNING: "cyan",
 }
 
@@ -68,7 +70,14 @@ class DownloadBar:
         self.task: TaskID | None = None
 
     def listed(self, stats: DownloadStats) -> None:
-        """The listing is read: the totals are known."""
+        """A listing is read: the totals are known (they grow as followed tasks succeed)."""
+        if self.task is not None:
+            self.progress.update(
+                self.task,
+                total=stats.bytes_total or None,
+                files=f"{stats.files_done}/{stats.files_total}",
+            )
+            return
         self.task = self.progress.add_task(
             "download", total=stats.bytes_total or None, files=f"0/{stats.files_total}"
         )
@@ -98,3 +107,12 @@ def summary_line(stats: DownloadStats) -> str:
     if stats.refetched:
         line += f"; {stats.refetched} fetched again after a bad transfer"
     return line
+
+
+def task_line(jid: str, done: TaskDownloaded) -> str:
+    """``job 00042 task 003 (frames 5-6): 4 files, 123456 bytes -> /renders``."""
+    frames = f" (frames {done.frames})" if done.frames else ""
+    return (
+        f"job {jid} task {done.tid}{frames}: {len(done.files)} files, {done.bytes} bytes"
+        f" -> {done.folder}"
+    )

@@ -11,6 +11,7 @@ Prefect is imported only by the commands that run flows (``submit``, ``demo``), 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -127,6 +128,14 @@ def submit(
     work_queue: Annotated[
         str, typer.Option(help="--deployment: the work queue (the studio's low-priority one).")
     ] = "batch",
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Wait for the render, download every frame and check it; failed frames are"
+            " rendered again as the job's rerender_attempts says.",
+        ),
+    ] = False,
 ) -> None:
     """Run the render-submit flow (a local Prefect server unless PREFECT_API_URL is set).
 
@@ -157,6 +166,7 @@ def submit(
                 submission_key=submission_key or "",
                 poll_seconds=poll_seconds,
                 approved=approve,
+                **({"follow": "yes"} if follow else {}),
             ),
             echo=typer.echo,
             echo_err=echo_err,
@@ -164,7 +174,14 @@ def submit(
         )
         return
     _submit_one(
-        files[0], scene, preview_only, credentials_block, submission_key, poll_seconds, approve
+        files[0],
+        scene,
+        preview_only,
+        credentials_block,
+        submission_key,
+        poll_seconds,
+        follow,
+        approve,
     )
 
 
@@ -186,12 +203,13 @@ def _submit_one(
     credentials_block: str | None,
     submission_key: str | None,
     poll_seconds: float,
+    follow: bool = False,
     approve: bool = False,
 ) -> None:
     """One job file, run here with upload progress bars (the artist's submit).
 
     A run that stopped (Cancelled: approval needed, refused or not given in time) prints the jobs
-    it posted and ends with its one line and exit code 5 (:class:`RunStopped`).
+    it posted and ends with its one line and exit code 6 (:class:`RunStopped`).
     """
     from prefect_conductor.conductor_cloud.job.loaders import load_job
     from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions, SceneSource
@@ -216,6 +234,7 @@ def _submit_one(
                     submission_key=submission_key or "",
                     poll_seconds=poll_seconds,
                     approved=approve,
+                    follow="yes" if follow else "auto",
                 ),
                 return_state=True,
             )
@@ -237,6 +256,12 @@ def _submit_one(
             from prefect_conductor.conductor_cloud.cost.estimate import Estimate
 
             typer.echo(Estimate.from_dict(result["estimate"]).line())
+        for row in result.get("outputs", {}).get("attempts", []):
+            typer.echo(
+                f"{row['attempt']} job {row['job']}: frames {row['frames']}: {row['outcome']}"
+            )
+        if "outputs" in result:
+            typer.echo(f"Frames: {result['outputs']['output_folder']}")
     if run_url:
         typer.echo(f"Flow run: {run_url}")
 
@@ -244,7 +269,7 @@ def _submit_one(
 class RunStopped(SubmitterError):
     """The run stopped before the full job on purpose (approval needed, refused, not given)."""
 
-    exit_code = 5
+    exit_code = 6
 
 
 def _report_stop(state: Any, job_file: Path, run_url: str | None) -> None:
@@ -571,6 +596,33 @@ def status(jid: Annotated[str, typer.Argument(help="The Conductor job id, e.g. 0
             raise _failed_tasks(error) from None
 
 
+@app.command()
+def wait(
+    jid: Annotated[str, typer.Argument(help="The Conductor job id, e.g. 00042.")],
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0, help="Give up after this many seconds (exit 5); default: no limit."),
+    ] = None,
+    poll_seconds: Annotated[float, typer.Option(min=0.01, help="First interval between looks.")] = (
+        10.0
+    ),
+) -> None:
+    """Wait until every task of a job has settled.
+
+    Exits 0 when every task rendered, 4 when some failed, were killed or were left preempted
+    (one line naming them and their frames), 5 when the timeout ran out (one line).
+    """
+    from prefect_conductor.cli.job_wait import wait_for_job
+    from prefect_conductor.conductor_cloud.api.client import ConductorClient
+
+    job_id = _job_id(jid)
+    with ConductorClient() as client:
+        line = wait_for_job(
+            client, job_id, timeout_seconds=timeout, poll_seconds=poll_seconds, say=echo_err
+        )
+    typer.echo(line)
+
+
 def _failed_tasks(error: TasksFailed) -> typer.Exit:
     """Print a TasksFailed: its one line, then each failed task's log tail; the Exit to raise."""
     typer.echo(f"error: {error}", err=True)
@@ -616,20 +668,32 @@ def download(
         typer.Option("--images", help="Image item paths to check (repeat; default: all)."),
     ] = None,
     wait: Annotated[
-        float, typer.Option(help="Seconds to wait for unfinished tasks (0: do not wait).")
+        float,
+        typer.Option(
+            help="Seconds to wait for unfinished tasks (0: do not wait; with --follow: no limit)."
+        ),
     ] = 0.0,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Wait for the job, downloading each task's files as it succeeds (a line each).",
+        ),
+    ] = False,
     poll_seconds: Annotated[float, typer.Option(help="First interval between checks.")] = 10.0,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Files at once.")] = 4,
 ) -> None:
     """Download a job's rendered files (resumable), report them, then check the frames.
 
-    Files already on disk with Conductor's md5 are not fetched again, so Ctrl-C and running the
-    same command again resumes. Exits non-zero, one line per problem, when tasks failed or frames
-    are missing.
+    Each task's files are fetched as soon as the task succeeds; with --follow the command waits
+    for the whole job and prints a line per task downloaded. Files already on disk with
+    Conductor's md5 are not fetched again, so Ctrl-C and running the same command again resumes.
+    Exits non-zero, one line per problem, when tasks failed, frames are missing or the job did
+    not finish in time.
     """
     from rich.console import Console
 
-    from prefect_conductor.cli.download_display import download_bar, summary_line
+    from prefect_conductor.cli.download_display import download_bar, summary_line, task_line
     from prefect_conductor.conductor_cloud.api.client import ConductorClient
     from prefect_conductor.conductor_cloud.settings import get_settings
     from prefect_conductor.conductor_cloud.transfers.job_outputs import TasksFailed, fetch_outputs
@@ -656,10 +720,11 @@ def download(
                 output,
                 scene=scene_export,
                 images=images or (),
-                wait_seconds=wait,
+                wait_seconds=math.inf if follow and wait <= 0 else wait,
                 poll_seconds=poll_seconds,
                 on_listed=bar.listed,
                 on_progress=bar.update,
+                on_task=(lambda done: typer.echo(task_line(job_id, done))) if follow else None,
                 cache=cache,
                 workers=workers,
             )

@@ -274,6 +274,16 @@ class ConductorSettings(BaseSettings):
             " only while some run waits."
         ),
     )
+    frames_resume_seconds: float = Field(
+        default=180.0,
+        ge=0,
+        le=86400,
+        description=(
+            "A deployed run following its job's frames waits suspended at least this long before"
+            " the watcher resumes it to download tasks that succeeded meanwhile (the job's end"
+            " resumes it at once), so a job of many tasks does not resume it once per task."
+        ),
+    )
     watcher_deployment: str = Field(
         default="watch-jobs/resume-waiting-runs",
         pattern=r"^[^/\s]+/[^/\s]+$",

@@ -2,10 +2,11 @@
 
 export_scene -> fetch_catalog -> validate -> resolve_packages -> chunk_frames -> upload_assets
 -> scout_submit -> wait for the scouts -> estimate_cost -> approve (the budget gate) ->
-full_submit -> (follow: wait for the job -> download and check its frames). Each step is a task
-in the Prefect UI with its own retries (none for validation) and does its own step's work on the
-previous step's result, so the run's graph is this chain; the ConductorJob is a typed parameter,
-so the UI's Run form shows every field with its description.
+full_submit -> (follow: wait for the job -> download and check its frames, rendering failed or
+preempted tasks again as new jobs up to ``rerender_attempts`` times). Each step is a task in the
+Prefect UI with its own retries (none for validation) and does its own step's work on the previous
+step's result, so the run's graph is this chain; the ConductorJob is a typed parameter, so the
+UI's Run form shows every field with its description.
 
 How a run ends: Completed with the job ids and links; Failed with one line for a validation
 error, a failed scout (naming its frames) or Conductor staying unreachable after the retries;
@@ -23,8 +24,9 @@ Waiting holds no process when a worker runs the deployment: the run suspends unt
 ``watch-jobs`` deployment sees the job finished and resumes it (``tasks/follow.py``); the re-run
 re-uses every earlier step's persisted result, so nothing is uploaded or posted twice. A local run
 (no deployment) polls in its own process. Events: ``conductor.job.submitted``,
-``conductor.scouts.finished`` (with the estimate), ``conductor.job.finished`` (with the job's
-instance-hours), ``conductor.outputs.downloaded``.
+``conductor.scouts.finished`` (with the estimate), ``conductor.task.downloaded`` (each task of
+the full job as its files land), ``conductor.job.finished`` (with the job's instance-hours),
+``conductor.outputs.downloaded``.
 
 No ``from __future__ import annotations`` here: Prefect resolves the parameter models from the
 annotations when it builds the form and when a worker loads the flow; postponed annotations would
@@ -56,17 +58,23 @@ from prefect_conductor.conductor_cloud.submission.preview_text import payload_ma
 from prefect_conductor.conductor_cloud.transfers.uploads import hash_files
 from prefect_conductor.tasks.approve import ask_for_approval, local_stop_message
 from prefect_conductor.tasks.chunk_frames import chunk_frames
+from prefect_conductor.tasks.contact_sheet import scout_contact_sheet
 from prefect_conductor.tasks.cost_estimate import (
     estimate_cost,
     measured_usage,
     task_frames,
     usage_table,
 )
-from prefect_conductor.tasks.download import download_folder_for, download_job_outputs
+from prefect_conductor.tasks.download import (
+    download_finished_tasks,
+    download_folder_for,
+    download_job_outputs,
+)
 from prefect_conductor.tasks.export_scene import export_scene
 from prefect_conductor.tasks.fetch_catalog import fetch_catalog
 from prefect_conductor.tasks.follow import RESUMABLE, await_job, can_suspend, job_finished
 from prefect_conductor.tasks.job_events import OUTPUTS_DOWNLOADED, emit_job_event
+from prefect_conductor.tasks.rerender import follow_with_rerenders
 from prefect_conductor.tasks.resolve_packages import resolve_packages
 from prefect_conductor.tasks.submit import full_submit, scout_submit, wait_for_tasks
 from prefect_conductor.tasks.upload_assets import upload_assets
@@ -178,8 +186,11 @@ def render_submit(
                 "scout",
                 _title(bodies["scout"]),
                 options,
-                details=costs,
+                labels=costs,
                 wait_for=[*waited, costs],
+            )
+            kept(scout_contact_sheet)(
+                scout.jid, scene.export_path or scene.project_path, options, wait_for=[counts]
             )
             before_full = [scout, counts]
             usage_rows.append(_usage_row("scout", scout.jid, costs["usage"], None))
@@ -201,13 +212,30 @@ def render_submit(
         logger.info("Submitted: %s", result["jobs"])
         follow = options.follow == "yes" or (options.follow == "auto" and can_suspend())
         if follow and "full" in submitted:
+            full = submitted["full"]
             estimated = Estimate.from_dict(costs["estimate"]) if costs else None
-            result["outputs"] = _follow(
-                submitted["full"].jid, _title(bodies["full"]), scene, options, job, estimated
+            if job.rerender_attempts:
+                outputs = follow_with_rerenders(
+                    full=full,
+                    body=bodies["full"],
+                    key=key,
+                    job=job,
+                    folder=download_folder_for(scene.export_path or scene.project_path),
+                    scene_export=scene.export_path or None,
+                    options=options,
+                    scout_jid=submitted["scout"].jid if "scout" in submitted else "",
+                )
+            else:
+                outputs = _follow(full.jid, _title(bodies["full"]), scene, options, job, estimated)
+            emit_job_event(
+                OUTPUTS_DOWNLOADED,
+                full.jid,
+                _title(bodies["full"]),
+                {k: outputs[k] for k in ("output_folder", "files", "bytes", "frames")},
             )
-            usage_rows.append(
-                _usage_row("full", submitted["full"].jid, result["outputs"]["usage"], estimated)
-            )
+            result["outputs"] = outputs
+            usage = outputs.get("usage") or measured_usage(full.jid, job)
+            usage_rows.append(_usage_row("full", full.jid, usage, estimated))
             usage_table(usage_rows)
         return result
 
@@ -220,28 +248,27 @@ def _follow(
     job: ConductorJob,
     estimate: Estimate | None,
 ) -> dict[str, Any]:
-    """Wait for the full job (suspended when deployed), then download and check its frames.
+    """Download each task's files as it succeeds, then check the whole job's frames.
 
-    The frame check needs the scene export file, so it runs for an ``export_path`` scene; a
-    failed task ends the run Failed naming the job, the tasks and their frames (log tails in the
-    run's logs). The job's instance-hours (and cost) ride in ``conductor.job.finished`` beside
-    the estimate.
+    A local run waits in the download step, fetching each task as it succeeds; a deployed run
+    downloads what has succeeded, suspends, and is resumed by the watcher when more tasks have
+    succeeded or the job has finished (``tasks/follow.py``). The frame check needs the scene
+    export file, so it runs for an ``export_path`` scene; a failed task ends the run Failed
+    naming the job, the tasks and their frames (log tails in the run's logs). With
+    ``rerender_attempts`` above 0, ``tasks/rerender.py`` follows instead. The job's
+    instance-hours (and cost) ride in ``conductor.job.finished`` beside the estimate.
     """
-    await_job(jid, options, options.render_timeout_minutes)
+    folder = download_folder_for(scene.export_path or scene.project_path)
+    wait = 0.0 if can_suspend() else options.render_timeout_minutes * 60.0
+    got = download_finished_tasks(jid, folder, title, wait, options.poll_seconds, options)
+    await_job(jid, options, options.render_timeout_minutes, downloaded=got["tasks"])
     usage = measured_usage(jid, job)
     details: dict[str, Any] = {"usage": usage}
     if estimate is not None:
         details["estimate"] = estimate.as_dict()
-    job_finished(jid, "full", title, options, details=details)
-    folder = download_folder_for(scene.export_path or scene.project_path)
+    job_finished(jid, "full", title, options, labels=details)
     outputs = download_job_outputs(
         jid, folder, scene.export_path or None, [], 0.0, options.poll_seconds, options
-    )
-    emit_job_event(
-        OUTPUTS_DOWNLOADED,
-        jid,
-        title,
-        {k: outputs[k] for k in ("output_folder", "files", "bytes", "frames")},
     )
     return {**outputs, "usage": usage}
 

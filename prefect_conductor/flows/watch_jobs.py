@@ -1,4 +1,4 @@
-"""watch_jobs: resume the render runs whose Conductor jobs have finished, one listing per pass.
+"""watch_jobs: resume the render runs whose Conductor jobs have finished or have new frames.
 
 A ``render-submit`` run waiting on Conductor is suspended (no process) with the tags
 ``conductor-waiting`` and ``conductor-jid:<jid>`` (``tasks/follow.py``). Each pass of this flow:
@@ -8,10 +8,16 @@ A ``render-submit`` run waiting on Conductor is suspended (no process) with the 
    ``conductor_url`` and ``credentials_block``): ``GET api/v1/jobs?filter=jid_gt_<lowest-1>,
    jid_lt_<highest+1>`` (ciocore's own job listing), so the cost is one request per pass however
    many runs wait; the listing also returns other jobs in that jid range, which are ignored;
-3. resumes each run whose job's status is final (success, downloaded, failed, killed,
+3. reads the task listing of each waiting run's job (one request per job per pass) and keeps
+   what it saw in the job's task clock (``tasks/task_clocks.py``), scouts included, so the
+   clock knows each task's duration while no run process is alive to look;
+4. resumes each run whose job's status is final (success, downloaded, failed, killed,
    preempted: a job left preempted once Conductor's own retries are spent, ``status.py``); the
    resumed run reads its tasks, emits its events and carries on. A job missing from the listing
-   is looked for again on the next pass.
+   is looked for again on the next pass;
+5. resumes a run that follows its job's frames (tagged ``conductor-downloaded:<jid>:<n>``, n
+   tasks downloaded) when more than n tasks have succeeded and it has been suspended for at least
+   ``frames_resume_seconds``: it downloads the new tasks and suspends again.
 
 With ``every_seconds`` 0 the flow makes one pass. A render run that suspends starts it with
 ``every_seconds`` (``tasks/watcher_runs.py``): it then passes that often while any run waits and
@@ -53,10 +59,17 @@ from prefect_conductor.conductor_cloud.api.retry import redacted_url
 from prefect_conductor.conductor_cloud.api.status import JobStatus
 from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
-from prefect_conductor.conductor_cloud.transfers.job_outputs import job_id
+from prefect_conductor.conductor_cloud.settings import get_settings
+from prefect_conductor.conductor_cloud.transfers.job_outputs import (
+    ConductorJobs,
+    TaskState,
+    job_id,
+    listed_tasks,
+)
 from prefect_conductor.tasks.approve import APPROVAL_TAG, timed_out_message
 from prefect_conductor.tasks.common import client_for
-from prefect_conductor.tasks.follow import JID_TAG_PREFIX, WAITING_TAG
+from prefect_conductor.tasks.follow import DOWNLOADED_TAG_PREFIX, JID_TAG_PREFIX, WAITING_TAG
+from prefect_conductor.tasks.task_clocks import ClockRecords
 from prefect_conductor.tasks.watcher_runs import ENDING_TAG, ON_DUTY_STATES, watchers_on_duty
 
 PAGE = 200
@@ -71,6 +84,18 @@ class Waiting:
     run_id: UUID
     jid: str
     options: RunOptions
+    downloaded: int | None = None
+    """How many of the job's tasks the run has downloaded; None for a run not following frames."""
+    suspended_at: datetime | None = None
+
+    def wants_frames(self, states: list[TaskState], now: datetime, every: timedelta) -> bool:
+        """A run following frames whose job has more tasks succeeded than it downloaded, and
+        which has been suspended for at least ``every``."""
+        if self.downloaded is None:
+            return False
+        if self.suspended_at is not None and now - self.suspended_at < every:
+            return False
+        return sum(1 for s in states if s.status.succeeded) > self.downloaded
 
 
 def waiting_runs(client: SyncPrefectClient) -> Iterator[Waiting]:
@@ -101,7 +126,25 @@ def _waiting(run: FlowRun) -> Waiting | None:
         options = RunOptions.model_validate(run.parameters.get("options") or {})
     except (SubmitterError, ValueError):
         return None
-    return Waiting(run.id, jid, options)
+    downloaded = _downloaded(run.tags, jid)
+    since = run.state.timestamp if run.state is not None else None
+    return Waiting(run.id, jid, options, downloaded, since)
+
+
+def _downloaded(tags: Iterable[str], jid: str) -> int | None:
+    """How many of job ``jid``'s tasks the run says it has downloaded (``conductor-downloaded:
+    <jid>:<n>``); None when it follows no frames of that job or says so twice."""
+    counts = []
+    for tag in tags:
+        if not tag.startswith(DOWNLOADED_TAG_PREFIX):
+            continue
+        named, _, count = tag.removeprefix(DOWNLOADED_TAG_PREFIX).rpartition(":")
+        try:
+            if job_id(named) == jid and count.isascii() and count.isdigit() and len(count) < 9:
+                counts.append(int(count))
+        except SubmitterError:
+            continue
+    return counts[0] if len(counts) == 1 else None
 
 
 def finished_jobs(
@@ -121,22 +164,50 @@ def finished_jobs(
     return done
 
 
-def due(waiting: list[Waiting]) -> tuple[list[Waiting], int]:
-    """The waiting runs whose jobs finished, and how many Conductor listings that took.
+def look_at_tasks(conductor: ConductorJobs, jids: Iterable[str]) -> dict[str, list[TaskState]]:
+    """Each job's task listing (one request per job), fed to the job's task clock.
 
-    An account whose listing fails (unreachable, refused, a missing credentials block) is logged
-    and asked again next pass; the other accounts' runs are still resumed.
+    A job whose listing fails is logged and left out: its runs are looked at again next pass.
+    """
+    clocks = ClockRecords()
+    looks: dict[str, list[TaskState]] = {}
+    for jid in sorted(set(jids)):
+        try:
+            states = listed_tasks(conductor, jid)
+        except SubmitterError as error:
+            get_run_logger().warning("task listing of job %s failed, next pass: %s", jid, error)
+            continue
+        looks[jid] = states
+        clock = clocks.read(jid)
+        clock.observe([(s.tid, s.status) for s in states], datetime.now(UTC).timestamp())
+        clocks.write(jid, clock)
+    return looks
+
+
+def due(waiting: list[Waiting]) -> tuple[list[Waiting], int, int]:
+    """The waiting runs to resume, and how many job and task listings that took.
+
+    A run is resumed when its job finished (one job listing per account) or, following its
+    frames, when more of its job's tasks have succeeded than it downloaded (one task listing per
+    waiting job, which also feeds the job's task clock). An account whose job listing fails
+    (unreachable, refused, a missing credentials block) is logged and asked again next pass; the
+    other accounts' runs are still resumed.
     """
     groups: dict[tuple[str, str], list[Waiting]] = defaultdict(list)
     for item in waiting:
         groups[(item.options.conductor_url, item.options.credentials_block)].append(item)
+    every = timedelta(seconds=get_settings().frames_resume_seconds)
+    now = datetime.now(UTC)
     ready: list[Waiting] = []
+    task_listings = 0
     for (url, block), items in groups.items():
         numbers = [int(item.jid) for item in items]
         try:
             with client_for(items[0].options) as conductor:
                 listing = conductor.list_jobs(min(numbers), max(numbers))
                 done = finished_jobs(listing, get_run_logger().warning)
+                looks = look_at_tasks(conductor, (item.jid for item in items))
+                task_listings += len({item.jid for item in items})
         except SubmitterError as error:
             get_run_logger().warning(
                 "job listing for %d run(s) (conductor_url %r, credentials_block %r) failed,"
@@ -147,8 +218,12 @@ def due(waiting: list[Waiting]) -> tuple[list[Waiting], int]:
                 error,
             )
             continue
-        ready.extend(item for item in items if item.jid in done)
-    return ready, len(groups)
+        ready.extend(
+            item
+            for item in items
+            if item.jid in done or item.wants_frames(looks.get(item.jid, []), now, every)
+        )
+    return ready, len(groups), task_listings
 
 
 def end_timed_out_approvals(client: SyncPrefectClient, now: datetime | None = None) -> list[UUID]:
@@ -181,20 +256,26 @@ def watch_pass(client: SyncPrefectClient) -> dict[str, Any]:
     end_timed_out_approvals(client)
     waiting = list(waiting_runs(client))
     if not waiting:
-        return {"waiting": 0, "listings": 0, "resumed": []}
-    ready, listings = due(waiting)
+        return {"waiting": 0, "listings": 0, "task_listings": 0, "resumed": []}
+    ready, listings, task_listings = due(waiting)
     resumed = []
     for item in ready:
         answer = client.resume_flow_run(item.run_id)
         if answer.status.value == "ACCEPT":
             resumed.append(item.jid)
     get_run_logger().info(
-        "%d run(s) waiting, %d Conductor listing(s), resumed for jobs %s",
+        "%d run(s) waiting, %d Conductor job listing(s), %d task listing(s), resumed for jobs %s",
         len(waiting),
         listings,
+        task_listings,
         ", ".join(resumed) or "none",
     )
-    return {"waiting": len(waiting), "listings": listings, "resumed": resumed}
+    return {
+        "waiting": len(waiting),
+        "listings": listings,
+        "task_listings": task_listings,
+        "resumed": resumed,
+    }
 
 
 def runs_still_waiting(client: SyncPrefectClient) -> bool:
@@ -240,7 +321,13 @@ def watch_jobs(every_seconds: float = 0) -> dict[str, Any]:
     """Resume every suspended render run whose Conductor job has finished: one pass, or with
     ``every_seconds`` a pass that often for as long as any run waits."""
     logger = get_run_logger()
-    totals: dict[str, Any] = {"waiting": 0, "listings": 0, "resumed": [], "passes": 0}
+    totals: dict[str, Any] = {
+        "waiting": 0,
+        "listings": 0,
+        "task_listings": 0,
+        "resumed": [],
+        "passes": 0,
+    }
     with get_client(sync_client=True) as client:
         me = client.read_flow_run(flow_run.id)
         if every_seconds > 0 and (earlier := _earlier_watcher(client, me)) is not None:
@@ -250,6 +337,7 @@ def watch_jobs(every_seconds: float = 0) -> dict[str, Any]:
             done = watch_pass(client)
             totals.update(waiting=done["waiting"], passes=totals["passes"] + 1)
             totals["listings"] += done["listings"]
+            totals["task_listings"] += done["task_listings"]
             totals["resumed"] += done["resumed"]
             if every_seconds <= 0:
                 return totals

@@ -47,6 +47,8 @@ GROUPS: dict[str, str] = {
     "instance_type": "machines",
     "preemptible": "machines",
     "retries": "machines",
+    "rerender_attempts": "machines",
+    "rerender_on_demand": "machines",
     "max_instances": "machines",
     "priority": "machines",
     "location": "machines",

@@ -4,8 +4,10 @@ A run that comes from a deployment (a worker started it) *suspends*: it tags its
 ``conductor-waiting`` and ``conductor-jid:<jid>`` and calls ``suspend_flow_run``, so its process
 exits and the worker's slot is free. Before it goes, it makes sure a ``watch-jobs`` run is on
 duty (``tasks/watcher_runs.py``): that run lists every job in flight with one Conductor call per
-pass while any run waits, resumes the runs whose jobs have finished, and ends when none waits;
-the worker then starts each resumed run again from the top. Every task before the wait is
+pass while any run waits, resumes the runs whose jobs have finished (and a run following its
+job's frames, tagged ``conductor-downloaded:<jid>:<n>``, when more than n tasks have succeeded),
+and ends when none waits; the worker then starts each resumed run again from the top, which may
+suspend again on the same job. Every task before the wait is
 cached on (flow run, task, call number) with its result persisted (:data:`RESUMABLE`), so the
 re-run re-uses the exports, uploads and job ids and posts nothing twice (the client's
 submission-id lookup stays as the second guard).
@@ -54,6 +56,14 @@ WAITING_TAG = "conductor-waiting"
 """The tag of a run suspended until a Conductor job finishes (what the watcher looks for)."""
 JID_TAG_PREFIX = "conductor-jid:"
 """``conductor-jid:<jid>``: the job a suspended run waits for."""
+DOWNLOADED_TAG_PREFIX = "conductor-downloaded:"
+"""``conductor-downloaded:<jid>:<n>``: a run following the job, with ``n`` of its tasks already
+downloaded; the watcher resumes it when more have succeeded (``flows/watch_jobs.py``)."""
+
+
+def downloaded_tag(jid: str, count: int) -> str:
+    """The tag saying how many of job ``jid``'s tasks this run has downloaded."""
+    return f"{DOWNLOADED_TAG_PREFIX}{jid}:{count}"
 
 
 def resume_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -111,12 +121,16 @@ def _next_key(jid: str) -> str:
     return f"{prefix}{sum(1 for k in used if str(k).startswith(prefix))}"
 
 
-def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> None:
+def await_job(
+    jid: str, options: RunOptions, timeout_minutes: int, downloaded: int | None = None
+) -> None:
     """Return once every task of job ``jid`` has finished.
 
     From a deployment: look once; if tasks are still open, tag the run and suspend it (the
     process exits here; the watcher resumes the run and the re-run comes back to this call).
-    Without one: poll in this process with backoff until ``timeout_minutes``.
+    ``downloaded`` (a run following the job's frames) says how many tasks it has downloaded: the
+    watcher then also resumes it when more have succeeded. Without a deployment: poll in this
+    process with backoff until ``timeout_minutes``.
     """
     logger = get_run_logger()
     if not can_suspend():
@@ -131,9 +145,12 @@ def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> None:
     with client_for(options) as client:
         states = listed_tasks(client, jid)
     if all_finished(states):
-        _retag(set(), (WAITING_TAG, JID_TAG_PREFIX))
+        _retag(set(), (WAITING_TAG, JID_TAG_PREFIX, DOWNLOADED_TAG_PREFIX))
         return
-    _retag({WAITING_TAG, f"{JID_TAG_PREFIX}{jid}"}, (JID_TAG_PREFIX,))
+    tags = {WAITING_TAG, f"{JID_TAG_PREFIX}{jid}"}
+    if downloaded is not None:
+        tags.add(downloaded_tag(jid, downloaded))
+    _retag(tags, (JID_TAG_PREFIX, DOWNLOADED_TAG_PREFIX))
     key = _next_key(jid)
     try:  # after the tag: a watcher that is ending then either sees this run or is not counted
         logger.info("watcher: %s", ensure_watcher(f"{flow_run.id}-{key}"))
@@ -142,10 +159,11 @@ def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> None:
         # next run that suspends, starts one.
         logger.warning("could not make sure a watcher runs: %s", error)
     logger.info(
-        "job %s: %d of %d tasks still open; suspending until it finishes (no process is held)",
+        "job %s: %d of %d tasks still open; suspending until %s (no process is held)",
         jid,
         sum(1 for s in states if not s.status.finished),
         len(states),
+        "it finishes" if downloaded is None else "more tasks succeed or it finishes",
     )
     suspend_flow_run(timeout=timeout_minutes * 60, key=key)
 
@@ -153,18 +171,22 @@ def await_job(jid: str, options: RunOptions, timeout_minutes: int) -> None:
 @task(name="job-finished", retries=2, retry_delay_seconds=[5, 30],
       retry_condition_fn=never_retry_user_errors, **RESUMABLE)  # fmt: skip
 def job_finished(
-    jid: str, step: str, title: str, options: RunOptions, details: dict[str, Any] | None = None
+    jid: str,
+    step: str,
+    title: str,
+    options: RunOptions,
+    labels: dict[str, Any] | None = None,
 ) -> dict[str, int]:
     """Count the finished job's tasks and tell the pipeline; failed scouts stop the run.
 
-    ``details`` ride in the event's payload beside the counts (the estimate, the instance-hours).
-    Cached for the run, so a later resume does not emit the event again.
+    Cached for the run, so a later resume does not emit the event again. ``labels`` join the
+    event's payload (a re-render's attempt and first job).
     """
     with client_for(options) as client:
         states = task_states(client, jid)
     tally = counts(states)
     event = SCOUTS_FINISHED if step == "scout" else JOB_FINISHED
-    emit_job_event(event, jid, title, {"step": step, **tally, **(details or {})})
+    emit_job_event(event, jid, title, {"step": step, **tally, **(labels or {})})
     get_run_logger().info("%s job %s finished: %s", step, jid, tally)
     if step == "scout" and (tally["failed"] or tally["preempted"]):
         bad = [s for s in states if not s.status.succeeded]

@@ -3,7 +3,9 @@
 Each names the job as its resource (``conductor.job.<jid>``, named by the job's title) and the
 flow run as the related resource: ``conductor.job.submitted`` (a job posted or found by the
 duplicate-job guard), ``conductor.scouts.finished`` and ``conductor.job.finished`` (with the
-success/failed task counts). ``conductor.outputs.downloaded`` is ``flows/download_outputs.py``'s.
+success/failed task counts), and ``conductor.task.downloaded`` once per task whose files are on
+disk (``tasks/download.py``: the task id, its frames, its files, their bytes and the folder).
+``conductor.outputs.downloaded`` is ``flows/download_outputs.py``'s.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ JOB_SUBMITTED = "conductor.job.submitted"
 SCOUTS_FINISHED = "conductor.scouts.finished"
 JOB_FINISHED = "conductor.job.finished"
 OUTPUTS_DOWNLOADED = "conductor.outputs.downloaded"
+TASK_DOWNLOADED = "conductor.task.downloaded"
 
 
 def job_resource(jid: str, title: str) -> dict[str, str]:

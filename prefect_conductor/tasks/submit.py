@@ -31,6 +31,7 @@ from prefect_conductor.conductor_cloud.api.status import FINISHED_WORDS, not_ren
 from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
+from prefect_conductor.conductor_cloud.submission.rerender import rerender_labels
 from prefect_conductor.conductor_cloud.transfers.job_outputs import JobNotFinished, listed_tasks
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 from prefect_conductor.tasks.conductor_limits import conductor_slot
@@ -84,7 +85,12 @@ def submit_job(
         JOB_SUBMITTED,
         job.jid,
         str(payload.get("job_title") or job.jid),
-        {"step": step, "created": job.created, "url": job.dashboard_url},
+        {
+            "step": step,
+            "created": job.created,
+            "url": job.dashboard_url,
+            **rerender_labels(payload),
+        },
     )
     return job
 
@@ -100,6 +106,9 @@ scout_submit = submit_job.with_options(name="scout-submit")
 
 full_submit = submit_job.with_options(name="full-submit")
 """The rest of the frames (every task when scouting is off or native)."""
+
+rerender_submit = submit_job.with_options(name="rerender-submit")
+"""A full job's failed or preempted tasks, rendered again as a new job (``tasks/rerender.py``)."""
 
 
 @task(

@@ -26,11 +26,14 @@ Assumed, and how a wrong guess fails safe:
 * A listed job shows its ``title`` and ``project`` as posted (the desktop client's ``fields=``).
   Only the lookup after a POST of unknown outcome relies on it; a fresh submission never lists.
 * A task record's ``frames``: used only to name failed frames; the ``taskLabel`` stands in.
-* Downloads (``job_outputs.py``): a downloads page may list tasks that cannot be downloaded yet;
-  we download only once every task has finished and only tasks listed ``success``/``downloaded``,
+* Downloads (``task_downloads.py``): a downloads page may list tasks that cannot be downloaded
+  yet; we ask the downloads listing only for the tids the task listing shows ``success`` or
+  ``downloaded`` (``{"tids": [...]}``, as ciocore's ``JobDownloader`` sends), keep only records
+  for those tids, download them as soon as they are seen (not once the whole job has finished),
   and report only those ``downloaded`` (with ``bytes_downloaded`` = the task's size,
-  ``bytes_to_download`` = 0; ciocore sends 0 for both). ``POST downloads/status`` accepts with any
-  2xx (no client reads its answer).
+  ``bytes_to_download`` = 0; ciocore sends 0 for both). A succeeded task the downloads listing
+  does not hold yet is asked for again on the next look. ``POST downloads/status`` accepts with
+  any 2xx (no client reads its answer).
 * ``preempted`` is settled: a task or job left ``preempted`` is one whose Conductor retries
   (``autoretry_policy``) are spent and which waits for a person's "Retry Preempted" in the
   dashboard, so waits end on it and it counts as not rendered, like ``failed``. Were Conductor

@@ -252,6 +252,24 @@ class ConductorJob(BaseModel):
         le=10,
         description="How many times Conductor retries a task stopped by preemption.",
     )
+    rerender_attempts: int = Field(
+        default=1,
+        ge=0,
+        le=5,
+        description=(
+            "When tasks still end failed or preempted after Conductor's own retries, render"
+            " only their frames again as a new job, up to this many times (each new job carries"
+            " the first job's id in its metadata). 0 turns this off: a failed task ends the run"
+            " Failed."
+        ),
+    )
+    rerender_on_demand: bool = Field(
+        default=True,
+        description=(
+            "When a task was preempted, its new job runs on non-preemptible (on-demand) machines,"
+            " which cost more but are not stopped by the cloud provider."
+        ),
+    )
     max_instances: int = Field(
         default=0,
         ge=0,

@@ -135,9 +135,11 @@ class RunOptions(BaseModel):
     follow: Literal["auto", "yes", "no"] = Field(
         default="auto",
         description=(
-            "After the full job is posted, wait for it to render, download its frames into the"
-            " job's output folder and check them. auto: yes when a worker runs the deployment"
-            " (the run waits suspended, holding no process), no for a local run."
+            "After the full job is posted, wait for it to render, download its frames (and the"
+            " scouts') into the job's output folder and check them; tasks that failed or were"
+            " preempted are rendered again as the job's Rerender Attempts says. auto: yes when a"
+            " worker runs the deployment (the run waits suspended, holding no process), no for a"
+            " local run."
         ),
     )
     render_timeout_minutes: int = Field(

@@ -314,8 +314,12 @@ def download_tasks(
     attempts: int = DEFAULT_ATTEMPTS,
     on_progress: ProgressCallback | None = None,
     on_task_done: Callable[[DownloadTask], None] | None = None,
+    stats: DownloadStats | None = None,
 ) -> DownloadStats:
     """Download every file of ``tasks`` with at most ``workers`` transfers at once.
+
+    ``stats`` counts into a caller's running totals (which already include these tasks' files
+    and bytes), so several calls add up to one progress bar; without it a fresh count is made.
 
     ``on_task_done`` is called once per task when all its files are in place (the caller reports
     ``downloaded`` to Conductor there). The first file that fails for good stops the rest and is
@@ -328,7 +332,10 @@ def download_tasks(
         plan.extend(
             (task, item, root, below + relative_parts(item.relative_path)) for item in task.files
         )
-    stats = DownloadStats(files_total=len(plan), bytes_total=sum(entry[1].size for entry in plan))
+    if stats is None:
+        stats = DownloadStats(
+            files_total=len(plan), bytes_total=sum(entry[1].size for entry in plan)
+        )
     owned = http is None
     client = http or httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
     fetcher = FileFetcher(

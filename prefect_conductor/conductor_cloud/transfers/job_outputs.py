@@ -3,21 +3,24 @@
 This is the download half of "after Submit", shared by the ``download``/``status`` commands and
 the ``download-outputs`` flow, so both behave the same:
 
-1. :func:`wait_for_tasks` reads the job's tasks until every one has finished (or time is up);
-2. :func:`raise_for_failed_tasks` turns failed or killed tasks into one line naming the job, the
+1. :func:`wait_for_tasks` reads the job's tasks until every one has finished (or time is up),
+   one request per look however many tasks are in flight;
+2. each look goes to a ``task_downloads.TaskDownloader``, which downloads the tasks it shows newly
+   succeeded (only those asked of Conductor's downloads listing) with ``downloads.download_tasks``
+   (skip-if-same-md5, verified, resumable) and reports each ``downloaded`` with
+   ``POST /downloads/status``, so a task's frames are on disk minutes before the job ends;
+3. :func:`raise_for_failed_tasks` turns failed or killed tasks into one line naming the job, the
    tasks and their frames, carrying the last lines of each failed task's log (``get_log_file``);
-3. :func:`download_job` walks Conductor's downloads pages, fetches every file with
-   ``downloads.download_tasks`` (skip-if-same-md5, verified, resumable) and reports each finished
-   task ``downloaded`` with ``POST /downloads/status``;
 4. ``output_frames.check_job_frames`` compares what landed on disk with what each image should
    have written, from the task commands and the scene export's Save As patterns.
+
+:func:`download_job` fetches everything listed for a job at once (a job already finished).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,15 +28,13 @@ from typing import Any, Protocol
 import httpx
 
 from prefect_conductor.conductor_cloud.api.status import TaskStatus
+from prefect_conductor.conductor_cloud.api.task_clock import TaskClock
 from prefect_conductor.conductor_cloud.errors import ServiceError, UserError
 from prefect_conductor.conductor_cloud.job.scene import SceneExport
 from prefect_conductor.conductor_cloud.transfers.downloads import (
     DEFAULT_WORKERS,
     DownloadStats,
-    DownloadTask,
     ProgressCallback,
-    download_tasks,
-    task_folder,
 )
 from prefect_conductor.conductor_cloud.transfers.frame_check import ImageCheck
 from prefect_conductor.conductor_cloud.transfers.md5cache import Md5Cache
@@ -41,27 +42,24 @@ from prefect_conductor.conductor_cloud.transfers.output_frames import (
     check_job_frames,
     raise_for_frames,
 )
+from prefect_conductor.conductor_cloud.transfers.task_downloads import (
+    ConductorDownloads,
+    JobDownload,
+    TaskDownloaded,
+    TaskDownloader,
+    listed_downloads,
+)
 
 LOG_TAIL_LINES = 5
+"""How many of a failed task's last log lines a failure report carries."""
 MAX_POLL_SECONDS = 60.0
 """The longest interval between two looks at a job's tasks."""
-"""How many of a failed task's last log lines a failure report carries."""
 
 
-class ConductorJobs(Protocol):
+class ConductorJobs(ConductorDownloads, Protocol):
     """What this module needs from ``ConductorClient`` (a protocol, so tests may stand in)."""
 
-    def get_job(self, jid: str) -> dict[str, Any]: ...
-
     def get_tasks(self, jid: str) -> list[dict[str, Any]]: ...
-
-    def download_pages(
-        self, jid: str, tids: Sequence[str] | None = None, page_size: int = ...
-    ) -> Iterable[list[DownloadTask]]: ...
-
-    def report_download(
-        self, download_id: str, status: str, bytes_downloaded: int, bytes_to_download: int
-    ) -> None: ...
 
     def task_log(self, jid: str, tid: str) -> list[str]: ...
 
@@ -69,12 +67,15 @@ class ConductorJobs(Protocol):
 class JobNotFinished(ServiceError):
     """Some tasks were still rendering when the wait ended; running again picks them up."""
 
+    exit_code = 5
     transient = False
 
 
 class TasksFailed(ServiceError):
-    """Tasks of the job failed or were killed: one line, plus each failed task's log tail."""
+    """Tasks of the job failed, were killed or were left preempted: one line, plus each failed
+    task's log tail."""
 
+    exit_code = 4
     transient = False
 
     def __init__(self, message: str, logs: Mapping[str, Sequence[str]] | None = None) -> None:
@@ -154,16 +155,21 @@ def wait_for_tasks(
 
     ``timeout_seconds`` 0 looks once. While time is left, an empty listing is waited out like
     open tasks; when time is up, a job still without tasks is a :class:`UserError` (check the job
-    id) and one with open tasks :class:`JobNotFinished`. The interval grows by half up to a minute.
+    id) and one with open tasks :class:`JobNotFinished`. The interval grows by half up to a minute
+    while no task changes state, and starts over from ``poll_seconds`` when one does.
     """
     deadline = time.monotonic() + timeout_seconds
     interval = poll_seconds
+    seen: list[tuple[str, TaskStatus]] = []
     while True:
         states = listed_tasks(client, jid)
         if on_poll is not None:
             on_poll(states)
         if all_finished(states):
             return states
+        now = [(s.tid, s.status) for s in states]
+        if now != seen:
+            interval, seen = poll_seconds, now
         left = deadline - time.monotonic()
         if left <= 0:
             if not states:
@@ -185,9 +191,10 @@ def raise_for_failed_tasks(client: ConductorJobs, jid: str, states: Sequence[Tas
     The last :data:`LOG_TAIL_LINES` lines of each failed task's log ride along (``log_lines``);
     a log that cannot be read is said so in its place rather than hiding the failure.
     """
-    bad = [s for s in states if s.status.not_rendered]
-    if not bad:
+    line = not_rendered_message(jid, states)
+    if line is None:
         return
+    bad = [s for s in states if s.status.not_rendered]
     logs: dict[str, list[str]] = {}
     for state in bad:
         if state.status is not TaskStatus.FAILED:
@@ -196,19 +203,17 @@ def raise_for_failed_tasks(client: ConductorJobs, jid: str, states: Sequence[Tas
             logs[state.tid] = client.task_log(jid, state.tid)[-LOG_TAIL_LINES:]
         except ServiceError as error:
             logs[state.tid] = [f"(log unavailable: {error})"]
+    raise TasksFailed(line, logs)
+
+
+def not_rendered_message(jid: str, states: Sequence[TaskState]) -> str | None:
+    """One line naming the job and its failed, killed or preempted tasks with their frames;
+    None when none is."""
+    bad = [s for s in states if s.status.not_rendered]
+    if not bad:
+        return None
     named = ", ".join(f"{s.tid} {s.status} (frames {s.frames})" for s in bad)
-    raise TasksFailed(f"job {jid}: {len(bad)} of {len(states)} tasks did not render: {named}", logs)
-
-
-@dataclass
-class JobDownload:
-    """What one download run did: the files, the tasks reported, where they went."""
-
-    jid: str
-    folder: Path
-    stats: DownloadStats
-    tasks: list[DownloadTask]
-    reported: list[str]
+    return f"job {jid}: {len(bad)} of {len(states)} tasks did not render: {named}"
 
 
 def download_job(
@@ -221,84 +226,28 @@ def download_job(
     workers: int = DEFAULT_WORKERS,
     on_progress: ProgressCallback | None = None,
     on_listed: Callable[[DownloadStats], None] | None = None,
-    only: Collection[str] | None = None,
     task_count: int | None = None,
 ) -> JobDownload:
-    """Download every file Conductor lists for ``jid`` and report each task ``downloaded``.
+    """Download every file Conductor lists for ``jid`` now and report each task ``downloaded``.
 
     ``output`` replaces the server's folder with ``output/<jid>`` (``downloads.task_folder``).
     The listing is read in full first, so the progress bar knows the total; ``on_listed`` gets
-    the empty stats with the totals. A file already on disk with the same md5 is not fetched.
-    ``only`` keeps the listed tasks with those ids (the ones the task listing shows rendered).
-    The listing is bounded by the job's ``task_count`` (read from Conductor when not given).
+    the stats with the totals. A file already on disk with the same md5 is not fetched. The
+    listing is bounded by the job's ``task_count`` (read from Conductor when not given).
     """
-    tasks = [
-        task
-        for task in listed_downloads(client, jid, task_count)
-        if only is None or task.task_id in only
-    ]
-    reported: list[str] = []
-
-    def finished(task: DownloadTask) -> None:
-        client.report_download(task.download_id, "downloaded", task.size, 0)
-        reported.append(task.task_id)
-
-    if on_listed is not None:
-        on_listed(
-            DownloadStats(
-                files_total=sum(len(t.files) for t in tasks), bytes_total=sum(t.size for t in tasks)
-            )
-        )
-    stats = download_tasks(
-        tasks,
-        output=output,
+    count = len(client.get_tasks(jid)) if task_count is None else task_count
+    downloader = TaskDownloader(
+        client,
+        jid,
+        output,
         http=http,
         cache=cache,
         workers=workers,
+        on_listed=on_listed,
         on_progress=on_progress,
-        on_task_done=finished,
     )
-    folder = job_folder(client, jid, output, tasks)
-    return JobDownload(jid=jid, folder=folder, stats=stats, tasks=tasks, reported=reported)
-
-
-def listed_downloads(
-    client: ConductorJobs, jid: str, task_count: int | None = None
-) -> list[DownloadTask]:
-    """The job's download records, refusing a record for another job and an endless listing.
-
-    A listing holds at most one record per task; pages past one more than the job's task count
-    stop the walk in one line, whatever cursors the server keeps sending.
-    """
-    count = len(client.get_tasks(jid)) if task_count is None else task_count
-    tasks: list[DownloadTask] = []
-    for pages, page in enumerate(client.download_pages(jid), 1):
-        for task in page:
-            named = task.job_id
-            if not (
-                named.isascii() and named.isdigit() and len(named) <= 9 and int(named) == int(jid)
-            ):
-                raise ServiceError(
-                    f"job {jid}: Conductor's download listing holds a record for job"
-                    f" {named[:40]!r}; refused"
-                )
-            tasks.append(dataclasses.replace(task, job_id=jid))
-        if len(tasks) > count or pages > count + 1:
-            raise ServiceError(
-                f"job {jid}: Conductor's download listing ran past the job's {count} tasks"
-                f" ({len(tasks)} records on {pages} pages); stopped"
-            )
-    return tasks
-
-
-def job_folder(
-    client: ConductorJobs, jid: str, output: Path | None, tasks: Sequence[DownloadTask] = ()
-) -> Path:
-    """Where the job's files land: ``output/<jid>``, else the server's output folder."""
-    if tasks:
-        return task_folder(tasks[0], output)
-    output_path = str(client.get_job(jid).get("output_path") or "")
-    return task_folder(DownloadTask("", jid, "", output_path, ()), output)
+    downloader.fetch(listed_downloads(client, jid, count))
+    return downloader.result()
 
 
 @dataclass
@@ -322,37 +271,53 @@ def fetch_outputs(
     on_poll: Callable[[list[TaskState]], None] | None = None,
     on_listed: Callable[[DownloadStats], None] | None = None,
     on_progress: ProgressCallback | None = None,
+    on_task: Callable[[TaskDownloaded], None] | None = None,
+    clock: TaskClock | None = None,
+    already: Collection[str] = (),
     http: httpx.Client | None = None,
     cache: Md5Cache | None = None,
     workers: int = DEFAULT_WORKERS,
     sleep: Callable[[float], None] = time.sleep,
+    folder_jid: str | None = None,
+    failed_ok: bool = False,
 ) -> JobOutputs:
-    """Wait for the job, download what rendered, then fail for what did not, then check frames.
+    """Download each task's files as it succeeds, then fail for what did not, then check frames.
 
-    The successful tasks' files are downloaded even when others failed, so a rerun after fixing
-    those only fetches the new frames. Raises :class:`JobNotFinished`, :class:`TasksFailed`
-    (with log tails) or :class:`FramesMissing` (with one line per problem).
+    Every look at the task listing (one request, however many tasks are in flight) goes to the
+    ``clock`` and ``on_poll``; the tasks it shows succeeded are downloaded at once
+    (``task_downloads.TaskDownloader``; ``on_task`` hears of each, ``already`` names tasks
+    downloaded before). Once every task has finished, failed tasks raise :class:`TasksFailed`
+    (with log tails) and missing frames :class:`FramesMissing`; when time is up first,
+    :class:`JobNotFinished`, with the tasks that succeeded already on disk, so running again
+    fetches only the new frames. ``failed_ok``: the caller renders failed tasks again, so they
+    raise nothing and the frames are not checked here. ``folder_jid``: see ``TaskDownloader``.
     """
-    states = wait_for_tasks(
-        client,
-        jid,
-        poll_seconds=poll_seconds,
-        timeout_seconds=wait_seconds,
-        sleep=sleep,
-        on_poll=on_poll,
-    )
-    fetched = download_job(
+    downloader = TaskDownloader(
         client,
         jid,
         output,
         http=http,
         cache=cache,
         workers=workers,
-        on_progress=on_progress,
+        clock=clock,
+        on_poll=on_poll,
+        on_task=on_task,
         on_listed=on_listed,
-        only={s.tid for s in states if s.status.succeeded},
-        task_count=len(states),
+        on_progress=on_progress,
+        already=already,
+        folder_jid=folder_jid,
     )
+    states = wait_for_tasks(
+        client,
+        jid,
+        poll_seconds=poll_seconds,
+        timeout_seconds=wait_seconds,
+        sleep=sleep,
+        on_poll=downloader.look,
+    )
+    fetched = downloader.result()
+    if failed_ok:
+        return JobOutputs(states=states, download=fetched, checks=[])
     raise_for_failed_tasks(client, jid, states)
     checks: list[ImageCheck] = []
     if scene is not None:

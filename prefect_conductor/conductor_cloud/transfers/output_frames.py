@@ -40,8 +40,10 @@ class RenderedTask(Protocol):
 
 
 class FramesMissing(ServiceError):
-    """Downloaded, but some images lack frames (or have empty ones); ``problems`` lists them."""
+    """Downloaded, but some images lack frames (or have empty ones); ``problems`` lists them.
+    Exits as a job that did not render everything does."""
 
+    exit_code = 4
     transient = False
 
     def __init__(self, message: str, problems: Sequence[str]) -> None:

@@ -15,12 +15,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from prefect_conductor.conductor_cloud.api.status import TaskStatus
 from prefect_conductor.sandbox.routes.jobs import Jobs
 
 STYLE = (
     "body{font-family:sans-serif;margin:2em;color:#222}"
     "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-    "code{font-size:90%}.success{color:#080}.failed,.killed{color:#b00}"
+    "code{font-size:90%}.success{color:#080}.failed,.killed,.preempted{color:#b00}"
 )
 
 
@@ -31,7 +32,7 @@ def _row(*cells: str) -> str:
 def render(view: dict[str, Any], payload: dict[str, Any], tasks: list[dict[str, str]]) -> str:
     """The page for one job: summary, tasks with states and frames, outputs and uploads."""
     e = html.escape
-    finished = all(t["status"] in ("success", "downloaded", "failed", "killed") for t in tasks)
+    finished = all(TaskStatus.parse(t["status"]).finished for t in tasks)
     refresh = "" if finished else '<meta http-equiv="refresh" content="2">'
     uploads = payload.get("upload_files") or []
     rows = "".join(
