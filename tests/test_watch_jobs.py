@@ -219,6 +219,7 @@ def test_a_run_following_frames_is_resumed_when_tasks_succeeded_that_it_has_not_
     is resumed for new frames (not more often than the setting allows); a run that downloaded
     them all, and a run waiting without following frames, wait on until the job finishes."""
     from prefect_conductor.conductor_cloud.api.client import ConductorClient
+    from prefect_conductor.conductor_cloud.api.task_clock import TaskClock
     from prefect_conductor.conductor_cloud.transfers.job_outputs import task_states
     from prefect_conductor.tasks.follow import downloaded_tag
     from prefect_conductor.tasks.task_clocks import ClockRecords
@@ -229,6 +230,9 @@ def test_a_run_following_frames_is_resumed_when_tasks_succeeded_that_it_has_not_
     with ConductorClient(token_cache_dir=tmp_path / "tokens") as conductor:
         jid = submit(conductor, conductor_env, scout_frames="1")  # 000 renders, the rest hold
         eventually(lambda: task_states(conductor, jid)[0].status.succeeded, what="task 000")
+    # The sandbox hands out job ids again after a reset: an earlier test's clock for this id is
+    # another job's.
+    ClockRecords().write(jid, TaskClock())
 
     def waiting(*tags: str) -> UUID:
         run = client.create_flow_run_from_deployment(
