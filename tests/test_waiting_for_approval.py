@@ -168,6 +168,7 @@ def test_a_deployed_run_over_budget_waits_suspended_for_a_person_s_answer(
     assert state["type"] == "COMPLETED", (state, log)
     assert seen["jobs_while_waiting"] == 1  # the scout job only, while the approval waited
     assert "waits for approval" in str(seen["description"])
+    assert "over the budget 1.00" in str(seen["description"]), seen["description"]
     assert "Full job estimate" in str(seen["description"])
     jobs = conductor_env.jobs()
     assert [[t["frames"] for t in j["tasks_data"]] for j in jobs] == [
