@@ -166,6 +166,11 @@ def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
         assert run_resource in [r["prefect.resource.id"] for r in found[0]["related"]]
     finished = events(prefect_server, "conductor.scouts.finished", scout, run_resource)[0]
     assert finished["payload"]["success"] == 2 and finished["payload"]["failed"] == 0
+    # The scouts' estimate of the full job, and the full job's instance-hours beside it.
+    assert finished["payload"]["estimate"]["tasks"] == 3
+    done = events(prefect_server, "conductor.job.finished", full, run_resource)[0]["payload"]
+    assert done["usage"]["timed_tasks"] == 3 and done["usage"]["instance_hours"] > 0
+    assert done["estimate"]["tasks"] == 3
     assert finished["resource"]["prefect.resource.name"].startswith("shot010 lighting [pc-")
     downloaded = events(prefect_server, "conductor.outputs.downloaded", full, run_resource)[0][
         "payload"

@@ -224,6 +224,7 @@ def render_submit(
                     scene_export=scene.export_path or None,
                     options=options,
                     scout_jid=submitted["scout"].jid if "scout" in submitted else "",
+                    estimate=costs.get("estimate"),
                 )
             else:
                 outputs = _follow(full.jid, _title(bodies["full"]), scene, options, job, estimated)

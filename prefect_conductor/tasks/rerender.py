@@ -49,6 +49,7 @@ from prefect_conductor.conductor_cloud.transfers.output_frames import (
     summary,
 )
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
+from prefect_conductor.tasks.cost_estimate import measured_usage
 from prefect_conductor.tasks.download import download_finished_tasks, download_job_outputs
 from prefect_conductor.tasks.follow import RESUMABLE, await_job, can_suspend, job_finished
 from prefect_conductor.tasks.submit import rerender_submit
@@ -104,8 +105,12 @@ def follow_with_rerenders(
     scene_export: str | None,
     options: RunOptions,
     scout_jid: str = "",
+    estimate: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Follow the full job and its re-renders until every frame rendered or no attempt is left.
+
+    The full job's ``conductor.job.finished`` carries its instance-hours (``usage``) beside the
+    scouts' ``estimate`` of it.
 
     Returns the download summary of all jobs; raises :class:`TasksFailed` in one line naming the
     frames no attempt rendered and the jobs tried (each failed task's log tail in the run's logs).
@@ -119,8 +124,9 @@ def follow_with_rerenders(
     labels: dict[str, Any] = {}
     downloads: dict[str, dict[str, Any]] = {}
     while True:
+        finished = labels if attempt else {"estimate": estimate} if estimate else {}
         states, seconds, downloads[jid] = _settle(
-            jid, title, attempt, labels, folder, first, options
+            jid, title, attempt, finished, folder, first, options, job
         )
         ledger.record(jid, states, positions, seconds)
         bad = [ledger.latest[p][1] for p in ledger.positions_to_rerender()]
@@ -188,6 +194,7 @@ def _settle(
     folder: str | None,
     first: str,
     options: RunOptions,
+    job: ConductorJob,
 ) -> tuple[list[TaskState], dict[str, float], dict[str, Any]]:
     """Wait for job ``jid``, count it, download what rendered: its tasks, their times, the
     download's summary."""
@@ -201,6 +208,8 @@ def _settle(
         states = _listing(jid, options)
         if all_finished(states):
             break
+    if attempt == 0:  # the full job, on the job's own machines: its usage beside the estimate
+        labels = {**labels, "usage": measured_usage(jid, job)}
     job_finished(jid, step, title, options, labels or None)
     outputs = _download(jid, folder, first, options)
     return states, _stored_clock(jid).durations(), outputs
