@@ -18,12 +18,8 @@ Everything stays on 127.0.0.1. Run: python bench/downloads.py [--big 2G]
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import importlib.util
-import json
 import os
-import posixpath
 import resource
 import shutil
 import signal
@@ -32,15 +28,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
+from frames_job import post_frames_job  # bench/ is the script's own folder
 
-from prefect_conductor.conductor_cloud.api.client import ConductorClient, UploadRequest
-from prefect_conductor.conductor_cloud.job.scene import HostInfo, ImageExport, SceneExport
+from prefect_conductor.conductor_cloud.api.client import ConductorClient
 from prefect_conductor.conductor_cloud.transfers.job_outputs import download_job, wait_for_tasks
 from prefect_conductor.sandbox.handle import SandboxHandle
-from prefect_conductor.sandbox.node.package import package_document
 from prefect_conductor.sandbox.server import SandboxServer
 
 MIB = 1024 * 1024
@@ -72,47 +66,8 @@ def submit(
 ) -> str:
     """A job of ``tasks`` tasks, each rendering ``images`` images x ``frames`` frames of ``size``
     bytes; returns its jid once every task has finished."""
-    save_as = {
-        f"project://scene/img{i}": f"{OUTPUT_PATH}/img{i}/img{i}.####.exr" for i in range(images)
-    }
     handle.config(output_bytes=size)
-    scene = SceneExport(
-        host=HostInfo(version="5.0.10"),
-        project_path="/p.project",
-        render_package="/p.project",
-        images=[
-            ImageExport(path=p, render_to_disk=True, save_as=s, first_frame=1, last_frame=1)
-            for p, s in save_as.items()
-        ],
-    )
-    package = json.dumps(package_document(scene)).encode()
-    md5 = base64.b64encode(hashlib.md5(package).digest()).decode()
-    for url in client.get_upload_urls(
-        [UploadRequest("/p.project", md5, len(package))], "default"
-    ).single_part:
-        httpx.put(url.url, content=package).raise_for_status()
-    names = " ".join(save_as)
-    folders = " ".join(posixpath.dirname(s) for s in save_as.values())
-    tasks_data = []
-    for index in range(tasks):
-        first, last = index * frames + 1, (index + 1) * frames
-        spans = " ".join([f"{first}:{last}"] * images)
-        tasks_data.append(
-            {
-                "command": f"mkdir -p {folders} && cd / && cnode p.project -image {names}"
-                f" -image_frames_list {spans}",
-                "frames": f"{first}-{last}",
-            }
-        )
-    payload: dict[str, Any] = {
-        "instance_type": "n1-standard-8",
-        "project": "default",
-        "output_path": OUTPUT_PATH,
-        "local_upload": True,
-        "upload_files": [{"md5": md5, "destination": "/p.project"}],
-        "tasks_data": tasks_data,
-    }
-    jid = client.submit_job(payload, f"bench-{time.time()}").jid
+    jid = post_frames_job(client, OUTPUT_PATH, tasks, frames, images)
     wait_for_tasks(client, jid, poll_seconds=0.05, timeout_seconds=600)
     return jid
 
@@ -163,7 +118,6 @@ def files_in(folder: Path) -> dict[str, Path]:
 
 def reuse_cost(url: str) -> tuple[float, float]:
     """Milliseconds per GET of ``url`` on one reused connection, and on a new one each time."""
-    import httpx
 
     figures = []
     for limits in (httpx.Limits(), httpx.Limits(max_keepalive_connections=0)):

@@ -21,22 +21,16 @@ Everything stays on 127.0.0.1. Run: python bench/task_downloads.py [--tasks 20] 
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import json
 import os
-import posixpath
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import httpx
+from frames_job import post_frames_job  # bench/ is the script's own folder
 
-from prefect_conductor.conductor_cloud.api.client import ConductorClient, UploadRequest
-from prefect_conductor.conductor_cloud.job.scene import HostInfo, ImageExport, SceneExport
+from prefect_conductor.conductor_cloud.api.client import ConductorClient
 from prefect_conductor.conductor_cloud.transfers.job_outputs import fetch_outputs, wait_for_tasks
 from prefect_conductor.conductor_cloud.transfers.task_downloads import (
     TaskDownloaded,
@@ -44,7 +38,6 @@ from prefect_conductor.conductor_cloud.transfers.task_downloads import (
     listed_downloads,
 )
 from prefect_conductor.sandbox.handle import SandboxHandle
-from prefect_conductor.sandbox.node.package import package_document
 from prefect_conductor.sandbox.server import SandboxServer
 
 OUTPUT_PATH = "/bench/renders"
@@ -54,46 +47,7 @@ FRAMES_PER_TASK = 2
 
 def submit(client: ConductorClient, tasks: int) -> str:
     """A job of ``tasks`` tasks, each rendering ``IMAGES`` images x ``FRAMES_PER_TASK`` frames."""
-    save_as = {
-        f"project://scene/img{i}": f"{OUTPUT_PATH}/img{i}/img{i}.####.exr" for i in range(IMAGES)
-    }
-    scene = SceneExport(
-        host=HostInfo(version="5.0.10"),
-        project_path="/scene.project",
-        render_package="/p.project",
-        images=[
-            ImageExport(path=p, render_to_disk=True, save_as=s, first_frame=1, last_frame=1)
-            for p, s in save_as.items()
-        ],
-    )
-    package = json.dumps(package_document(scene)).encode()
-    md5 = base64.b64encode(hashlib.md5(package).digest()).decode()
-    for url in client.get_upload_urls(
-        [UploadRequest("/p.project", md5, len(package))], "default"
-    ).single_part:
-        httpx.put(url.url, content=package).raise_for_status()
-    names = " ".join(save_as)
-    folders = " ".join(posixpath.dirname(s) for s in save_as.values())
-    tasks_data = []
-    for index in range(tasks):
-        first, last = index * FRAMES_PER_TASK + 1, (index + 1) * FRAMES_PER_TASK
-        spans = " ".join([f"{first}:{last}"] * IMAGES)
-        tasks_data.append(
-            {
-                "command": f"mkdir -p {folders} && cd / && cnode p.project -image {names}"
-                f" -image_frames_list {spans}",
-                "frames": f"{first}-{last}",
-            }
-        )
-    payload: dict[str, Any] = {
-        "instance_type": "n1-standard-8",
-        "project": "default",
-        "output_path": OUTPUT_PATH,
-        "local_upload": True,
-        "upload_files": [{"md5": md5, "destination": "/p.project"}],
-        "tasks_data": tasks_data,
-    }
-    return client.submit_job(payload, f"bench-{time.time()}").jid
+    return post_frames_job(client, OUTPUT_PATH, tasks, FRAMES_PER_TASK, IMAGES)
 
 
 def succeeded_at(server: SandboxServer, jid: str) -> dict[str, float]:

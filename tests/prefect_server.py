@@ -149,3 +149,19 @@ def watch_once(server: str) -> dict[str, Any]:
     with temporary_settings({PREFECT_API_URL: server}):
         result: dict[str, Any] = watch_jobs()
     return result
+
+
+def start_deployment_run(
+    api: httpx.Client, name: str, parameters: dict[str, Any]
+) -> dict[str, Any]:
+    """A new run of deployment ``name`` (``flow/deployment``) with ``parameters``, asked again
+    while the server answers busy."""
+    deployment = busy_retried(lambda: api.get(f"/deployments/name/{name}")).json()
+    return dict(
+        busy_retried(
+            lambda: api.post(
+                f"/deployments/{deployment['id']}/create_flow_run",
+                json={"parameters": parameters},
+            )
+        ).json()
+    )

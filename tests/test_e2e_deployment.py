@@ -21,7 +21,7 @@ from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.eventually import eventually
 from tests.host_scenes import build_shot
 from tests.host_standin.fixtures import standin_environment
-from tests.prefect_server import deployed_worker, watch_once
+from tests.prefect_server import deployed_worker, start_deployment_run, watch_once
 
 BATCH_COMMAND = shlex.join([sys.executable, "-m", "prefect_conductor.host_export.batch_export"])
 
@@ -134,10 +134,7 @@ def test_submit_in_the_host_runs_on_a_worker_and_submits_scout_then_full(
 def run_deployment(server: str, name: str, parameters: dict[str, Any]) -> dict[str, Any]:
     """A run of deployment ``name`` that the worker picks up; the run once it has finished."""
     with httpx.Client(base_url=server, timeout=30) as api:
-        deployment = api.get(f"/deployments/name/{name}").json()
-        run = api.post(
-            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}
-        ).json()
+        run = start_deployment_run(api, name, parameters)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             answer = api.get(f"/flow_runs/{run['id']}")

@@ -17,7 +17,7 @@ import pytest
 
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.eventually import eventually
-from tests.prefect_server import watch_once
+from tests.prefect_server import start_deployment_run, watch_once
 from tests.scenes import make_job, make_scene
 from tests.test_waiting import events, read_run, worker  # noqa: F401 - the worker fixture
 
@@ -39,10 +39,7 @@ def test_a_deployed_run_renders_a_failed_frame_again_once_across_its_suspends(
     }
     resumed = 0
     with httpx.Client(base_url=prefect_server, timeout=30) as api:
-        deployment = api.get("/deployments/name/render-submit/submit-to-conductor").json()
-        run = api.post(
-            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}
-        ).json()
+        run = start_deployment_run(api, "render-submit/submit-to-conductor", parameters)
 
         def final_state() -> dict[str, Any] | None:
             nonlocal resumed

@@ -23,7 +23,13 @@ import pytest
 from prefect_conductor.processes import descendants
 from prefect_conductor.sandbox.handle import SandboxHandle
 from tests.eventually import eventually
-from tests.prefect_server import DEPLOYED_POOL, busy_retried, deployed_worker, watch_once
+from tests.prefect_server import (
+    DEPLOYED_POOL,
+    busy_retried,
+    deployed_worker,
+    start_deployment_run,
+    watch_once,
+)
 from tests.scenes import make_job, make_scene
 
 # Starting the server (first test on it), deploying and a worker come before the run itself.
@@ -115,10 +121,7 @@ def test_a_deployed_run_waits_suspended_holding_no_process_and_follows_the_job(
     following: list[bool] = []  # per look at the suspended run: does it follow frames?
     passes: list[dict[str, Any]] = []
     with httpx.Client(base_url=prefect_server, timeout=30) as api:
-        deployment = api.get("/deployments/name/render-submit/submit-to-conductor").json()
-        run = api.post(
-            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}
-        ).json()
+        run = start_deployment_run(api, "render-submit/submit-to-conductor", parameters)
 
         def final_state() -> dict[str, Any] | None:
             current = read_run(api, run["id"])
@@ -229,10 +232,7 @@ def test_a_suspending_run_starts_the_watcher_which_ends_once_nothing_waits(
             "options": {"poll_seconds": 1},
         }
         with httpx.Client(base_url=prefect_server, timeout=30) as api:
-            deployment = api.get("/deployments/name/render-submit/submit-to-conductor").json()
-            run = api.post(
-                f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}
-            ).json()
+            run = start_deployment_run(api, "render-submit/submit-to-conductor", parameters)
             final = wait_until(api, run["id"], lambda r: r["state"]["type"] in FINAL, 300)
             log = (tmp_path / "worker.log").read_text()[-3000:]
             assert final["state"]["type"] == "COMPLETED", log

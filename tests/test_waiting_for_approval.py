@@ -23,7 +23,7 @@ from prefect_conductor.processes import descendants
 from prefect_conductor.sandbox.handle import SandboxHandle
 from prefect_conductor.tasks.approve import APPROVAL_TAG, approval_key
 from tests.eventually import eventually
-from tests.prefect_server import deployed_worker, watch_once
+from tests.prefect_server import deployed_worker, start_deployment_run, watch_once
 from tests.scenes import EXAMPLES, make_job, make_scene
 from tests.test_waiting import events, read_run
 
@@ -123,10 +123,7 @@ def test_a_deployed_run_over_budget_waits_suspended_for_a_person_s_answer(
     }
     seen: dict[str, Any] = {"approvals": 0, "held": []}
     with httpx.Client(base_url=prefect_server, timeout=30) as api:
-        deployment = api.get("/deployments/name/render-submit/submit-to-conductor").json()
-        run = api.post(
-            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}
-        ).json()
+        run = start_deployment_run(api, "render-submit/submit-to-conductor", parameters)
 
         def final_state() -> dict[str, Any] | None:
             current = read_run(api, run["id"])
