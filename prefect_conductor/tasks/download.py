@@ -39,6 +39,7 @@ from prefect_conductor.conductor_cloud.transfers.job_outputs import (
     JobOutputs,
     TasksFailed,
     TaskState,
+    all_finished,
     fetch_outputs,
     listed_tasks,
     wait_for_tasks,
@@ -254,13 +255,12 @@ def download_finished_tasks(
     if outcome.error is not None:
         raise outcome.error
     states = outcome.value or []
-    finished = bool(states) and all(s.status.finished for s in states)
     return {
         "jid": jid,
         "tasks": len(already),
         "succeeded": sum(1 for s in states if s.status.succeeded),
         "total": len(states),
-        "finished": finished,
+        "finished": all_finished(states),
     }
 
 

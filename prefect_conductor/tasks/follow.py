@@ -36,9 +36,8 @@ from prefect.exceptions import PrefectException
 from prefect.flow_runs import suspend_flow_run
 from prefect.runtime import flow_run
 
-from prefect_conductor.conductor_cloud.api.status import TaskStatus, not_rendered_line
+from prefect_conductor.conductor_cloud.api.status import TaskStatus
 from prefect_conductor.conductor_cloud.errors import SubmitterError
-from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.transfers.job_outputs import (
     TaskState,
@@ -48,7 +47,7 @@ from prefect_conductor.conductor_cloud.transfers.job_outputs import (
 )
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 from prefect_conductor.tasks.job_events import JOB_FINISHED, SCOUTS_FINISHED, emit_job_event
-from prefect_conductor.tasks.submit import ScoutFailed
+from prefect_conductor.tasks.submit import scout_failed
 from prefect_conductor.tasks.task_clocks import clocked_wait
 from prefect_conductor.tasks.watcher_runs import ensure_watcher
 
@@ -189,13 +188,5 @@ def job_finished(
     emit_job_event(event, jid, title, {"step": step, **tally, **(labels or {})})
     get_run_logger().info("%s job %s finished: %s", step, jid, tally)
     if step == "scout" and (tally["failed"] or tally["preempted"]):
-        bad = [s for s in states if not s.status.succeeded]
-        frames = FrameList.from_iterable(
-            f for s in bad if s.frames for f in parse_frame_spec(s.frames)
-        )
-        named = f"frames {frames}" if frames else "tasks " + ", ".join(s.tid for s in bad)
-        raise ScoutFailed(
-            f"scout job {jid}: {not_rendered_line(s.status for s in bad)}, {named};"
-            " the remaining frames were not submitted"
-        )
+        raise scout_failed(jid, [s for s in states if not s.status.succeeded])
     return tally

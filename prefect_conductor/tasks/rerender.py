@@ -36,11 +36,11 @@ from prefect_conductor.conductor_cloud.submission.rerender import (
     still_to_rerender,
 )
 from prefect_conductor.conductor_cloud.transfers.job_outputs import (
-    LOG_TAIL_LINES,
     TasksFailed,
     TaskState,
     all_finished,
     listed_tasks,
+    log_tail,
 )
 from prefect_conductor.conductor_cloud.transfers.output_frames import (
     check_job_frames,
@@ -240,13 +240,8 @@ def _log_tails(ledger: Ledger, options: RunOptions) -> dict[str, list[str]]:
     logs: dict[str, list[str]] = {}
     with client_for(options) as client:
         for jid, state in ledger.unrendered():
-            if state.status is not TaskStatus.FAILED:
-                continue
-            try:
-                lines = client.task_log(jid, state.tid)[-LOG_TAIL_LINES:]
-            except ServiceError as error:
-                lines = [f"(log unavailable: {error})"]
-            logs[f"{state.tid} of job {jid}"] = lines
+            if state.status is TaskStatus.FAILED:
+                logs[f"{state.tid} of job {jid}"] = log_tail(client, jid, state.tid)
     return logs
 
 

@@ -18,6 +18,7 @@ are named by their frames.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,7 +33,11 @@ from prefect_conductor.conductor_cloud.errors import SubmitterError
 from prefect_conductor.conductor_cloud.job.frames import FrameList, parse_frame_spec
 from prefect_conductor.conductor_cloud.job.run_parameters import RunOptions
 from prefect_conductor.conductor_cloud.submission.rerender import rerender_labels
-from prefect_conductor.conductor_cloud.transfers.job_outputs import JobNotFinished, listed_tasks
+from prefect_conductor.conductor_cloud.transfers.job_outputs import (
+    JobNotFinished,
+    TaskState,
+    listed_tasks,
+)
 from prefect_conductor.tasks.common import client_for, never_retry_user_errors
 from prefect_conductor.tasks.conductor_limits import conductor_slot
 from prefect_conductor.tasks.job_events import JOB_SUBMITTED, emit_job_event
@@ -139,15 +144,18 @@ def wait_for_tasks(jid: str, options: RunOptions) -> dict[str, int]:
     logger.info("job %s tasks: %s", jid, counts)
     failed = [t for t in tasks if not t.status.succeeded]
     if failed:
-        frames = FrameList.from_iterable(
-            frame for t in failed if t.frames for frame in parse_frame_spec(t.frames)
-        )
-        named = f"frames {frames}" if frames else "tasks " + ", ".join(t.tid for t in failed)
-        lost = not_rendered_line(t.status for t in failed)
-        raise ScoutFailed(
-            f"scout job {jid}: {lost}, {named}; the remaining frames were not submitted"
-        )
+        raise scout_failed(jid, failed)
     return counts
+
+
+def scout_failed(jid: str, bad: Sequence[TaskState]) -> ScoutFailed:
+    """The one line for scout tasks that did not render: how, and their frames (else tids)."""
+    frames = FrameList.from_iterable(
+        frame for t in bad if t.frames for frame in parse_frame_spec(t.frames)
+    )
+    named = f"frames {frames}" if frames else "tasks " + ", ".join(t.tid for t in bad)
+    lost = not_rendered_line(t.status for t in bad)
+    return ScoutFailed(f"scout job {jid}: {lost}, {named}; the remaining frames were not submitted")
 
 
 def _unfinished(jid: str, word: object, minutes: int) -> str:

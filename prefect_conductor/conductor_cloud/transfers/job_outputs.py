@@ -194,16 +194,21 @@ def raise_for_failed_tasks(client: ConductorJobs, jid: str, states: Sequence[Tas
     line = not_rendered_message(jid, states)
     if line is None:
         return
-    bad = [s for s in states if s.status.not_rendered]
-    logs: dict[str, list[str]] = {}
-    for state in bad:
-        if state.status is not TaskStatus.FAILED:
-            continue
-        try:
-            logs[state.tid] = client.task_log(jid, state.tid)[-LOG_TAIL_LINES:]
-        except ServiceError as error:
-            logs[state.tid] = [f"(log unavailable: {error})"]
+    logs = {
+        state.tid: log_tail(client, jid, state.tid)
+        for state in states
+        if state.status is TaskStatus.FAILED
+    }
     raise TasksFailed(line, logs)
+
+
+def log_tail(client: ConductorJobs, jid: str, tid: str) -> list[str]:
+    """The last :data:`LOG_TAIL_LINES` lines of a task's log, or one line saying it could not be
+    read (a failure report never hides the failure for want of its log)."""
+    try:
+        return client.task_log(jid, tid)[-LOG_TAIL_LINES:]
+    except ServiceError as error:
+        return [f"(log unavailable: {error})"]
 
 
 def not_rendered_message(jid: str, states: Sequence[TaskState]) -> str | None:
